@@ -1,0 +1,89 @@
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// What identifies a call apart from its position: who called whom, how.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CallSite {
+    pub caller: String,
+    pub callee: String,
+    pub protocol: String,
+    pub method: String,
+    pub target: String,
+}
+
+impl CallSite {
+    /// A hash that is the same in every run and on every machine (the
+    /// standard library's hasher is seeded per process).
+    pub fn hash(&self) -> u64 {
+        let mut digest = Sha256::new();
+        for part in [&self.caller, &self.callee, &self.protocol, &self.method, &self.target] {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        let bytes = digest.finalize();
+        u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
+    }
+}
+
+impl fmt::Display for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} → {} {} {}", self.caller, self.callee, self.method, self.target)
+    }
+}
+
+/// A call's stable identity: its parent's index followed by (hash of its
+/// call site, how many calls of that site its parent had made so far).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutionIndex(Vec<(u64, u32)>);
+
+impl ExecutionIndex {
+    pub fn child(&self, site_hash: u64, n: u32) -> Self {
+        let mut entries = self.0.clone();
+        entries.push((site_hash, n));
+        Self(entries)
+    }
+
+    /// The index of the call this one was made for (`None`: made by the test).
+    pub fn parent(&self) -> Option<Self> {
+        (self.0.len() > 1).then(|| Self(self.0[..self.0.len() - 1].to_vec()))
+    }
+}
+
+impl fmt::Display for ExecutionIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, (hash, n)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "[\"{hash:016x}\", {n}]")?;
+        }
+        f.write_str("]")
+    }
+}
+
+// Serialised as Filibuster prints it: [["<hex hash>", n], ...].
+impl Serialize for ExecutionIndex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entries: Vec<(String, u32)> =
+            self.0.iter().map(|(hash, n)| (format!("{hash:016x}"), *n)).collect();
+        entries.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExecutionIndex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries: Vec<(String, u32)> = Vec::deserialize(deserializer)?;
+        entries
+            .into_iter()
+            .map(|(hash, n)| {
+                u64::from_str_radix(&hash, 16)
+                    .map(|hash| (hash, n))
+                    .map_err(|_| serde::de::Error::custom(format!("`{hash}` is not a hex call-site hash")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}

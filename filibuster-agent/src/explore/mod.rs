@@ -1,0 +1,298 @@
+//! The search: which combinations of faults to run, in which order, and
+//! which to skip. Pure logic, no I/O: the runner feeds it calls as the proxy
+//! sees them, and the model tests feed it calls from models of topologies.
+//!
+//! The rules are Filibuster's:
+//! - Run the test once with no fault. Every call that is not part of the
+//!   prefix an execution was scheduled with is *new*: for each fault that
+//!   applies to it, schedule the current execution's faults plus that one.
+//! - Depth first: the execution scheduled last runs next.
+//! - Deduplicated: a set of faults is scheduled at most once.
+//! - Dynamic reduction ([`reduce`]): skip a scheduled execution when earlier
+//!   executions already showed every outcome it would produce.
+
+mod fault;
+mod index;
+#[cfg(test)]
+mod models;
+mod reduce;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+pub use fault::{Fault, Outcome};
+pub use index::{CallSite, ExecutionIndex};
+use serde::{Deserialize, Serialize};
+
+/// How the search runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub dynamic_reduction: bool,
+    /// At most this many faults in one execution.
+    pub max_faults: Option<usize>,
+}
+
+/// A fault planned for one call of an execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    pub index: ExecutionIndex,
+    pub site: CallSite,
+    pub fault: Fault,
+}
+
+/// An execution waiting to run: the faults it injects and the calls that
+/// led to it (seen in the execution that scheduled it, up to and including
+/// the call it adds a fault to).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    faults: BTreeMap<ExecutionIndex, PlannedFault>,
+    prefix: Vec<ExecutionIndex>,
+}
+
+impl Plan {
+    /// An execution that injects exactly `faults`, for replaying a
+    /// counterexample: it schedules nothing new.
+    pub fn replay(faults: Vec<PlannedFault>) -> Self {
+        let prefix = faults.iter().map(|f| f.index.clone()).collect();
+        let faults = faults.into_iter().map(|f| (f.index.clone(), f)).collect();
+        Self { faults, prefix }
+    }
+
+    pub fn faults(&self) -> impl Iterator<Item = &PlannedFault> {
+        self.faults.values()
+    }
+
+    fn key(&self) -> Vec<(ExecutionIndex, Fault)> {
+        self.faults.values().map(|f| (f.index.clone(), f.fault.clone())).collect()
+    }
+}
+
+/// Identifies a call within one execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallId(usize);
+
+/// One call of an execution, as it happened.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub index: ExecutionIndex,
+    pub parent: Option<CallId>,
+    pub site: CallSite,
+    /// The fault injected on this call, if any.
+    pub injected: Option<Fault>,
+    pub outcome: Outcome,
+}
+
+/// An execution in progress: the proxy reports calls to it and it answers
+/// which fault, if any, to inject.
+#[derive(Debug)]
+pub struct Execution {
+    pub number: usize,
+    plan: Plan,
+    prefix: HashSet<ExecutionIndex>,
+    log: Vec<CallRecord>,
+    counters: HashMap<(Option<CallId>, u64), u32>,
+    scheduled: Vec<Plan>,
+    max_faults: Option<usize>,
+    replay: bool,
+}
+
+impl Execution {
+    fn new(number: usize, plan: Plan, options: &Options, replay: bool) -> Self {
+        let prefix = plan.prefix.iter().cloned().collect();
+        Self {
+            number,
+            plan,
+            prefix,
+            log: Vec::new(),
+            counters: HashMap::new(),
+            scheduled: Vec::new(),
+            max_faults: options.max_faults,
+            replay,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn calls(&self) -> &[CallRecord] {
+        &self.log
+    }
+
+    pub fn call(&self, id: CallId) -> &CallRecord {
+        &self.log[id.0]
+    }
+
+    /// The index the next call of `site` under `parent` gets, without
+    /// recording anything.
+    pub fn next_index(&self, parent: Option<CallId>, site: &CallSite) -> ExecutionIndex {
+        let hash = site.hash();
+        let n = self.counters.get(&(parent, hash)).copied().unwrap_or(0) + 1;
+        let base = parent.map(|p| self.log[p.0].index.clone()).unwrap_or_default();
+        base.child(hash, n)
+    }
+
+    /// Records a call; returns its id and the fault to inject, if any.
+    /// `applicable` are the faults this call could be failed with.
+    pub fn begin_call(
+        &mut self,
+        parent: Option<CallId>,
+        site: CallSite,
+        applicable: &[Fault],
+    ) -> (CallId, Option<Fault>) {
+        let index = self.next_index(parent, &site);
+        *self.counters.entry((parent, site.hash())).or_default() += 1;
+        let injected = self.plan.faults.get(&index).map(|f| f.fault.clone());
+        let id = CallId(self.log.len());
+        self.log.push(CallRecord {
+            index: index.clone(),
+            parent,
+            site: site.clone(),
+            injected: injected.clone(),
+            outcome: match &injected {
+                Some(fault) => Outcome::Injected(fault.clone()),
+                None => Outcome::Unfinished,
+            },
+        });
+        if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
+            self.schedule_faults_on(&index, &site, applicable);
+        }
+        (id, injected)
+    }
+
+    /// Records how a call ended (for an injected fault, nothing to add).
+    pub fn end_call(&mut self, id: CallId, outcome: Outcome) {
+        let record = &mut self.log[id.0];
+        if record.injected.is_none() {
+            record.outcome = outcome;
+        }
+    }
+
+    fn schedule_faults_on(&mut self, index: &ExecutionIndex, site: &CallSite, applicable: &[Fault]) {
+        if self.max_faults.is_some_and(|max| self.plan.faults.len() >= max) {
+            return;
+        }
+        let prefix: Vec<ExecutionIndex> = self.log.iter().map(|r| r.index.clone()).collect();
+        for fault in applicable {
+            let mut faults = self.plan.faults.clone();
+            faults.insert(
+                index.clone(),
+                PlannedFault {
+                    index: index.clone(),
+                    site: site.clone(),
+                    fault: fault.clone(),
+                },
+            );
+            self.scheduled.push(Plan {
+                faults,
+                prefix: prefix.clone(),
+            });
+        }
+    }
+}
+
+/// What an execution ended with.
+#[derive(Debug)]
+pub struct Finished {
+    pub number: usize,
+    pub faults: Vec<PlannedFault>,
+    pub calls: Vec<CallRecord>,
+    pub passed: bool,
+}
+
+/// Counters a user watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub executions: usize,
+    pub pruned: usize,
+    pub scheduled: usize,
+}
+
+/// The depth-first search over fault combinations.
+#[derive(Debug)]
+pub struct Explorer {
+    options: Options,
+    stack: Vec<Plan>,
+    known: HashSet<Vec<(ExecutionIndex, Fault)>>,
+    ran: Vec<Finished>,
+    pruned: usize,
+    replay: bool,
+}
+
+impl Explorer {
+    /// A search that starts with the fault-free execution.
+    pub fn new(options: Options) -> Self {
+        let initial = Plan::default();
+        Self {
+            options,
+            known: HashSet::from([initial.key()]),
+            stack: vec![initial],
+            ran: Vec::new(),
+            pruned: 0,
+            replay: false,
+        }
+    }
+
+    /// A search of exactly one execution: the replay of `plan`.
+    pub fn replay(plan: Plan) -> Self {
+        Self {
+            options: Options::default(),
+            known: HashSet::new(),
+            stack: vec![plan],
+            ran: Vec::new(),
+            pruned: 0,
+            replay: true,
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            executions: self.ran.len(),
+            pruned: self.pruned,
+            scheduled: self.stack.len(),
+        }
+    }
+
+    pub fn executions(&self) -> &[Finished] {
+        &self.ran
+    }
+
+    /// The next execution to run, or `None` when the search is complete.
+    pub fn next_execution(&mut self) -> Option<Execution> {
+        while let Some(plan) = self.stack.pop() {
+            if self.options.dynamic_reduction && reduce::should_prune(&plan, &self.ran) {
+                self.pruned += 1;
+                continue;
+            }
+            return Some(Execution::new(
+                self.ran.len() + 1,
+                plan,
+                &self.options,
+                self.replay,
+            ));
+        }
+        None
+    }
+
+    /// Takes a finished execution's log and schedules what it discovered.
+    pub fn finish(&mut self, execution: Execution, passed: bool) -> &Finished {
+        let Execution {
+            number,
+            plan,
+            log,
+            scheduled,
+            ..
+        } = execution;
+        for plan in scheduled {
+            if self.known.insert(plan.key()) {
+                self.stack.push(plan);
+            }
+        }
+        self.ran.push(Finished {
+            number,
+            faults: plan.faults.into_values().collect(),
+            calls: log,
+            passed,
+        });
+        self.ran.last().expect("just pushed")
+    }
+}

@@ -1,0 +1,109 @@
+//! Types shared by the kernel programs (`filibuster-ebpf`) and the agent.
+//!
+//! Every type here is `#[repr(C)]`, has no implicit padding and is read and
+//! written by both sides through BPF maps or the ring buffer, so a field
+//! change on one side is a change on both.
+#![no_std]
+
+/// `AF_INET` and `AF_INET6`, as the kernel spells them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// Names of the maps the agent opens by name.
+pub mod maps {
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const CONNECT_COUNTS: &str = "CONNECT_COUNTS";
+    pub const REFUSALS: &str = "REFUSALS";
+    pub const REDIRECTS_BY_PORT: &str = "REDIRECTS_BY_PORT";
+    pub const EVENTS: &str = "EVENTS";
+}
+
+/// Names of the kernel programs, as the agent loads and attaches them.
+pub mod programs {
+    pub const CONNECT4: &str = "connect4";
+    pub const CONNECT6: &str = "connect6";
+    pub const GETPEERNAME4: &str = "getpeername4";
+    pub const GETPEERNAME6: &str = "getpeername6";
+    pub const SOCK_OPS: &str = "established";
+}
+
+/// An IPv4 or IPv6 socket address.
+///
+/// `addr` holds the address in network byte order (IPv4 in `addr[0]`), as in
+/// `struct bpf_sock_addr`; `port` is in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockAddr {
+    pub addr: [u32; 4],
+    pub family: u16,
+    pub port: u16,
+}
+
+/// The agent's settings, in slot 0 of the `SETTINGS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// Port of the agent's transparent listener on 127.0.0.1 (0: not running).
+    pub listener_port_v4: u16,
+    /// Port of the agent's transparent listener on [::1] (0: not running).
+    pub listener_port_v6: u16,
+    /// Loopback port of the agent's control API: never redirected, so a test
+    /// can always ask the agent what it injected.
+    pub control_port: u16,
+    pub _pad: u16,
+}
+
+/// One caller (a managed cgroup) connecting to one destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnectKey {
+    pub cgroup_id: u64,
+    pub destination: SockAddr,
+}
+
+/// The `ordinal`-th connect of a caller to a destination in the current
+/// execution (counted from 1). The agent arms refusals with this key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnectAttempt {
+    pub key: ConnectKey,
+    pub ordinal: u32,
+    pub _pad: u32,
+}
+
+/// Key of `REDIRECTS_BY_PORT`: the local (client) port of a redirected
+/// connection and its family, which the agent reads as its peer's port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PeerKey {
+    pub port: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+
+/// A connect from a managed cgroup, reported through the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConnectEvent {
+    pub attempt: ConnectAttempt,
+    /// Thread group id (the process) and thread id of the caller.
+    pub pid: u32,
+    pub tid: u32,
+    /// One of the `ACTION_*` constants.
+    pub action: u32,
+    pub _pad: u32,
+}
+
+pub const ACTION_REDIRECTED: u32 = 1;
+pub const ACTION_REFUSED: u32 = 2;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, padding-free and valid for any bit pattern.
+    unsafe impl aya::Pod for super::SockAddr {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::ConnectKey {}
+    unsafe impl aya::Pod for super::ConnectAttempt {}
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::ConnectEvent {}
+}

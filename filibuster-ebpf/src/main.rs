@@ -1,0 +1,262 @@
+//! Filibuster's kernel programs, attached to every managed cgroup.
+//!
+//! - `connect4`/`connect6`: count each TCP connect per (caller cgroup,
+//!   destination), refuse it with ECONNREFUSED when the agent armed that
+//!   attempt, otherwise redirect it to the agent's transparent listener,
+//!   remembering the original destination under the socket cookie.
+//! - `established` (sock_ops): once the redirected connection is up, file
+//!   the original destination under the client's port, where the agent
+//!   finds it from its accepted socket's peer address.
+//! - `getpeername4`/`getpeername6`: show the caller its original peer.
+//!
+//! Loopback destinations with no listener are left alone, so a connect
+//! fails as it would without Filibuster (`localhost` resolving to `::1`
+//! first, while the service only listens on IPv4, keeps working).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_set_retval,
+        bpf_sk_lookup_tcp, bpf_sk_release,
+    },
+    macros::{cgroup_sock_addr, map, sock_ops},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
+    programs::{SockAddrContext, SockOpsContext},
+};
+use filibuster_common::{
+    ACTION_REDIRECTED, ACTION_REFUSED, AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey,
+    PeerKey, Settings, SockAddr,
+};
+
+const IPPROTO_TCP: u32 = 6;
+const ECONNREFUSED: i32 = 111;
+/// Return values of cgroup_sock_addr programs.
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+#[map]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Connects seen per (caller, destination) in the current execution.
+#[map]
+static CONNECT_COUNTS: HashMap<ConnectKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Connect attempts the agent wants refused in the current execution.
+#[map]
+static REFUSALS: HashMap<ConnectAttempt, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Original destination of a redirected socket, by socket cookie.
+#[map]
+static REDIRECTS_BY_COOKIE: LruHashMap<u64, ConnectAttempt> = LruHashMap::with_max_entries(65536, 0);
+
+/// Original destination of an established redirected connection, by client port.
+#[map]
+static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.protocol != IPPROTO_TCP {
+        return ALLOW;
+    }
+    let Some(settings) = settings() else { return ALLOW };
+    let destination = SockAddr {
+        addr: [sa.user_ip4, 0, 0, 0],
+        family: AF_INET,
+        port: u16::from_be(sa.user_port as u16),
+    };
+    let loopback = (sa.user_ip4 & 0xff) == 127;
+    if loopback && destination.port == settings.control_port {
+        return ALLOW;
+    }
+    if loopback && !has_listener_v4(&ctx, sa.user_ip4, sa.user_port as u16) {
+        return ALLOW;
+    }
+    match decide(&ctx, destination) {
+        Decision::Refuse => DENY,
+        Decision::Redirect => {
+            if settings.listener_port_v4 == 0 {
+                return ALLOW;
+            }
+            sa.user_ip4 = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            sa.user_port = u32::from(settings.listener_port_v4.to_be());
+            ALLOW
+        }
+    }
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.protocol != IPPROTO_TCP {
+        return ALLOW;
+    }
+    let Some(settings) = settings() else { return ALLOW };
+    let ip6 = sa.user_ip6;
+    // IPv4-mapped addresses go through the IPv4 path of the stack but not
+    // through connect4; they are rare between services and left alone.
+    if ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be() {
+        return ALLOW;
+    }
+    let destination = SockAddr {
+        addr: ip6,
+        family: AF_INET6,
+        port: u16::from_be(sa.user_port as u16),
+    };
+    let loopback = ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == 1_u32.to_be();
+    if loopback && destination.port == settings.control_port {
+        return ALLOW;
+    }
+    if loopback && !has_listener_v6(&ctx, ip6, sa.user_port as u16) {
+        return ALLOW;
+    }
+    match decide(&ctx, destination) {
+        Decision::Refuse => DENY,
+        Decision::Redirect => {
+            if settings.listener_port_v6 == 0 {
+                return ALLOW;
+            }
+            sa.user_ip6 = [0, 0, 0, 1_u32.to_be()];
+            sa.user_port = u32::from(settings.listener_port_v6.to_be());
+            ALLOW
+        }
+    }
+}
+
+#[sock_ops]
+pub fn established(ctx: SockOpsContext) -> u32 {
+    if ctx.op() != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        return 1;
+    }
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
+        let family = if ctx.family() == u32::from(AF_INET6) { AF_INET6 } else { AF_INET };
+        let key = PeerKey {
+            port: ctx.local_port() as u16,
+            family,
+            _pad: 0,
+        };
+        let _ = REDIRECTS_BY_PORT.insert(key, *attempt, 0);
+    }
+    1
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn getpeername4(ctx: SockAddrContext) -> i32 {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
+        let sa = unsafe { &mut *ctx.sock_addr };
+        sa.user_ip4 = attempt.key.destination.addr[0];
+        sa.user_port = u32::from(attempt.key.destination.port.to_be());
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn getpeername6(ctx: SockAddrContext) -> i32 {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
+        let sa = unsafe { &mut *ctx.sock_addr };
+        sa.user_ip6 = attempt.key.destination.addr;
+        sa.user_port = u32::from(attempt.key.destination.port.to_be());
+    }
+    ALLOW
+}
+
+enum Decision {
+    Redirect,
+    Refuse,
+}
+
+fn settings() -> Option<Settings> {
+    SETTINGS.get(0).copied()
+}
+
+/// Counts this connect, then refuses it if the agent armed this attempt,
+/// otherwise records its original destination for the agent.
+fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
+    let key = ConnectKey {
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        destination,
+    };
+    // Not atomic: two threads of one caller connecting to the same
+    // destination at the same instant may share an ordinal. Such calls have
+    // no stable order anyway, so the search cannot target either of them.
+    let ordinal = match CONNECT_COUNTS.get_ptr_mut(key) {
+        Some(count) => unsafe {
+            *count += 1;
+            *count
+        },
+        None => {
+            let _ = CONNECT_COUNTS.insert(key, 1, u64::from(BPF_NOEXIST));
+            1
+        }
+    };
+    let attempt = ConnectAttempt {
+        key,
+        ordinal,
+        _pad: 0,
+    };
+    let refuse = unsafe { REFUSALS.get(attempt) }.is_some();
+    if refuse {
+        unsafe { bpf_set_retval(-ECONNREFUSED) };
+    } else {
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+        let _ = REDIRECTS_BY_COOKIE.insert(cookie, attempt, 0);
+    }
+    report(attempt, if refuse { ACTION_REFUSED } else { ACTION_REDIRECTED });
+    if refuse { Decision::Refuse } else { Decision::Redirect }
+}
+
+fn report(attempt: ConnectAttempt, action: u32) {
+    if let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        entry.write(ConnectEvent {
+            attempt,
+            pid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+            action,
+            _pad: 0,
+        });
+        entry.submit(0);
+    }
+}
+
+fn has_listener_v4(ctx: &SockAddrContext, daddr: u32, dport_be: u16) -> bool {
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    tuple.__bindgen_anon_1.ipv4.daddr = daddr;
+    tuple.__bindgen_anon_1.ipv4.dport = dport_be;
+    lookup(ctx, &mut tuple, 12)
+}
+
+fn has_listener_v6(ctx: &SockAddrContext, daddr: [u32; 4], dport_be: u16) -> bool {
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    tuple.__bindgen_anon_1.ipv6.daddr = daddr;
+    tuple.__bindgen_anon_1.ipv6.dport = dport_be;
+    lookup(ctx, &mut tuple, 36)
+}
+
+fn lookup(ctx: &SockAddrContext, tuple: &mut bpf_sock_tuple, size: u32) -> bool {
+    let sk = unsafe { bpf_sk_lookup_tcp(ctx.as_ptr(), tuple, size, BPF_F_CURRENT_NETNS as u64, 0) };
+    if sk.is_null() {
+        return false;
+    }
+    unsafe { bpf_sk_release(sk.cast()) };
+    true
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
