@@ -1,1 +1,13 @@
+//! Filibuster: service-level fault injection testing for unmodified
+//! services. See README.md for how to use it; DESIGN.md for why it is
+//! built this way.
+
+pub mod cgroups;
+pub mod config;
+pub mod control;
+pub mod ebpf;
 pub mod explore;
+pub mod proxy;
+pub mod report;
+pub mod runner;
+pub mod session;

@@ -98,7 +98,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     }
     let Some(settings) = settings() else { return ALLOW };
-    let ip6 = sa.user_ip6;
+    let ip6 = read_ip6(&sa.user_ip6);
     // IPv4-mapped addresses go through the IPv4 path of the stack but not
     // through connect4; they are rare between services and left alone.
     if ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be() {
@@ -122,7 +122,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
             if settings.listener_port_v6 == 0 {
                 return ALLOW;
             }
-            sa.user_ip6 = [0, 0, 0, 1_u32.to_be()];
+            write_ip6(&mut sa.user_ip6, [0, 0, 0, 1_u32.to_be()]);
             sa.user_port = u32::from(settings.listener_port_v6.to_be());
             ALLOW
         }
@@ -163,10 +163,26 @@ pub fn getpeername6(ctx: SockAddrContext) -> i32 {
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
         let sa = unsafe { &mut *ctx.sock_addr };
-        sa.user_ip6 = attempt.key.destination.addr;
+        write_ip6(&mut sa.user_ip6, attempt.key.destination.addr);
         sa.user_port = u32::from(attempt.key.destination.port.to_be());
     }
     ALLOW
+}
+
+// The verifier only allows context accesses at a constant offset from the
+// context pointer: a plain array copy would go through a derived pointer.
+fn read_ip6(field: &[u32; 4]) -> [u32; 4] {
+    let mut words = [0; 4];
+    for (i, word) in words.iter_mut().enumerate() {
+        *word = unsafe { core::ptr::read_volatile(&field[i]) };
+    }
+    words
+}
+
+fn write_ip6(field: &mut [u32; 4], words: [u32; 4]) {
+    for (i, word) in words.into_iter().enumerate() {
+        unsafe { core::ptr::write_volatile(&mut field[i], word) };
+    }
 }
 
 enum Decision {

@@ -70,6 +70,13 @@ impl Plan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CallId(usize);
 
+impl CallId {
+    /// Where the call stands in its execution's log.
+    pub fn position(self) -> usize {
+        self.0
+    }
+}
+
 /// One call of an execution, as it happened.
 #[derive(Clone, Debug)]
 pub struct CallRecord {

@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""The tutorial's functional test: foo answers "foo bar baz", or, when a
+fault was injected somewhere, fails gracefully with 503 or 404."""
+import requests
+
+from filibuster.assertions import was_fault_injected
+
+
+def test_functional_foo_bar_baz():
+    response = requests.get("http://localhost:5000/foo/bar/baz", timeout=5)
+    if response.status_code == 200:
+        assert (not was_fault_injected()) and response.text == "foo bar baz"
+    else:
+        assert was_fault_injected() and response.status_code in [503, 404], (
+            f"foo answered {response.status_code}: {response.text[:200]!r}"
+        )
+
+
+if __name__ == "__main__":
+    test_functional_foo_bar_baz()

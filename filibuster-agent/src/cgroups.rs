@@ -1,0 +1,166 @@
+//! cgroup v2: one cgroup per run (`filibuster-<agent pid>`), with a child
+//! per service and one for the test. A cgroup is how the kernel programs
+//! know who is calling, and how every process of a service is ended at once.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+const RUN_PREFIX: &str = "filibuster-";
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount() -> Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").context("cannot read /proc/mounts")?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, dir, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .next()
+        .context("no cgroup v2 filesystem is mounted: mount one (mount -t cgroup2 none /sys/fs/cgroup) or boot with systemd.unified_cgroup_hierarchy=1")
+}
+
+/// A cgroup this run created.
+#[derive(Debug)]
+pub struct Cgroup {
+    path: PathBuf,
+    id: u64,
+}
+
+impl Cgroup {
+    fn create(path: PathBuf) -> Result<Self> {
+        fs::create_dir(&path).with_context(|| format!("cannot create cgroup {}", path.display()))?;
+        let id = fs::metadata(&path)?.ino();
+        Ok(Self { path, id })
+    }
+
+    /// The id the kernel programs see (`bpf_get_current_cgroup_id`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file a process writes "0" to in order to move itself here.
+    pub fn procs_file(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.procs_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Ends every process in the cgroup, descendants included.
+    pub fn kill_all(&self) {
+        if fs::write(self.path.join("cgroup.kill"), "1").is_err() {
+            // Kernels before 5.14 have no cgroup.kill.
+            for pid in self.pids() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// The run's cgroup and its children; dropping it ends their processes and
+/// removes them.
+#[derive(Debug)]
+pub struct RunCgroups {
+    root: PathBuf,
+    children: Vec<Cgroup>,
+}
+
+impl RunCgroups {
+    pub fn create(mount: &Path) -> Result<Self> {
+        let root = mount.join(format!("{RUN_PREFIX}{}", std::process::id()));
+        fs::create_dir(&root).with_context(|| {
+            format!("cannot create cgroup {} (is this run as root?)", root.display())
+        })?;
+        Ok(Self {
+            root,
+            children: Vec::new(),
+        })
+    }
+
+    pub fn add(&mut self, name: &str) -> Result<&Cgroup> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("`{name}` cannot name a cgroup: use letters, digits, `-` or `_`");
+        }
+        let cgroup = Cgroup::create(self.root.join(name))?;
+        self.children.push(cgroup);
+        Ok(self.children.last().expect("just pushed"))
+    }
+
+    pub fn children(&self) -> &[Cgroup] {
+        &self.children
+    }
+}
+
+impl Drop for RunCgroups {
+    fn drop(&mut self) {
+        for child in &self.children {
+            child.kill_all();
+        }
+        for child in &self.children {
+            remove_when_empty(&child.path);
+        }
+        remove_when_empty(&self.root);
+    }
+}
+
+fn remove_when_empty(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // rmdir fails with EBUSY until the killed processes are reaped.
+    while fs::remove_dir(path).is_err() && path.exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes the cgroups of earlier runs whose agent is gone (killed with
+/// SIGKILL, say), ending any process left in them. Returns what it removed.
+pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(mount) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let root = entry.path();
+        let children: Vec<PathBuf> = fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        for child in &children {
+            let _ = fs::write(child.join("cgroup.kill"), "1");
+        }
+        for child in &children {
+            remove_when_empty(child);
+        }
+        remove_when_empty(&root);
+        removed.push(root);
+    }
+    removed
+}

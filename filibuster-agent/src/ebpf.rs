@@ -1,0 +1,213 @@
+//! The kernel side: loads `filibuster-ebpf`, attaches it to managed cgroups
+//! and talks to it through its maps.
+//!
+//! Every attachment is a BPF link owned by a file descriptor of this
+//! process, so the programs detach when the agent exits, however it exits
+//! (SIGKILL included).
+
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::{AsRawFd, RawFd},
+};
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
+};
+use filibuster_common::{
+    AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey, PeerKey, Settings, SockAddr, maps,
+    programs,
+};
+
+use crate::cgroups::Cgroup;
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    settings: Array<MapData, Settings>,
+    connect_counts: HashMap<MapData, ConnectKey, u32>,
+    refusals: HashMap<MapData, ConnectAttempt, u8>,
+    redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
+    events: RingBuf<MapData>,
+}
+
+const SOCK_ADDR_PROGRAMS: [&str; 4] = [
+    programs::CONNECT4,
+    programs::CONNECT6,
+    programs::GETPEERNAME4,
+    programs::GETPEERNAME6,
+];
+
+impl Kernel {
+    /// Loads the programs into the kernel (not yet attached anywhere).
+    pub fn load() -> Result<Self> {
+        let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filibuster")))
+            .map_err(|e| anyhow!("cannot load the kernel programs ({e}): filibuster needs root (CAP_BPF and CAP_NET_ADMIN) and a kernel with BTF"))?;
+        for name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = program(&mut ebpf, name)?.try_into()?;
+            program
+                .load()
+                .map_err(|e| anyhow!("the kernel rejected program {name}: {e:?}"))?;
+        }
+        let sock_ops: &mut SockOps = program(&mut ebpf, programs::SOCK_OPS)?.try_into()?;
+        sock_ops
+            .load()
+            .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SOCK_OPS))?;
+        Ok(Self {
+            settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
+            connect_counts: HashMap::try_from(take_map(&mut ebpf, maps::CONNECT_COUNTS)?)?,
+            refusals: HashMap::try_from(take_map(&mut ebpf, maps::REFUSALS)?)?,
+            redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
+            events: RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?,
+            ebpf,
+        })
+    }
+
+    pub fn configure(&mut self, settings: Settings) -> Result<()> {
+        self.settings.set(0, settings, 0).context("cannot configure the kernel programs")
+    }
+
+    /// Attaches every program to `cgroup`, alongside any other program
+    /// already there: a cgroup link is always multi-attach, and the kernel
+    /// wants no attach flags with it, hence `Single` (flags 0).
+    pub fn attach(&mut self, cgroup: &Cgroup) -> Result<()> {
+        let dir = File::open(cgroup.path())
+            .with_context(|| format!("cannot open cgroup {}", cgroup.path().display()))?;
+        let attach_error = |name: &str, e| anyhow!("cannot attach {name} to {}: {e}", cgroup.path().display());
+        for name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = program(&mut self.ebpf, name)?.try_into()?;
+            program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(|e| attach_error(name, e))?;
+        }
+        let sock_ops: &mut SockOps = program(&mut self.ebpf, programs::SOCK_OPS)?.try_into()?;
+        sock_ops
+            .attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| attach_error(programs::SOCK_OPS, e))?;
+        Ok(())
+    }
+
+    /// Starts counting connects afresh and arms these refusals.
+    pub fn begin_execution(&mut self, refusals: &[ConnectAttempt]) -> Result<()> {
+        let keys: Vec<ConnectKey> = self.connect_counts.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let _ = self.connect_counts.remove(&key);
+        }
+        let armed: Vec<ConnectAttempt> = self.refusals.keys().filter_map(Result::ok).collect();
+        for attempt in armed {
+            let _ = self.refusals.remove(&attempt);
+        }
+        for attempt in refusals {
+            self.refusals
+                .insert(attempt, 1, 0)
+                .context("cannot arm a connection refusal")?;
+        }
+        Ok(())
+    }
+
+    /// The connect that the kernel redirected to the agent's listener and
+    /// that arrived from `peer`.
+    pub fn take_redirect(&mut self, peer: SocketAddr) -> Option<ConnectAttempt> {
+        let key = PeerKey {
+            port: peer.port(),
+            family: if peer.is_ipv4() { AF_INET } else { AF_INET6 },
+            _pad: 0,
+        };
+        let attempt = self.redirects.get(&key, 0).ok()?;
+        let _ = self.redirects.remove(&key);
+        Some(attempt)
+    }
+
+    /// Connect events reported since the last call.
+    pub fn drain_events(&mut self) -> Vec<ConnectEvent> {
+        let mut events = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= size_of::<ConnectEvent>() {
+                // SAFETY: the kernel wrote a ConnectEvent; read_unaligned copes
+                // with the ring buffer's 8-byte alignment.
+                events.push(unsafe { item.as_ptr().cast::<ConnectEvent>().read_unaligned() });
+            }
+        }
+        events
+    }
+
+    /// Readable when events are waiting.
+    pub fn events_fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("the kernel object has no program {name}"))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .with_context(|| format!("the kernel object has no map {name}"))
+}
+
+impl From<SocketAddr> for Destination {
+    fn from(addr: SocketAddr) -> Self {
+        Self(addr)
+    }
+}
+
+/// A destination as the kernel programs key it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Destination(pub SocketAddr);
+
+impl Destination {
+    pub fn from_kernel(addr: &SockAddr) -> Self {
+        let ip = if addr.family == AF_INET6 {
+            let mut bytes = [0u8; 16];
+            for (chunk, word) in bytes.chunks_mut(4).zip(addr.addr) {
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(addr.addr[0].to_ne_bytes()))
+        };
+        Self(SocketAddr::new(ip, addr.port))
+    }
+
+    pub fn to_kernel(self) -> SockAddr {
+        let mut words = [0u32; 4];
+        let family = match self.0.ip() {
+            IpAddr::V4(ip) => {
+                words[0] = u32::from_ne_bytes(ip.octets());
+                AF_INET
+            }
+            IpAddr::V6(ip) => {
+                for (word, chunk) in words.iter_mut().zip(ip.octets().chunks(4)) {
+                    *word = u32::from_ne_bytes(chunk.try_into().expect("4 bytes"));
+                }
+                AF_INET6
+            }
+        };
+        SockAddr {
+            addr: words,
+            family,
+            port: self.0.port(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_round_trip_through_the_kernel_layout() {
+        for addr in ["127.0.0.1:5001", "[::1]:8080", "10.1.2.3:443"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let kernel = Destination(addr).to_kernel();
+            assert_eq!(Destination::from_kernel(&kernel).0, addr);
+        }
+        // Network byte order in memory, as bpf_sock_addr.user_ip4 has it.
+        let kernel = Destination("127.0.0.1:1".parse().unwrap()).to_kernel();
+        assert_eq!(kernel.addr[0].to_ne_bytes(), [127, 0, 0, 1]);
+    }
+}

@@ -1,0 +1,290 @@
+//! One run's live state, shared by the proxy, the control API and the
+//! runner: the kernel's maps, the execution in progress, who is serving
+//! which request. Everything per run lives in this one value (no globals),
+//! so several runs can one day share a host as cells.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use filibuster_common::{ACTION_REFUSED, ConnectAttempt, ConnectKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{
+    config::TEST_CALLER,
+    ebpf::{Destination, Kernel},
+    explore::{CallId, CallSite, Execution, ExecutionIndex, Fault, Outcome, PlannedFault},
+};
+
+/// The faults tried on a call between services when the config says
+/// nothing else: a connection fault, a timeout, and the 5xx answers a
+/// service most often gives when its own dependencies fail.
+pub fn default_http_faults(fresh_connection: bool) -> Vec<Fault> {
+    vec![
+        if fresh_connection { Fault::ConnectionRefused } else { Fault::ConnectionReset },
+        Fault::Timeout,
+        Fault::HttpStatus(500),
+        Fault::HttpStatus(502),
+        Fault::HttpStatus(503),
+    ]
+}
+
+/// A connection the kernel redirected to the agent.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub caller: String,
+    pub callee: String,
+    pub destination: SocketAddr,
+    pub attempt: ConnectAttempt,
+}
+
+/// Which connect a refusal targets, in terms that survive a restart
+/// (service names, not cgroup ids): written into counterexamples.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectTarget {
+    pub caller: String,
+    pub destination: SocketAddr,
+    pub ordinal: u32,
+}
+
+/// A request the proxy is about to handle, and what to do with it.
+#[derive(Debug)]
+pub struct Admission {
+    /// `None` when no execution is running (between executions).
+    pub call: Option<(usize, CallId)>,
+    pub fault: Option<Fault>,
+}
+
+struct State {
+    kernel: Kernel,
+    execution: Option<Execution>,
+    /// Managed cgroup id → caller name.
+    callers: HashMap<u64, String>,
+    caller_cgroups: HashMap<String, u64>,
+    /// Service port → name (calls elsewhere are named by address).
+    services: HashMap<u16, String>,
+    /// Calls being served, per service: the parents of its outgoing calls.
+    serving: HashMap<String, Vec<CallId>>,
+    /// Where each call that opened a connection did so, learned when the
+    /// call was first seen: what a refusal of that call must target.
+    connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
+    /// Refusals armed in the kernel for the current execution.
+    armed: HashMap<ConnectAttempt, PlannedFault>,
+    held: Duration,
+    holding: usize,
+}
+
+pub struct Session {
+    state: Mutex<State>,
+    /// The number of the execution in progress (0: none). Held calls wait
+    /// for it to change.
+    current: watch::Sender<usize>,
+}
+
+impl Session {
+    pub fn new(kernel: Kernel, services: HashMap<u16, String>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                kernel,
+                execution: None,
+                callers: HashMap::new(),
+                caller_cgroups: HashMap::new(),
+                services,
+                serving: HashMap::new(),
+                connect_targets: HashMap::new(),
+                armed: HashMap::new(),
+                held: Duration::ZERO,
+                holding: 0,
+            }),
+            current: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn with_kernel<T>(&self, f: impl FnOnce(&mut Kernel) -> T) -> T {
+        f(&mut self.lock().kernel)
+    }
+
+    pub fn add_caller(&self, cgroup_id: u64, name: &str) {
+        let mut state = self.lock();
+        state.callers.insert(cgroup_id, name.to_string());
+        state.caller_cgroups.insert(name.to_string(), cgroup_id);
+    }
+
+    pub fn learn_connect_targets(&self, targets: impl IntoIterator<Item = (ExecutionIndex, ConnectTarget)>) {
+        self.lock().connect_targets.extend(targets);
+    }
+
+    pub fn connect_target(&self, index: &ExecutionIndex) -> Option<ConnectTarget> {
+        self.lock().connect_targets.get(index).cloned()
+    }
+
+    /// Makes `execution` current and arms the kernel for its refusals.
+    pub fn begin(&self, execution: Execution) -> Result<()> {
+        let number = execution.number;
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.armed.clear();
+        state.serving.clear();
+        for planned in execution.plan().faults() {
+            if planned.fault != Fault::ConnectionRefused {
+                continue;
+            }
+            let Some(target) = state.connect_targets.get(&planned.index) else { continue };
+            let Some(&cgroup_id) = state.caller_cgroups.get(&target.caller) else { continue };
+            let attempt = ConnectAttempt {
+                key: ConnectKey {
+                    cgroup_id,
+                    destination: Destination(target.destination).to_kernel(),
+                },
+                ordinal: target.ordinal,
+                _pad: 0,
+            };
+            state.armed.insert(attempt, planned.clone());
+        }
+        let armed: Vec<ConnectAttempt> = state.armed.keys().copied().collect();
+        state.kernel.begin_execution(&armed)?;
+        state.execution = Some(execution);
+        self.current.send_replace(number);
+        Ok(())
+    }
+
+    /// Ends the current execution, releasing every held call.
+    pub fn end(&self) -> Option<Execution> {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        let execution = state.execution.take();
+        self.current.send_replace(0);
+        execution
+    }
+
+    /// Records the connects the kernel refused: each is the planned call.
+    fn absorb_events(state: &mut State) {
+        for event in state.kernel.drain_events() {
+            if event.action != ACTION_REFUSED {
+                continue;
+            }
+            let Some(planned) = state.armed.get(&event.attempt).cloned() else { continue };
+            let parent = state.serving.get(&planned.site.caller).and_then(|s| s.last().copied());
+            if let Some(execution) = state.execution.as_mut() {
+                execution.begin_call(parent, planned.site, &[]);
+            }
+        }
+    }
+
+    /// A connection arrived at the proxy from `peer`: who made it, to where.
+    pub fn accept(&self, peer: SocketAddr) -> Option<Connection> {
+        let mut state = self.lock();
+        // Refusals reported before this connect belong before its calls.
+        Self::absorb_events(&mut state);
+        let attempt = state.kernel.take_redirect(peer)?;
+        let caller = state.callers.get(&attempt.key.cgroup_id)?.clone();
+        let destination = Destination::from_kernel(&attempt.key.destination).0;
+        let callee = match state.services.get(&destination.port()) {
+            Some(name) if destination.ip().is_loopback() => name.clone(),
+            _ => destination.to_string(),
+        };
+        Some(Connection {
+            caller,
+            callee,
+            destination,
+            attempt,
+        })
+    }
+
+    /// A request on `connection`: records the call and says which fault,
+    /// if any, to inject.
+    pub fn admit(&self, connection: &Connection, method: &str, target: &str, first_on_connection: bool) -> Admission {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        let state = &mut *state;
+        let Some(execution) = state.execution.as_mut() else {
+            return Admission { call: None, fault: None };
+        };
+        let site = CallSite {
+            caller: connection.caller.clone(),
+            callee: connection.callee.clone(),
+            protocol: "http".into(),
+            method: method.into(),
+            target: target.into(),
+        };
+        let parent = state.serving.get(&connection.caller).and_then(|s| s.last().copied());
+        // The test's own calls are watched, not failed: the test is what judges.
+        let applicable = if connection.caller == TEST_CALLER {
+            Vec::new()
+        } else {
+            default_http_faults(first_on_connection)
+        };
+        let (id, fault) = execution.begin_call(parent, site, &applicable);
+        if first_on_connection {
+            let index = execution.call(id).index.clone();
+            state.connect_targets.entry(index).or_insert_with(|| ConnectTarget {
+                caller: connection.caller.clone(),
+                destination: connection.destination,
+                ordinal: connection.attempt.ordinal,
+            });
+        }
+        if fault.is_none() {
+            state.serving.entry(connection.callee.clone()).or_default().push(id);
+        }
+        Admission {
+            call: Some((execution.number, id)),
+            fault,
+        }
+    }
+
+    /// The call admitted as `call` ended with `outcome`.
+    pub fn finish_call(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else { return };
+        execution.end_call(call.1, outcome);
+        if let Some(serving) = state.serving.get_mut(callee) {
+            serving.retain(|id| *id != call.1);
+        }
+    }
+
+    /// Holds a call until the execution it belongs to ends (or the caller
+    /// hangs up, which drops this future).
+    pub async fn hold(&self, execution: usize) {
+        struct Accounting<'a>(&'a Session, Instant);
+        impl Drop for Accounting<'_> {
+            fn drop(&mut self) {
+                let mut state = self.0.lock();
+                state.holding -= 1;
+                state.held += self.1.elapsed();
+            }
+        }
+        self.lock().holding += 1;
+        let _accounting = Accounting(self, Instant::now());
+        let mut current = self.current.subscribe();
+        let _ = current.wait_for(|n| *n != execution).await;
+    }
+
+    /// Calls held right now, and the time spent holding calls so far.
+    pub fn holds(&self) -> (usize, Duration) {
+        let state = self.lock();
+        (state.holding, state.held)
+    }
+
+    /// Whether a fault was injected so far in the current execution
+    /// (on a call to `callee`, if given).
+    pub fn fault_injected(&self, callee: Option<&str>) -> bool {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        state.execution.as_ref().is_some_and(|execution| {
+            execution
+                .calls()
+                .iter()
+                .any(|c| c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name))
+        })
+    }
+}
