@@ -3,9 +3,13 @@
 //! know who is calling, and how every process of a service is ended at once.
 
 use std::{
-    fs,
-    os::unix::fs::MetadataExt,
+    fs::{self, OpenOptions},
+    os::{
+        fd::AsRawFd,
+        unix::{fs::MetadataExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -63,6 +67,28 @@ impl Cgroup {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
+    }
+
+    /// Makes `command` start inside this cgroup: the child moves itself
+    /// here before exec, so nothing it runs ever runs outside.
+    pub fn start_inside(&self, command: &mut Command) -> Result<()> {
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(self.procs_file())
+            .with_context(|| format!("cannot open {}", self.procs_file().display()))?;
+        let fd = procs.as_raw_fd();
+        // SAFETY: only write(2), async-signal-safe, runs between fork and
+        // exec; the closure owns `procs`, so the descriptor stays open.
+        unsafe {
+            command.pre_exec(move || {
+                let _keep_open = &procs;
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(())
     }
 
     /// Ends every process in the cgroup, descendants included.

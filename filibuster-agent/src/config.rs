@@ -57,8 +57,8 @@ impl Config {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let dir = path
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
             .canonicalize()
             .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
         Self::parse(&text, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

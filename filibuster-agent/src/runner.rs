@@ -4,9 +4,8 @@
 
 use std::{
     collections::HashMap,
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::Stdio,
     sync::Arc,
@@ -261,28 +260,6 @@ fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Makes a command start inside `cgroup`: the child moves itself there
-/// before exec, so nothing it runs ever runs outside it.
-fn in_cgroup(command: &mut Command, cgroup: &Cgroup) -> Result<()> {
-    let procs = OpenOptions::new()
-        .write(true)
-        .open(cgroup.procs_file())
-        .with_context(|| format!("cannot open {}", cgroup.procs_file().display()))?;
-    let fd = procs.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (write) between fork and exec;
-    // `procs` outlives the spawn because the closure owns it.
-    unsafe {
-        command.pre_exec(move || {
-            let _keep_open = &procs;
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(())
-}
-
 struct RunningService {
     child: tokio::process::Child,
 }
@@ -292,17 +269,17 @@ async fn start_services(config: &Config, cgroups: &RunCgroups, logs: &Path, time
     for (service, cgroup) in config.services.iter().zip(cgroups.children()) {
         let log_path = logs.join(format!("{}.log", service.name));
         let log = File::create(&log_path)?;
-        let mut command = Command::new("sh");
+        let mut command = std::process::Command::new("sh");
         command
             .arg("-c")
             .arg(&service.command)
             .current_dir(&config.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        in_cgroup(&mut command, cgroup)?;
-        let child = command
+            .stderr(log);
+        cgroup.start_inside(&mut command)?;
+        let child = Command::from(command)
+            .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start service `{}`", service.name))?;
         running.push(RunningService { child });
@@ -366,7 +343,7 @@ impl TestRun {
 }
 
 async fn run_test(command_line: &str, dir: &Path, cgroup: &Cgroup, execution: usize, timeout: Duration) -> Result<TestRun> {
-    let mut command = Command::new("sh");
+    let mut command = std::process::Command::new("sh");
     command
         .arg("-c")
         .arg(command_line)
@@ -374,10 +351,10 @@ async fn run_test(command_line: &str, dir: &Path, cgroup: &Cgroup, execution: us
         .env("FILIBUSTER_EXECUTION", execution.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    in_cgroup(&mut command, cgroup)?;
-    let mut child = command
+        .stderr(Stdio::piped());
+    cgroup.start_inside(&mut command)?;
+    let mut child = Command::from(command)
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start the functional test `{command_line}`"))?;
     let mut stdout = child.stdout.take().expect("piped");

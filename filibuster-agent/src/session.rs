@@ -144,6 +144,7 @@ impl Session {
                 key: ConnectKey {
                     cgroup_id,
                     destination: Destination(target.destination).to_kernel(),
+                    _pad: 0,
                 },
                 ordinal: target.ordinal,
                 _pad: 0,
@@ -244,6 +245,10 @@ impl Session {
     /// The call admitted as `call` ended with `outcome`.
     pub fn finish_call(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
         let mut state = self.lock();
+        // A refusal the callee met while serving this call was reported
+        // before the callee could answer: record it while its parent is
+        // still being served.
+        Self::absorb_events(&mut state);
         let state = &mut *state;
         let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else { return };
         execution.end_call(call.1, outcome);

@@ -59,6 +59,8 @@ pub struct Settings {
 pub struct ConnectKey {
     pub cgroup_id: u64,
     pub destination: SockAddr,
+    /// Explicit, so that map keys hash the same on both sides.
+    pub _pad: u32,
 }
 
 /// The `ordinal`-th connect of a caller to a destination in the current

@@ -200,6 +200,7 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
     let key = ConnectKey {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         destination,
+        _pad: 0,
     };
     // Not atomic: two threads of one caller connecting to the same
     // destination at the same instant may share an ordinal. Such calls have

@@ -1,1 +1,72 @@
-//! Helpers shared by the end-to-end suites live in `tests/tests/common`.
+//! Helpers for the end-to-end suites in `tests/tests`: build and run the
+//! `filibuster` binary against the bundled examples.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+};
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
+}
+
+/// The `filibuster` binary, built from this workspace once per test process.
+pub fn filibuster() -> Command {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    let binary = BINARY.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "filibuster-agent", "--bin", "filibuster"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building filibuster failed");
+        workspace().join("target/debug/filibuster")
+    });
+    Command::new(binary)
+}
+
+/// A fresh directory for one test's outputs.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("filibuster-tests-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs `filibuster test` with `args` from `dir`; returns its output.
+pub fn run_test(dir: &Path, args: &[&str]) -> Output {
+    let output = filibuster().arg("test").args(args).current_dir(dir).output().expect("filibuster runs");
+    eprintln!("--- filibuster {args:?}\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Reads a JSON file the run wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// The cgroups of Filibuster runs that are still on this host.
+pub fn leftover_cgroups() -> Vec<PathBuf> {
+    let Ok(mount) = filibuster_mount() else { return Vec::new() };
+    std::fs::read_dir(mount)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("filibuster-")))
+        .collect()
+}
+
+fn filibuster_mount() -> anyhow::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount"))
+}

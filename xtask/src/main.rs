@@ -1,1 +1,134 @@
-fn main() { eprintln!("xtask: not yet"); }
+//! Developer tasks. Each one sets up what it needs first, so the same
+//! command works on a fresh Linux host and on a warm one.
+//!
+//!   cargo xtask setup   install the toolchain pieces and Python packages
+//!   cargo xtask demo    set up, build, and run the bundled tutorial (finds its bug)
+//!   cargo xtask test    set up, then run every test: unit, kernel and end to end
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent; needs root).
+    Setup,
+    /// Set up, build, and run Filibuster on the bundled tutorial example.
+    Demo,
+    /// Set up, then run the unit tests and the root-only end-to-end suites.
+    Test,
+}
+
+/// Debian packages: LLVM for bpf-linker, and what the examples use.
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+const PYTHON_PACKAGES: &[&str] = &["flask", "requests"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    match Cli::parse().task {
+        Task::Setup => setup(&root),
+        Task::Demo => {
+            setup(&root)?;
+            run(Command::new("cargo").args(["build", "--release", "--package", "filibuster-agent"]).current_dir(&root))?;
+            let status = Command::new(root.join("target/release/filibuster"))
+                .args(["test", "--config", "examples/tutorial/filibuster.toml"])
+                .current_dir(&root)
+                .status()
+                .context("cannot start filibuster")?;
+            // Exit 1 is the expected outcome here: the tutorial has a bug.
+            match status.code() {
+                Some(1) => {
+                    println!("\nThe bug above is the tutorial's. The fixed variant passes:\n  sudo target/release/filibuster test --config examples/tutorial/fixed.toml");
+                    Ok(())
+                }
+                _ => bail!("the demo should have found the tutorial's bug, but filibuster ended with {status}"),
+            }
+        }
+        Task::Test => {
+            setup(&root)?;
+            run(Command::new("cargo").args(["test", "--workspace", "--exclude", "filibuster-tests"]).current_dir(&root))?;
+            // The end-to-end suites share the examples' ports and the host's
+            // cgroups: one test at a time.
+            run(Command::new("cargo")
+                .args(["test", "--package", "filibuster-tests", "--", "--test-threads=1"])
+                .current_dir(&root))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn setup(root: &Path) -> Result<()> {
+    if !is_root() {
+        bail!("setup installs packages and the tests load kernel programs: run as root (sudo -E cargo xtask ...)");
+    }
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if !missing.is_empty() {
+        println!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let components = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    if !components.lines().any(|c| c.starts_with("rust-src")) {
+        println!("setup: adding the rust-src component (the BPF target builds core from source)");
+        run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
+    let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if !linker.contains(BPF_LINKER_VERSION) {
+        println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    let python_ready = Command::new("python3")
+        .args(["-c", "import flask, requests, filibuster.assertions"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ready {
+        println!("setup: installing Python packages and the filibuster test helpers");
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--root-user-action=ignore"])
+            .args(PYTHON_PACKAGES)
+            .arg(root.join("clients/python")))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_ok_and(|status| status.contains("install ok installed"))
+}
+
+fn output(command: &mut Command) -> Result<String> {
+    let out = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
