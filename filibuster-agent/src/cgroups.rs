@@ -42,7 +42,8 @@ pub struct Cgroup {
 
 impl Cgroup {
     fn create(path: PathBuf) -> Result<Self> {
-        fs::create_dir(&path).with_context(|| format!("cannot create cgroup {}", path.display()))?;
+        fs::create_dir(&path)
+            .with_context(|| format!("cannot create cgroup {}", path.display()))?;
         let id = fs::metadata(&path)?.ino();
         Ok(Self { path, id })
     }
@@ -117,7 +118,10 @@ impl RunCgroups {
     pub fn create(mount: &Path) -> Result<Self> {
         let root = mount.join(format!("{RUN_PREFIX}{}", std::process::id()));
         fs::create_dir(&root).with_context(|| {
-            format!("cannot create cgroup {} (is this run as root?)", root.display())
+            format!(
+                "cannot create cgroup {} (is this run as root?)",
+                root.display()
+            )
         })?;
         Ok(Self {
             root,
@@ -162,12 +166,18 @@ fn remove_when_empty(path: &Path) {
 /// Removes the cgroups of earlier runs whose agent is gone (killed with
 /// SIGKILL, say), ending any process left in them. Returns what it removed.
 pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(mount) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(mount) else {
+        return Vec::new();
+    };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)) else { continue };
-        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }

@@ -77,13 +77,18 @@ impl Config {
         let mut services = Vec::new();
         for (name, section) in file.services {
             if name == TEST_CALLER {
-                bail!("a service cannot be named `{TEST_CALLER}`: that name is the functional test's");
+                bail!(
+                    "a service cannot be named `{TEST_CALLER}`: that name is the functional test's"
+                );
             }
             if section.port == 0 {
                 bail!("[services.{name}].port must be the port the service listens on, not 0");
             }
             if let Some(other) = ports.insert(section.port, name.clone()) {
-                bail!("[services.{name}] and [services.{other}] both claim port {}", section.port);
+                bail!(
+                    "[services.{name}] and [services.{other}] both claim port {}",
+                    section.port
+                );
             }
             if section.command.trim().is_empty() {
                 bail!("[services.{name}].command is empty: give the command that starts it");
@@ -130,16 +135,20 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(config.test_command.as_deref(), Some("python3 functional/test.py"));
+        assert_eq!(
+            config.test_command.as_deref(),
+            Some("python3 functional/test.py")
+        );
         assert_eq!(config.services.len(), 2);
         assert_eq!(config.service_on_port(5001).unwrap().name, "bar");
     }
 
     #[test]
     fn names_the_line_of_a_mistake() {
-        let err = parse("[test]\ncommand = \"x\"\n[services.foo]\ncommand = \"y\"\nport = \"5000\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("[test]\ncommand = \"x\"\n[services.foo]\ncommand = \"y\"\nport = \"5000\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("line 5: "), "{err}");
         assert!(err.contains("u16"), "{err}");
     }
@@ -148,8 +157,10 @@ mod tests {
     fn rejects_unknown_keys_and_shared_ports() {
         let err = parse("[services.foo]\ncommand = \"y\"\nport = 1\nprot = 2\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `prot`"), "{err}");
-        let err = parse("[services.a]\ncommand = \"y\"\nport = 1\n[services.b]\ncommand = \"z\"\nport = 1\n")
-            .unwrap_err();
+        let err = parse(
+            "[services.a]\ncommand = \"y\"\nport = 1\n[services.b]\ncommand = \"z\"\nport = 1\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("both claim port 1"), "{err}");
     }
 }

@@ -24,7 +24,9 @@ use crate::session::Session;
 
 pub async fn serve(listener: TcpListener, session: Arc<Session>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let session = session.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
@@ -40,20 +42,27 @@ pub async fn serve(listener: TcpListener, session: Arc<Session>) {
 
 fn answer<B>(session: &Session, request: &Request<B>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "only GET is served"}));
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "only GET is served"}),
+        );
     }
     let path = request.uri().path();
     match path.trim_end_matches('/') {
         "/health-check" => reply(StatusCode::OK, json!({"status": "OK"})),
-        "/filibuster/fault-injected" => {
-            reply(StatusCode::OK, json!({"result": session.fault_injected(None)}))
-        }
+        "/filibuster/fault-injected" => reply(
+            StatusCode::OK,
+            json!({"result": session.fault_injected(None)}),
+        ),
         other => match other.strip_prefix("/filibuster/fault-injected/") {
             Some(service) if !service.contains('/') => reply(
                 StatusCode::OK,
                 json!({"result": session.fault_injected(Some(service))}),
             ),
-            _ => reply(StatusCode::NOT_FOUND, json!({"error": format!("no endpoint {path}")})),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no endpoint {path}")}),
+            ),
         },
     }
 }

@@ -66,7 +66,9 @@ impl Kernel {
     }
 
     pub fn configure(&mut self, settings: Settings) -> Result<()> {
-        self.settings.set(0, settings, 0).context("cannot configure the kernel programs")
+        self.settings
+            .set(0, settings, 0)
+            .context("cannot configure the kernel programs")
     }
 
     /// Attaches every program to `cgroup`, alongside any other program
@@ -75,7 +77,8 @@ impl Kernel {
     pub fn attach(&mut self, cgroup: &Cgroup) -> Result<()> {
         let dir = File::open(cgroup.path())
             .with_context(|| format!("cannot open cgroup {}", cgroup.path().display()))?;
-        let attach_error = |name: &str, e| anyhow!("cannot attach {name} to {}: {e}", cgroup.path().display());
+        let attach_error =
+            |name: &str, e| anyhow!("cannot attach {name} to {}: {e}", cgroup.path().display());
         for name in SOCK_ADDR_PROGRAMS {
             let program: &mut CgroupSockAddr = program(&mut self.ebpf, name)?.try_into()?;
             program
@@ -147,12 +150,6 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name)
         .with_context(|| format!("the kernel object has no map {name}"))
-}
-
-impl From<SocketAddr> for Destination {
-    fn from(addr: SocketAddr) -> Self {
-        Self(addr)
-    }
 }
 
 /// A destination as the kernel programs key it.

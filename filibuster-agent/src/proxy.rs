@@ -43,7 +43,9 @@ pub const INJECTED_HEADER: &str = "x-filibuster-injected";
 /// Accepts redirected connections until the task is dropped.
 pub async fn serve(listener: TcpListener, session: Arc<Session>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
         let Some(connection) = session.accept(peer) else {
             // Not redirected by our programs: nobody should connect here.
             debug!(%peer, "dropping a connection the kernel did not redirect");
@@ -93,7 +95,9 @@ impl CallerConnection {
             .path_and_query()
             .map_or("/", |p| p.path())
             .to_string();
-        let admission = self.session.admit(&self.connection, request.method().as_str(), &target, first);
+        let admission =
+            self.session
+                .admit(&self.connection, request.method().as_str(), &target, first);
         match (admission.fault, admission.call) {
             (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
             (Some(Fault::Timeout), Some((execution, _))) => {
@@ -113,7 +117,8 @@ impl CallerConnection {
                         Ok(response) => Outcome::Status(response.status().as_u16()),
                         Err(_) => Outcome::ConnectionError,
                     };
-                    self.session.finish_call(call, &self.connection.callee, outcome);
+                    self.session
+                        .finish_call(call, &self.connection.callee, outcome);
                 }
                 result.inspect_err(|_| self.reset())
             }
@@ -163,7 +168,11 @@ async fn connect(destination: SocketAddr) -> Result<SendRequest<Incoming>, Error
 fn injected_status(code: u16) -> Response<Body> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let body = format!("{status} (injected by filibuster)\n");
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

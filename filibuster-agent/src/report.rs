@@ -81,14 +81,26 @@ pub struct CallReport<'a> {
 }
 
 impl<'a> Report<'a> {
-    pub fn new(progress: Progress, elapsed: Duration, held: Duration, failure: Option<(&'a Finished, String, String)>) -> Self {
+    pub fn new(
+        progress: Progress,
+        elapsed: Duration,
+        held: Duration,
+        failure: Option<(&'a Finished, String, String)>,
+    ) -> Self {
         Self {
-            result: if failure.is_some() { "failed" } else { "passed" },
+            result: if failure.is_some() {
+                "failed"
+            } else {
+                "passed"
+            },
             executions: progress.executions,
             pruned: progress.pruned,
             elapsed_seconds: elapsed.as_secs_f64(),
             held_seconds: held.as_secs_f64(),
-            faults: failure.as_ref().map(|(f, ..)| f.faults.iter().collect()).unwrap_or_default(),
+            faults: failure
+                .as_ref()
+                .map(|(f, ..)| f.faults.iter().collect())
+                .unwrap_or_default(),
             failing_execution: failure.map(|(finished, test_output, replay)| ExecutionReport {
                 number: finished.number,
                 calls: finished.calls.iter().map(CallReport::from).collect(),
@@ -100,7 +112,8 @@ impl<'a> Report<'a> {
 
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("serialisable");
-        fs::write(path, text + "\n").with_context(|| format!("cannot write report {}", path.display()))
+        fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write report {}", path.display()))
     }
 }
 
@@ -134,7 +147,12 @@ pub fn call_tree(calls: &[CallRecord]) -> String {
     let mut lines = Vec::new();
     for call in calls {
         let depth = std::iter::successors(call.parent, |p| calls[p.position()].parent).count();
-        lines.push(format!("{}{} → {}", "  ".repeat(depth + 1), call.site, call.outcome));
+        lines.push(format!(
+            "{}{} → {}",
+            "  ".repeat(depth + 1),
+            call.site,
+            call.outcome
+        ));
     }
     lines.join("\n")
 }

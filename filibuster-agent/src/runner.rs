@@ -60,7 +60,12 @@ pub async fn run(options: Options) -> Result<Verdict> {
         .functional_test
         .clone()
         .or_else(|| config.test_command.clone())
-        .with_context(|| format!("no functional test: add [test] command = \"...\" to {} or pass --functional-test", options.config.display()))?;
+        .with_context(|| {
+            format!(
+                "no functional test: add [test] command = \"...\" to {} or pass --functional-test",
+                options.config.display()
+            )
+        })?;
     let counterexample = options
         .counterexample_file
         .as_deref()
@@ -69,13 +74,23 @@ pub async fn run(options: Options) -> Result<Verdict> {
 
     let mount = cgroups::cgroup2_mount()?;
     for stale in cgroups::remove_stale_runs(&mount) {
-        eprintln!("filibuster: removed cgroup {} left by an earlier run that was killed", stale.display());
+        eprintln!(
+            "filibuster: removed cgroup {} left by an earlier run that was killed",
+            stale.display()
+        );
     }
     for service in &config.services {
-        if TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, service.port)), Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, service.port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
             bail!(
                 "port {} of service `{}` is already in use by another process: stop it, or change [services.{}].port",
-                service.port, service.name, service.name
+                service.port,
+                service.name,
+                service.name
             );
         }
     }
@@ -89,7 +104,9 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let listener_v6 = TcpListener::bind("[::1]:0").await.ok();
     kernel.configure(Settings {
         listener_port_v4: listener_v4.local_addr()?.port(),
-        listener_port_v6: listener_v6.as_ref().map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
+        listener_port_v6: listener_v6
+            .as_ref()
+            .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
         control_port: options.control_port,
         _pad: 0,
     })?;
@@ -102,14 +119,29 @@ pub async fn run(options: Options) -> Result<Verdict> {
     for cgroup in cgroups.children() {
         kernel.attach(cgroup)?;
     }
-    let ports: HashMap<u16, String> = config.services.iter().map(|s| (s.port, s.name.clone())).collect();
+    let ports: HashMap<u16, String> = config
+        .services
+        .iter()
+        .map(|s| (s.port, s.name.clone()))
+        .collect();
     let session = Arc::new(Session::new(kernel, ports));
-    for (cgroup, name) in cgroups.children().iter().zip(config.services.iter().map(|s| s.name.as_str()).chain([TEST_CALLER])) {
+    for (cgroup, name) in cgroups.children().iter().zip(
+        config
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain([TEST_CALLER]),
+    ) {
         session.add_caller(cgroup.id(), name);
     }
-    let mut tasks = Tasks(vec![tokio::spawn(control::serve(control_listener, session.clone())), tokio::spawn(proxy::serve(listener_v4, session.clone()))]);
+    let mut tasks = Tasks(vec![
+        tokio::spawn(control::serve(control_listener, session.clone())),
+        tokio::spawn(proxy::serve(listener_v4, session.clone())),
+    ]);
     if let Some(listener) = listener_v6 {
-        tasks.0.push(tokio::spawn(proxy::serve(listener, session.clone())));
+        tasks
+            .0
+            .push(tokio::spawn(proxy::serve(listener, session.clone())));
     }
 
     let logs = log_dir()?;
@@ -129,7 +161,13 @@ pub async fn run(options: Options) -> Result<Verdict> {
                     .iter()
                     .filter_map(|f| f.connect.clone().map(|c| (f.planned.index.clone(), c))),
             );
-            Explorer::replay(Plan::replay(counterexample.faults.iter().map(|f| f.planned.clone()).collect()))
+            Explorer::replay(Plan::replay(
+                counterexample
+                    .faults
+                    .iter()
+                    .map(|f| f.planned.clone())
+                    .collect(),
+            ))
         }
         None => Explorer::new(SearchOptions {
             dynamic_reduction: options.dynamic_reduction,
@@ -143,7 +181,14 @@ pub async fn run(options: Options) -> Result<Verdict> {
         let number = execution.number;
         let faults: Vec<_> = execution.plan().faults().cloned().collect();
         session.begin(execution)?;
-        let test = run_test(&test_command, &config.dir, test_cgroup, number, options.execution_timeout).await?;
+        let test = run_test(
+            &test_command,
+            &config.dir,
+            test_cgroup,
+            number,
+            options.execution_timeout,
+        )
+        .await?;
         let execution = session.end().expect("the execution just run");
         let finished = explorer.finish(execution, test.passed()).number;
         let progress = explorer.progress();
@@ -160,10 +205,16 @@ pub async fn run(options: Options) -> Result<Verdict> {
                 bail!(
                     "the functional test did not finish within {}s{}: raise --execution-timeout or fix the hang",
                     options.execution_timeout.as_secs(),
-                    if number == 1 { " with no fault injected" } else { "" }
+                    if number == 1 {
+                        " with no fault injected"
+                    } else {
+                        ""
+                    }
                 );
             }
-            eprintln!("filibuster: {holding} call(s) held by a timeout fault were never given up on: the caller has no timeout");
+            eprintln!(
+                "filibuster: {holding} call(s) held by a timeout fault were never given up on: the caller has no timeout"
+            );
         }
         if !test.passed() {
             if number == 1 && counterexample.is_none() {
@@ -196,7 +247,11 @@ pub async fn run(options: Options) -> Result<Verdict> {
         options.counterexample_output.display()
     );
     if let Some(finished) = failing {
-        eprintln!("\nfilibuster: execution {} failed with: {}", finished.number, report::describe_faults(&finished.faults));
+        eprintln!(
+            "\nfilibuster: execution {} failed with: {}",
+            finished.number,
+            report::describe_faults(&finished.faults)
+        );
         eprintln!("calls:\n{}", report::call_tree(&finished.calls));
         let (_, output) = failure.as_ref().expect("failed");
         eprintln!("test output:\n{}", output.trim_end());
@@ -234,13 +289,23 @@ pub async fn run(options: Options) -> Result<Verdict> {
         );
     }
     if let Some(path) = &options.report_json {
-        let failure = failing.map(|f| (f, failure.as_ref().expect("failed").1.clone(), replay.clone()));
+        let failure = failing.map(|f| {
+            (
+                f,
+                failure.as_ref().expect("failed").1.clone(),
+                replay.clone(),
+            )
+        });
         Report::new(progress, started.elapsed(), held, failure).write(path)?;
     }
     drop(services);
     drop(tasks);
     drop(cgroups);
-    Ok(if failing.is_some() { Verdict::Failed } else { Verdict::Passed })
+    Ok(if failing.is_some() {
+        Verdict::Failed
+    } else {
+        Verdict::Passed
+    })
 }
 
 /// Background tasks of the run, stopped with it.
@@ -264,7 +329,12 @@ struct RunningService {
     child: tokio::process::Child,
 }
 
-async fn start_services(config: &Config, cgroups: &RunCgroups, logs: &Path, timeout: Duration) -> Result<Vec<RunningService>> {
+async fn start_services(
+    config: &Config,
+    cgroups: &RunCgroups,
+    logs: &Path,
+    timeout: Duration,
+) -> Result<Vec<RunningService>> {
     let mut running = Vec::new();
     for (service, cgroup) in config.services.iter().zip(cgroups.children()) {
         let log_path = logs.join(format!("{}.log", service.name));
@@ -287,7 +357,12 @@ async fn start_services(config: &Config, cgroups: &RunCgroups, logs: &Path, time
     let deadline = Instant::now() + timeout;
     for (service, process) in config.services.iter().zip(running.iter_mut()) {
         loop {
-            if TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, service.port)), Duration::from_millis(100)).is_ok() {
+            if TcpStream::connect_timeout(
+                &SocketAddr::from((Ipv4Addr::LOCALHOST, service.port)),
+                Duration::from_millis(100),
+            )
+            .is_ok()
+            {
                 break;
             }
             let log_path = logs.join(format!("{}.log", service.name));
@@ -342,7 +417,13 @@ impl TestRun {
     }
 }
 
-async fn run_test(command_line: &str, dir: &Path, cgroup: &Cgroup, execution: usize, timeout: Duration) -> Result<TestRun> {
+async fn run_test(
+    command_line: &str,
+    dir: &Path,
+    cgroup: &Cgroup,
+    execution: usize,
+    timeout: Duration,
+) -> Result<TestRun> {
     let mut command = std::process::Command::new("sh");
     command
         .arg("-c")

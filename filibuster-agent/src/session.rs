@@ -26,7 +26,11 @@ use crate::{
 /// service most often gives when its own dependencies fail.
 pub fn default_http_faults(fresh_connection: bool) -> Vec<Fault> {
     vec![
-        if fresh_connection { Fault::ConnectionRefused } else { Fault::ConnectionReset },
+        if fresh_connection {
+            Fault::ConnectionRefused
+        } else {
+            Fault::ConnectionReset
+        },
         Fault::Timeout,
         Fault::HttpStatus(500),
         Fault::HttpStatus(502),
@@ -106,7 +110,9 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn with_kernel<T>(&self, f: impl FnOnce(&mut Kernel) -> T) -> T {
@@ -119,7 +125,10 @@ impl Session {
         state.caller_cgroups.insert(name.to_string(), cgroup_id);
     }
 
-    pub fn learn_connect_targets(&self, targets: impl IntoIterator<Item = (ExecutionIndex, ConnectTarget)>) {
+    pub fn learn_connect_targets(
+        &self,
+        targets: impl IntoIterator<Item = (ExecutionIndex, ConnectTarget)>,
+    ) {
         self.lock().connect_targets.extend(targets);
     }
 
@@ -138,8 +147,12 @@ impl Session {
             if planned.fault != Fault::ConnectionRefused {
                 continue;
             }
-            let Some(target) = state.connect_targets.get(&planned.index) else { continue };
-            let Some(&cgroup_id) = state.caller_cgroups.get(&target.caller) else { continue };
+            let Some(target) = state.connect_targets.get(&planned.index) else {
+                continue;
+            };
+            let Some(&cgroup_id) = state.caller_cgroups.get(&target.caller) else {
+                continue;
+            };
             let attempt = ConnectAttempt {
                 key: ConnectKey {
                     cgroup_id,
@@ -173,8 +186,13 @@ impl Session {
             if event.action != ACTION_REFUSED {
                 continue;
             }
-            let Some(planned) = state.armed.get(&event.attempt).cloned() else { continue };
-            let parent = state.serving.get(&planned.site.caller).and_then(|s| s.last().copied());
+            let Some(planned) = state.armed.get(&event.attempt).cloned() else {
+                continue;
+            };
+            let parent = state
+                .serving
+                .get(&planned.site.caller)
+                .and_then(|s| s.last().copied());
             if let Some(execution) = state.execution.as_mut() {
                 execution.begin_call(parent, planned.site, &[]);
             }
@@ -203,12 +221,21 @@ impl Session {
 
     /// A request on `connection`: records the call and says which fault,
     /// if any, to inject.
-    pub fn admit(&self, connection: &Connection, method: &str, target: &str, first_on_connection: bool) -> Admission {
+    pub fn admit(
+        &self,
+        connection: &Connection,
+        method: &str,
+        target: &str,
+        first_on_connection: bool,
+    ) -> Admission {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
         let state = &mut *state;
         let Some(execution) = state.execution.as_mut() else {
-            return Admission { call: None, fault: None };
+            return Admission {
+                call: None,
+                fault: None,
+            };
         };
         let site = CallSite {
             caller: connection.caller.clone(),
@@ -217,7 +244,10 @@ impl Session {
             method: method.into(),
             target: target.into(),
         };
-        let parent = state.serving.get(&connection.caller).and_then(|s| s.last().copied());
+        let parent = state
+            .serving
+            .get(&connection.caller)
+            .and_then(|s| s.last().copied());
         // The test's own calls are watched, not failed: the test is what judges.
         let applicable = if connection.caller == TEST_CALLER {
             Vec::new()
@@ -227,14 +257,21 @@ impl Session {
         let (id, fault) = execution.begin_call(parent, site, &applicable);
         if first_on_connection {
             let index = execution.call(id).index.clone();
-            state.connect_targets.entry(index).or_insert_with(|| ConnectTarget {
-                caller: connection.caller.clone(),
-                destination: connection.destination,
-                ordinal: connection.attempt.ordinal,
-            });
+            state
+                .connect_targets
+                .entry(index)
+                .or_insert_with(|| ConnectTarget {
+                    caller: connection.caller.clone(),
+                    destination: connection.destination,
+                    ordinal: connection.attempt.ordinal,
+                });
         }
         if fault.is_none() {
-            state.serving.entry(connection.callee.clone()).or_default().push(id);
+            state
+                .serving
+                .entry(connection.callee.clone())
+                .or_default()
+                .push(id);
         }
         Admission {
             call: Some((execution.number, id)),
@@ -250,7 +287,9 @@ impl Session {
         // still being served.
         Self::absorb_events(&mut state);
         let state = &mut *state;
-        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else { return };
+        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
+            return;
+        };
         execution.end_call(call.1, outcome);
         if let Some(serving) = state.serving.get_mut(callee) {
             serving.retain(|id| *id != call.1);

@@ -17,7 +17,9 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple},
+    bindings::{
+        BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple,
+    },
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_set_retval,
         bpf_sk_lookup_tcp, bpf_sk_release,
@@ -50,11 +52,13 @@ static REFUSALS: HashMap<ConnectAttempt, u8> = HashMap::with_max_entries(4096, 0
 
 /// Original destination of a redirected socket, by socket cookie.
 #[map]
-static REDIRECTS_BY_COOKIE: LruHashMap<u64, ConnectAttempt> = LruHashMap::with_max_entries(65536, 0);
+static REDIRECTS_BY_COOKIE: LruHashMap<u64, ConnectAttempt> =
+    LruHashMap::with_max_entries(65536, 0);
 
 /// Original destination of an established redirected connection, by client port.
 #[map]
-static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> = LruHashMap::with_max_entries(65536, 0);
+static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> =
+    LruHashMap::with_max_entries(65536, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
@@ -65,7 +69,9 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     if sa.protocol != IPPROTO_TCP {
         return ALLOW;
     }
-    let Some(settings) = settings() else { return ALLOW };
+    let Some(settings) = settings() else {
+        return ALLOW;
+    };
     let destination = SockAddr {
         addr: [sa.user_ip4, 0, 0, 0],
         family: AF_INET,
@@ -97,7 +103,9 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     if sa.protocol != IPPROTO_TCP {
         return ALLOW;
     }
-    let Some(settings) = settings() else { return ALLOW };
+    let Some(settings) = settings() else {
+        return ALLOW;
+    };
     let ip6 = read_ip6(&sa.user_ip6);
     // IPv4-mapped addresses go through the IPv4 path of the stack but not
     // through connect4; they are rare between services and left alone.
@@ -136,7 +144,11 @@ pub fn established(ctx: SockOpsContext) -> u32 {
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
-        let family = if ctx.family() == u32::from(AF_INET6) { AF_INET6 } else { AF_INET };
+        let family = if ctx.family() == u32::from(AF_INET6) {
+            AF_INET6
+        } else {
+            AF_INET
+        };
         let key = PeerKey {
             port: ctx.local_port() as u16,
             family,
@@ -227,8 +239,19 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
         let _ = REDIRECTS_BY_COOKIE.insert(cookie, attempt, 0);
     }
-    report(attempt, if refuse { ACTION_REFUSED } else { ACTION_REDIRECTED });
-    if refuse { Decision::Refuse } else { Decision::Redirect }
+    report(
+        attempt,
+        if refuse {
+            ACTION_REFUSED
+        } else {
+            ACTION_REDIRECTED
+        },
+    );
+    if refuse {
+        Decision::Refuse
+    } else {
+        Decision::Redirect
+    }
 }
 
 fn report(attempt: ConnectAttempt, action: u32) {

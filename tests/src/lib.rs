@@ -9,7 +9,10 @@ use std::{
 
 /// The workspace's root directory.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
 }
 
 /// The `filibuster` binary, built from this workspace once per test process.
@@ -17,7 +20,14 @@ pub fn filibuster() -> Command {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     let binary = BINARY.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--package", "filibuster-agent", "--bin", "filibuster"])
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "filibuster-agent",
+                "--bin",
+                "filibuster",
+            ])
             .current_dir(workspace())
             .status()
             .expect("cargo runs");
@@ -37,8 +47,16 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs `filibuster test` with `args` from `dir`; returns its output.
 pub fn run_test(dir: &Path, args: &[&str]) -> Output {
-    let output = filibuster().arg("test").args(args).current_dir(dir).output().expect("filibuster runs");
-    eprintln!("--- filibuster {args:?}\n{}", String::from_utf8_lossy(&output.stderr));
+    let output = filibuster()
+        .arg("test")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("filibuster runs");
+    eprintln!(
+        "--- filibuster {args:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output
 }
 
@@ -50,13 +68,19 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 
 /// The cgroups of Filibuster runs that are still on this host.
 pub fn leftover_cgroups() -> Vec<PathBuf> {
-    let Ok(mount) = filibuster_mount() else { return Vec::new() };
+    let Ok(mount) = filibuster_mount() else {
+        return Vec::new();
+    };
     std::fs::read_dir(mount)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("filibuster-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("filibuster-"))
+        })
         .collect()
 }
 

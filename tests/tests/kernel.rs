@@ -80,13 +80,22 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     };
     // Refuse the client's second connect to upstream, not its first.
     kernel
-        .begin_execution(&[ConnectAttempt { key, ordinal: 2, _pad: 0 }])
+        .begin_execution(&[ConnectAttempt {
+            key,
+            ordinal: 2,
+            _pad: 0,
+        }])
         .unwrap();
 
     let child = client(cgroup, upstream_addr);
     let (mut redirected, peer) = accept_within(&agent, Duration::from_secs(10));
-    let attempt = kernel.take_redirect(peer).expect("the kernel recorded the redirect");
-    assert_eq!(Destination::from_kernel(&attempt.key.destination).0, upstream_addr);
+    let attempt = kernel
+        .take_redirect(peer)
+        .expect("the kernel recorded the redirect");
+    assert_eq!(
+        Destination::from_kernel(&attempt.key.destination).0,
+        upstream_addr
+    );
     assert_eq!((attempt.key.cgroup_id, attempt.ordinal), (cgroup.id(), 1));
     let mut greeting = String::new();
     redirected.read_to_string(&mut greeting).unwrap();
@@ -99,7 +108,10 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
 
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(&format!("peer {}", upstream_addr.port())), "getpeername shows the original peer: {stdout}");
+    assert!(
+        stdout.contains(&format!("peer {}", upstream_addr.port())),
+        "getpeername shows the original peer: {stdout}"
+    );
     assert!(stdout.contains("second refused"), "{stdout}");
 
     let events = kernel.drain_events();

@@ -4,13 +4,25 @@
 use filibuster_tests::{leftover_cgroups, read_json, run_test, scratch, workspace};
 
 fn config(name: &str) -> String {
-    workspace().join("examples/tutorial").join(name).display().to_string()
+    workspace()
+        .join("examples/tutorial")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
 fn finds_foos_missing_handler_and_replays_it() {
     let dir = scratch("tutorial-bug");
-    let output = run_test(&dir, &["--config", &config("filibuster.toml"), "--report-json", "report.json"]);
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("filibuster.toml"),
+            "--report-json",
+            "report.json",
+        ],
+    );
     assert_eq!(output.status.code(), Some(1), "the bug must be found");
 
     let counterexample = read_json(&dir.join("counterexample.json"));
@@ -25,17 +37,53 @@ fn finds_foos_missing_handler_and_replays_it() {
     // As in the tutorial: the bug shows in the 11th scheduled execution, one pruned.
     assert_eq!(report["executions"], 10);
     assert_eq!(report["pruned"], 1);
-    let calls = report["failing_execution"]["calls"].as_array().expect("calls");
-    let test_call = calls.iter().find(|c| c["caller"] == "test").expect("the test's call to foo");
-    assert_eq!(test_call["outcome"]["detail"], 500, "foo answered 500: {test_call}");
+    let calls = report["failing_execution"]["calls"]
+        .as_array()
+        .expect("calls");
+    let test_call = calls
+        .iter()
+        .find(|c| c["caller"] == "test")
+        .expect("the test's call to foo");
+    assert_eq!(
+        test_call["outcome"]["detail"], 500,
+        "foo answered 500: {test_call}"
+    );
 
-    let replay = run_test(&dir, &["--config", &config("filibuster.toml"), "--counterexample-file", "counterexample.json"]);
-    assert_eq!(replay.status.code(), Some(1), "the replay must fail the same way");
+    let replay = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("filibuster.toml"),
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    );
+    assert_eq!(
+        replay.status.code(),
+        Some(1),
+        "the replay must fail the same way"
+    );
     assert!(String::from_utf8_lossy(&replay.stderr).contains("counterexample reproduced"));
 
-    let fixed = run_test(&dir, &["--config", &config("fixed.toml"), "--counterexample-file", "counterexample.json"]);
-    assert_eq!(fixed.status.code(), Some(0), "the fix must pass the counterexample");
-    assert!(leftover_cgroups().is_empty(), "cgroups left: {:?}", leftover_cgroups());
+    let fixed = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    );
+    assert_eq!(
+        fixed.status.code(),
+        Some(0),
+        "the fix must pass the counterexample"
+    );
+    assert!(
+        leftover_cgroups().is_empty(),
+        "cgroups left: {:?}",
+        leftover_cgroups()
+    );
 }
 
 #[test]
@@ -43,40 +91,79 @@ fn the_fixed_tutorial_passes_every_execution() {
     let dir = scratch("tutorial-fixed");
     let output = run_test(
         &dir,
-        &["--config", &config("fixed.toml"), "--disable-dynamic-reduction", "--report-json", "full.json"],
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--disable-dynamic-reduction",
+            "--report-json",
+            "full.json",
+        ],
     );
     assert_eq!(output.status.code(), Some(0));
     // 1 fault-free + 5 faults on foo → bar + 5 on bar → baz, as the tutorial counts.
     let full = read_json(&dir.join("full.json"));
-    assert_eq!((full["result"].as_str(), full["executions"].as_u64()), (Some("passed"), Some(11)));
+    assert_eq!(
+        (full["result"].as_str(), full["executions"].as_u64()),
+        (Some("passed"), Some(11))
+    );
 
-    let output = run_test(&dir, &["--config", &config("fixed.toml"), "--report-json", "reduced.json"]);
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--report-json",
+            "reduced.json",
+        ],
+    );
     assert_eq!(output.status.code(), Some(0));
     let reduced = read_json(&dir.join("reduced.json"));
-    assert_eq!((reduced["executions"].as_u64(), reduced["pruned"].as_u64()), (Some(10), Some(1)));
+    assert_eq!(
+        (reduced["executions"].as_u64(), reduced["pruned"].as_u64()),
+        (Some(10), Some(1))
+    );
     assert!(!dir.join("counterexample.json").exists());
 }
 
 #[test]
 fn bad_input_ends_with_a_one_line_error_and_exit_2() {
     let dir = scratch("bad-input");
-    std::fs::write(dir.join("typo.toml"), "[services.foo]\ncommand = \"true\"\nport = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.join("typo.toml"),
+        "[services.foo]\ncommand = \"true\"\nport = \"x\"\n",
+    )
+    .unwrap();
     let output = run_test(&dir, &["--config", "typo.toml"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("typo.toml: line 3:"), "{stderr}");
 
-    std::fs::write(dir.join("exits.toml"), "[test]\ncommand = \"true\"\n[services.quitter]\ncommand = \"exit 3\"\nport = 5999\n").unwrap();
+    std::fs::write(
+        dir.join("exits.toml"),
+        "[test]\ncommand = \"true\"\n[services.quitter]\ncommand = \"exit 3\"\nport = 5999\n",
+    )
+    .unwrap();
     let output = run_test(&dir, &["--config", "exits.toml"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("service `quitter` exited"), "{stderr}");
-    assert!(leftover_cgroups().is_empty(), "cgroups left: {:?}", leftover_cgroups());
+    assert!(
+        leftover_cgroups().is_empty(),
+        "cgroups left: {:?}",
+        leftover_cgroups()
+    );
 
     let busy = std::net::TcpListener::bind("127.0.0.1:5998").unwrap();
-    std::fs::write(dir.join("busy.toml"), "[test]\ncommand = \"true\"\n[services.web]\ncommand = \"sleep 10\"\nport = 5998\n").unwrap();
+    std::fs::write(
+        dir.join("busy.toml"),
+        "[test]\ncommand = \"true\"\n[services.web]\ncommand = \"sleep 10\"\nport = 5998\n",
+    )
+    .unwrap();
     let output = run_test(&dir, &["--config", "busy.toml"]);
     drop(busy);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("port 5998 of service `web` is already in use"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("port 5998 of service `web` is already in use")
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //!   cargo xtask setup   install the toolchain pieces and Python packages
 //!   cargo xtask demo    set up, build, and run the bundled tutorial (finds its bug)
-//!   cargo xtask test    set up, then run every test: unit, kernel and end to end
+//!   cargo xtask test    set up, lint, then run every test: unit, kernel and end to end
 
 use std::{
     path::{Path, PathBuf},
@@ -25,12 +25,17 @@ enum Task {
     Setup,
     /// Set up, build, and run Filibuster on the bundled tutorial example.
     Demo,
-    /// Set up, then run the unit tests and the root-only end-to-end suites.
+    /// Set up, lint, then run the unit tests and the root-only end-to-end suites.
     Test,
 }
 
 /// Debian packages: LLVM for bpf-linker, and what the examples use.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
 const PYTHON_PACKAGES: &[&str] = &["flask", "requests"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -40,7 +45,9 @@ fn main() -> Result<()> {
         Task::Setup => setup(&root),
         Task::Demo => {
             setup(&root)?;
-            run(Command::new("cargo").args(["build", "--release", "--package", "filibuster-agent"]).current_dir(&root))?;
+            run(Command::new("cargo")
+                .args(["build", "--release", "--package", "filibuster-agent"])
+                .current_dir(&root))?;
             let status = Command::new(root.join("target/release/filibuster"))
                 .args(["test", "--config", "examples/tutorial/filibuster.toml"])
                 .current_dir(&root)
@@ -49,33 +56,54 @@ fn main() -> Result<()> {
             // Exit 1 is the expected outcome here: the tutorial has a bug.
             match status.code() {
                 Some(1) => {
-                    println!("\nThe bug above is the tutorial's. The fixed variant passes:\n  sudo target/release/filibuster test --config examples/tutorial/fixed.toml");
+                    println!(
+                        "\nThe bug above is the tutorial's. The fixed variant passes:\n  sudo target/release/filibuster test --config examples/tutorial/fixed.toml"
+                    );
                     Ok(())
                 }
-                _ => bail!("the demo should have found the tutorial's bug, but filibuster ended with {status}"),
+                _ => bail!(
+                    "the demo should have found the tutorial's bug, but filibuster ended with {status}"
+                ),
             }
         }
         Task::Test => {
             setup(&root)?;
-            run(Command::new("cargo").args(["test", "--workspace", "--exclude", "filibuster-tests"]).current_dir(&root))?;
+            run(Command::new("cargo")
+                .args(["test", "--workspace", "--exclude", "filibuster-tests"])
+                .current_dir(&root))?;
             // The end-to-end suites share the examples' ports and the host's
             // cgroups: one test at a time.
             run(Command::new("cargo")
-                .args(["test", "--package", "filibuster-tests", "--", "--test-threads=1"])
+                .args([
+                    "test",
+                    "--package",
+                    "filibuster-tests",
+                    "--",
+                    "--test-threads=1",
+                ])
                 .current_dir(&root))
         }
     }
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn setup(root: &Path) -> Result<()> {
     if !is_root() {
-        bail!("setup installs packages and the tests load kernel programs: run as root (sudo -E cargo xtask ...)");
+        bail!(
+            "setup installs packages and the tests load kernel programs: run as root (sudo -E cargo xtask ...)"
+        );
     }
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if !missing.is_empty() {
         println!("setup: installing {}", missing.join(" "));
         run(Command::new("apt-get").args(["update", "-qq"]))?;
@@ -91,9 +119,20 @@ fn setup(root: &Path) -> Result<()> {
     }
     let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if !linker.contains(BPF_LINKER_VERSION) {
-        println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+        println!(
+            "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"
+        );
         run(Command::new("cargo")
-            .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22")
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
     }
@@ -121,12 +160,16 @@ fn dpkg_installed(package: &str) -> bool {
 }
 
 fn output(command: &mut Command) -> Result<String> {
-    let out = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let out = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn run(command: &mut Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed: {status}");
     }

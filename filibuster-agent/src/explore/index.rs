@@ -18,7 +18,13 @@ impl CallSite {
     /// standard library's hasher is seeded per process).
     pub fn hash(&self) -> u64 {
         let mut digest = Sha256::new();
-        for part in [&self.caller, &self.callee, &self.protocol, &self.method, &self.target] {
+        for part in [
+            &self.caller,
+            &self.callee,
+            &self.protocol,
+            &self.method,
+            &self.target,
+        ] {
             digest.update(part.as_bytes());
             digest.update([0]);
         }
@@ -29,7 +35,11 @@ impl CallSite {
 
 impl fmt::Display for CallSite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} → {} {} {}", self.caller, self.callee, self.method, self.target)
+        write!(
+            f,
+            "{} → {} {} {}",
+            self.caller, self.callee, self.method, self.target
+        )
     }
 }
 
@@ -67,8 +77,11 @@ impl fmt::Display for ExecutionIndex {
 // Serialised as Filibuster prints it: [["<hex hash>", n], ...].
 impl Serialize for ExecutionIndex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let entries: Vec<(String, u32)> =
-            self.0.iter().map(|(hash, n)| (format!("{hash:016x}"), *n)).collect();
+        let entries: Vec<(String, u32)> = self
+            .0
+            .iter()
+            .map(|(hash, n)| (format!("{hash:016x}"), *n))
+            .collect();
         entries.serialize(serializer)
     }
 }
@@ -81,7 +94,9 @@ impl<'de> Deserialize<'de> for ExecutionIndex {
             .map(|(hash, n)| {
                 u64::from_str_radix(&hash, 16)
                     .map(|hash| (hash, n))
-                    .map_err(|_| serde::de::Error::custom(format!("`{hash}` is not a hex call-site hash")))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!("`{hash}` is not a hex call-site hash"))
+                    })
             })
             .collect::<Result<_, _>>()
             .map(Self)

@@ -62,7 +62,10 @@ impl Plan {
     }
 
     fn key(&self) -> Vec<(ExecutionIndex, Fault)> {
-        self.faults.values().map(|f| (f.index.clone(), f.fault.clone())).collect()
+        self.faults
+            .values()
+            .map(|f| (f.index.clone(), f.fault.clone()))
+            .collect()
     }
 }
 
@@ -134,7 +137,9 @@ impl Execution {
     pub fn next_index(&self, parent: Option<CallId>, site: &CallSite) -> ExecutionIndex {
         let hash = site.hash();
         let n = self.counters.get(&(parent, hash)).copied().unwrap_or(0) + 1;
-        let base = parent.map(|p| self.log[p.0].index.clone()).unwrap_or_default();
+        let base = parent
+            .map(|p| self.log[p.0].index.clone())
+            .unwrap_or_default();
         base.child(hash, n)
     }
 
@@ -174,8 +179,16 @@ impl Execution {
         }
     }
 
-    fn schedule_faults_on(&mut self, index: &ExecutionIndex, site: &CallSite, applicable: &[Fault]) {
-        if self.max_faults.is_some_and(|max| self.plan.faults.len() >= max) {
+    fn schedule_faults_on(
+        &mut self,
+        index: &ExecutionIndex,
+        site: &CallSite,
+        applicable: &[Fault],
+    ) {
+        if self
+            .max_faults
+            .is_some_and(|max| self.plan.faults.len() >= max)
+        {
             return;
         }
         let prefix: Vec<ExecutionIndex> = self.log.iter().map(|r| r.index.clone()).collect();

@@ -108,18 +108,30 @@ fn cinema_1(w: &mut World) {
         if !ok(w.call(Some(me), "users", "bookings", leaf)) {
             return UNAVAILABLE;
         }
-        if ok(w.call(Some(me), "users", "movies", leaf)) { OK } else { UNAVAILABLE }
+        if ok(w.call(Some(me), "users", "movies", leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
     });
 }
 
 fn bookings_calls_movies(w: &mut World, me: CallId) -> u16 {
-    if ok(w.call(Some(me), "bookings", "movies", leaf)) { OK } else { UNAVAILABLE }
+    if ok(w.call(Some(me), "bookings", "movies", leaf)) {
+        OK
+    } else {
+        UNAVAILABLE
+    }
 }
 
 /// A chain: users → bookings → movies.
 fn cinema_2(w: &mut World) {
     w.call(None, "test", "users", |w, me| {
-        if ok(w.call(Some(me), "users", "bookings", bookings_calls_movies)) { OK } else { UNAVAILABLE }
+        if ok(w.call(Some(me), "users", "bookings", bookings_calls_movies)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
     });
 }
 
@@ -172,7 +184,11 @@ fn cinema_6(w: &mut World) {
         if !bookings_with_fallback(w, me) {
             return UNAVAILABLE;
         }
-        if ok(w.call(Some(me), "users", "movies", leaf)) { OK } else { UNAVAILABLE }
+        if ok(w.call(Some(me), "users", "movies", leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
     });
 }
 
@@ -188,7 +204,11 @@ fn cinema_7(w: &mut World) {
         if !bookings_with_fallback(w, me) {
             return UNAVAILABLE;
         }
-        if ok(w.call(Some(me), "users", "movies", leaf)) { OK } else { UNAVAILABLE }
+        if ok(w.call(Some(me), "users", "movies", leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
     });
 }
 
@@ -247,7 +267,10 @@ fn cinema_4_third_party_calls() {
     //   fault-free 1; imdb alone 1; bookings 5, each with or without imdb: 10;
     //   fandango with every subset of imdb: 2; movies 4 × (imdb?, fandango?): 16;
     //   rotten-tomatoes × (imdb?, fandango?): 4.
-    assert_eq!(explore(cinema_4, &third_parties(), false).0, 1 + 1 + 10 + 2 + 16 + 4);
+    assert_eq!(
+        explore(cinema_4, &third_parties(), false).0,
+        1 + 1 + 10 + 2 + 16 + 4
+    );
 }
 
 #[test]

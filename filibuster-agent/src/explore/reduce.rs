@@ -18,9 +18,10 @@ pub(super) fn should_prune(plan: &Plan, ran: &[Finished]) -> bool {
     for index in &plan.prefix {
         groups.entry(index.parent()).or_default().push(index);
     }
-    groups
-        .values()
-        .all(|children| ran.iter().any(|earlier| already_seen(plan, children, earlier)))
+    groups.values().all(|children| {
+        ran.iter()
+            .any(|earlier| already_seen(plan, children, earlier))
+    })
 }
 
 fn already_seen(plan: &Plan, children: &[&ExecutionIndex], earlier: &Finished) -> bool {
