@@ -69,7 +69,21 @@ fn main() -> Result<()> {
         Task::Test => {
             setup(&root)?;
             run(Command::new("cargo")
-                .args(["test", "--workspace", "--exclude", "filibuster-tests"])
+                .args(["fmt", "--all", "--check"])
+                .current_dir(&root))?;
+            // The default members: the eBPF crate only builds for its own target.
+            run(Command::new("cargo")
+                .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+                .current_dir(&root))?;
+            // Fast tests first: the search on models, parsing, layouts.
+            run(Command::new("cargo")
+                .args([
+                    "test",
+                    "--package",
+                    "filibuster-common",
+                    "--package",
+                    "filibuster-agent",
+                ])
                 .current_dir(&root))?;
             // The end-to-end suites share the examples' ports and the host's
             // cgroups: one test at a time.
