@@ -1,13 +1,5 @@
-"""Kept so that services written for the original Filibuster start
-unchanged. The agent sees their calls from the kernel: nothing to do here."""
+from filibuster.instrumentation import NoOpInstrumentor
 
 
-class FlaskInstrumentor:
-    def instrument(self, *args, **kwargs):
-        pass
-
-    def instrument_app(self, *args, **kwargs):
-        pass
-
-    def uninstrument(self, *args, **kwargs):
-        pass
+class FlaskInstrumentor(NoOpInstrumentor):
+    """The original tool's flask instrumentation: a no-op here."""

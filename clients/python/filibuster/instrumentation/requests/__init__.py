@@ -1,13 +1,5 @@
-"""Kept so that services written for the original Filibuster start
-unchanged. The agent sees their calls from the kernel: nothing to do here."""
+from filibuster.instrumentation import NoOpInstrumentor
 
 
-class RequestsInstrumentor:
-    def instrument(self, *args, **kwargs):
-        pass
-
-    def instrument_app(self, *args, **kwargs):
-        pass
-
-    def uninstrument(self, *args, **kwargs):
-        pass
+class RequestsInstrumentor(NoOpInstrumentor):
+    """The original tool's requests instrumentation: a no-op here."""
