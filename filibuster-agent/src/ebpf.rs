@@ -8,7 +8,6 @@
 use std::{
     fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd, RawFd},
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -134,11 +133,6 @@ impl Kernel {
             }
         }
         events
-    }
-
-    /// Readable when events are waiting.
-    pub fn events_fd(&self) -> RawFd {
-        self.events.as_raw_fd()
     }
 }
 

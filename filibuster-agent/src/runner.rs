@@ -325,16 +325,12 @@ fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-struct RunningService {
-    child: tokio::process::Child,
-}
-
 async fn start_services(
     config: &Config,
     cgroups: &RunCgroups,
     logs: &Path,
     timeout: Duration,
-) -> Result<Vec<RunningService>> {
+) -> Result<Vec<tokio::process::Child>> {
     let mut running = Vec::new();
     for (service, cgroup) in config.services.iter().zip(cgroups.children()) {
         let log_path = logs.join(format!("{}.log", service.name));
@@ -352,7 +348,7 @@ async fn start_services(
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start service `{}`", service.name))?;
-        running.push(RunningService { child });
+        running.push(child);
     }
     let deadline = Instant::now() + timeout;
     for (service, process) in config.services.iter().zip(running.iter_mut()) {
@@ -366,7 +362,7 @@ async fn start_services(
                 break;
             }
             let log_path = logs.join(format!("{}.log", service.name));
-            if let Some(status) = process.child.try_wait()? {
+            if let Some(status) = process.try_wait()? {
                 bail!(
                     "service `{}` exited ({status}) before listening on port {}: see {}",
                     service.name,

@@ -115,10 +115,6 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn with_kernel<T>(&self, f: impl FnOnce(&mut Kernel) -> T) -> T {
-        f(&mut self.lock().kernel)
-    }
-
     pub fn add_caller(&self, cgroup_id: u64, name: &str) {
         let mut state = self.lock();
         state.callers.insert(cgroup_id, name.to_string());

@@ -134,7 +134,7 @@ impl Execution {
 
     /// The index the next call of `site` under `parent` gets, without
     /// recording anything.
-    pub fn next_index(&self, parent: Option<CallId>, site: &CallSite) -> ExecutionIndex {
+    fn next_index(&self, parent: Option<CallId>, site: &CallSite) -> ExecutionIndex {
         let hash = site.hash();
         let n = self.counters.get(&(parent, hash)).copied().unwrap_or(0) + 1;
         let base = parent
