@@ -9,18 +9,57 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::explore::{CallPattern, FaultRule, FaultSpec};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     test: Option<TestSection>,
     #[serde(default)]
     services: BTreeMap<String, ServiceSection>,
+    #[serde(default)]
+    faults: Vec<FaultSection>,
+}
+
+/// `[[faults]]`: changes the faults tried on the calls it matches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSection {
+    /// The callee: a service name or, for calls elsewhere, `host:port` (a glob).
+    service: String,
+    method: Option<String>,
+    path: Option<String>,
+    replace: Option<Vec<FaultSpec>>,
+    #[serde(default)]
+    remove: Vec<FaultSpec>,
+    #[serde(default)]
+    add: Vec<FaultSpec>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestSection {
-    command: String,
+    command: Option<String>,
+    /// The command speaks the test-loop protocol: start it once.
+    #[serde(default, rename = "loop")]
+    looping: bool,
+    /// Run the pytest tests under this path in one pytest process.
+    pytest: Option<String>,
+}
+
+/// How the functional test is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestMode {
+    /// A new process per execution; its exit status is the verdict.
+    PerExecution,
+    /// One process for the run, driven by the test-loop protocol.
+    Loop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestSpec {
+    pub command: String,
+    pub mode: TestMode,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,8 +83,35 @@ pub struct Service {
 pub struct Config {
     /// Commands run from here: the config file's directory.
     pub dir: PathBuf,
-    pub test_command: Option<String>,
+    pub test: Option<TestSpec>,
     pub services: Vec<Service>,
+    pub fault_rules: Vec<FaultRule>,
+}
+
+impl TryFrom<TestSection> for TestSpec {
+    type Error = anyhow::Error;
+
+    fn try_from(section: TestSection) -> Result<Self> {
+        let mode = if section.looping {
+            TestMode::Loop
+        } else {
+            TestMode::PerExecution
+        };
+        match (section.command, section.pytest) {
+            (Some(_), Some(_)) => {
+                bail!("[test] has both command and pytest: keep one")
+            }
+            (None, None) => bail!(
+                "[test] needs command = \"...\" (run per execution) or pytest = \"tests/\" (one pytest process for the run)"
+            ),
+            (Some(command), None) => Ok(Self { command, mode }),
+            (None, Some(path)) => Ok(Self {
+                // The plugin (pytest11 entry point of clients/python) loops.
+                command: format!("python3 -m pytest -q -p no:cacheprovider {path}"),
+                mode: TestMode::Loop,
+            }),
+        }
+    }
 }
 
 /// The name the functional test's calls are attributed to.
@@ -99,10 +165,34 @@ impl Config {
                 port: section.port,
             });
         }
+        let fault_rules = file
+            .faults
+            .into_iter()
+            .enumerate()
+            .map(|(n, section)| {
+                let rule = n + 1;
+                if section.replace.is_none() && section.remove.is_empty() && section.add.is_empty() {
+                    bail!("[[faults]] rule {rule} (service `{}`) changes nothing: give add, remove or replace", section.service);
+                }
+                let calls = CallPattern::new(
+                    &section.service,
+                    section.method.as_deref(),
+                    section.path.as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!("[[faults]] rule {rule}: {e}"))?;
+                Ok(FaultRule {
+                    calls,
+                    replace: section.replace,
+                    remove: section.remove,
+                    add: section.add,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             dir,
-            test_command: file.test.map(|t| t.command),
+            test: file.test.map(TestSpec::try_from).transpose()?,
             services,
+            fault_rules,
         })
     }
 
@@ -136,8 +226,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            config.test_command.as_deref(),
-            Some("python3 functional/test.py")
+            config.test,
+            Some(TestSpec {
+                command: "python3 functional/test.py".into(),
+                mode: TestMode::PerExecution
+            })
         );
         assert_eq!(config.services.len(), 2);
         assert_eq!(config.service_on_port(5001).unwrap().name, "bar");
@@ -151,6 +244,22 @@ mod tests {
                 .to_string();
         assert!(err.starts_with("line 5: "), "{err}");
         assert!(err.contains("u16"), "{err}");
+    }
+
+    #[test]
+    fn reads_fault_rules_and_names_a_bad_fault() {
+        let config = parse(
+            "[[faults]]\nservice = \"movies\"\nremove = [502]\n[[faults]]\nservice = \"bookings\"\npath = \"/bookings/*\"\nadd = [404]\n",
+        )
+        .unwrap();
+        assert_eq!(config.fault_rules.len(), 2);
+        let err = parse("[[faults]]\nservice = \"movies\"\nadd = [\"timout\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 3: "), "{err}");
+        assert!(err.contains("\"connection-error\", \"timeout\""), "{err}");
+        let err = parse("[[faults]]\nservice = \"movies\"\n").unwrap_err();
+        assert!(err.to_string().contains("changes nothing"), "{err}");
     }
 
     #[test]

@@ -1,37 +1,130 @@
-//! The control API on loopback, compatible with the original Filibuster
-//! server's assertion endpoints, so tests written for it run unchanged:
+//! The control API on loopback.
+//!
+//! Questions, compatible with the original Filibuster server's assertion
+//! endpoints so tests written for it run unchanged:
 //!
 //! - `GET /filibuster/fault-injected` → `{"result": bool}`
 //! - `GET /filibuster/fault-injected/<service>` → `{"result": bool}`
 //! - `GET /health-check` → `{"status": "OK"}`
 //!
-//! It only answers questions; nothing here changes the run.
+//! The test-loop protocol, for a test process that stays up across
+//! executions (README, "Test-loop protocol"). Both calls carry the run's
+//! token (`FILIBUSTER_TOKEN`) in `x-filibuster-token`; nothing without it
+//! changes the run.
+//!
+//! - `GET /filibuster/loop/next` waits until the next execution has begun
+//!   and answers `{"execution": n}`, or `{"done": true}` when the search is
+//!   over.
+//! - `POST /filibuster/loop/result` with `{"execution": n, "passed": bool,
+//!   "output": "..."}` reports how the test body did.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
+    body::Incoming,
     header::{CONTENT_TYPE, HeaderValue},
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
+use serde::Deserialize;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+};
 
 use crate::session::Session;
 
-pub async fn serve(listener: TcpListener, session: Arc<Session>) {
+/// What the looping test process is to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    Wait,
+    Run(usize),
+    Done,
+}
+
+/// A looping test process's report on one execution.
+#[derive(Debug, Deserialize)]
+pub struct LoopResult {
+    pub execution: usize,
+    pub passed: bool,
+    #[serde(default)]
+    pub output: String,
+}
+
+/// The runner's side of the test-loop protocol and the control API's.
+pub struct TestLoop {
+    token: String,
+    turn: watch::Sender<Turn>,
+    /// The last execution handed to a test process.
+    handed: Mutex<usize>,
+    results: mpsc::UnboundedSender<LoopResult>,
+}
+
+impl TestLoop {
+    pub fn new(token: String) -> (Arc<Self>, mpsc::UnboundedReceiver<LoopResult>) {
+        let (results, received) = mpsc::unbounded_channel();
+        let test_loop = Self {
+            token,
+            turn: watch::channel(Turn::Wait).0,
+            handed: Mutex::new(0),
+            results,
+        };
+        (Arc::new(test_loop), received)
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn set_turn(&self, turn: Turn) {
+        self.turn.send_replace(turn);
+    }
+
+    /// The last execution a test process asked for and got.
+    pub fn handed(&self) -> usize {
+        *self.handed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn next(&self) -> serde_json::Value {
+        let mut turn = self.turn.subscribe();
+        let handed = self.handed();
+        let turn = *turn
+            .wait_for(|t| match t {
+                Turn::Run(n) => *n > handed,
+                Turn::Done => true,
+                Turn::Wait => false,
+            })
+            .await
+            .expect("the sender lives in self");
+        match turn {
+            Turn::Run(n) => {
+                *self.handed.lock().unwrap_or_else(|p| p.into_inner()) = n;
+                json!({"execution": n})
+            }
+            _ => json!({"done": true}),
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, session: Arc<Session>, test_loop: Arc<TestLoop>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let session = session.clone();
+        let test_loop = test_loop.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let session = session.clone();
-                async move { Ok::<_, Infallible>(answer(&session, &request)) }
+                let test_loop = test_loop.clone();
+                async move { Ok::<_, Infallible>(answer(&session, &test_loop, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -40,15 +133,38 @@ pub async fn serve(listener: TcpListener, session: Arc<Session>) {
     }
 }
 
-fn answer<B>(session: &Session, request: &Request<B>) -> Response<Full<Bytes>> {
+async fn answer(
+    session: &Session,
+    test_loop: &TestLoop,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().trim_end_matches('/').to_string();
+    if path.starts_with("/filibuster/loop/") {
+        let token = request.headers().get("x-filibuster-token");
+        if token.is_none_or(|t| t.as_bytes() != test_loop.token.as_bytes()) {
+            return reply(
+                StatusCode::FORBIDDEN,
+                json!({"error": "the test loop needs this run's token in x-filibuster-token (FILIBUSTER_TOKEN)"}),
+            );
+        }
+        return match (request.method(), path.as_str()) {
+            (&Method::GET, "/filibuster/loop/next") => {
+                reply(StatusCode::OK, test_loop.next().await)
+            }
+            (&Method::POST, "/filibuster/loop/result") => take_result(test_loop, request).await,
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no endpoint {} {path}", request.method())}),
+            ),
+        };
+    }
     if request.method() != Method::GET {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": "only GET is served"}),
         );
     }
-    let path = request.uri().path();
-    match path.trim_end_matches('/') {
+    match path.as_str() {
         "/health-check" => reply(StatusCode::OK, json!({"status": "OK"})),
         "/filibuster/fault-injected" => reply(
             StatusCode::OK,
@@ -65,6 +181,37 @@ fn answer<B>(session: &Session, request: &Request<B>) -> Response<Full<Bytes>> {
             ),
         },
     }
+}
+
+/// Test output beyond this is cut: it only goes into reports.
+const MAX_RESULT_BYTES: usize = 1 << 20;
+
+async fn take_result(test_loop: &TestLoop, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match Limited::new(request.into_body(), MAX_RESULT_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+    };
+    let result: LoopResult = match serde_json::from_slice(&body) {
+        Ok(result) => result,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("expected {{\"execution\": n, \"passed\": bool, \"output\": \"...\"}}: {e}")}),
+            );
+        }
+    };
+    let handed = test_loop.handed();
+    if result.execution != handed {
+        return reply(
+            StatusCode::CONFLICT,
+            json!({"error": format!("execution {} is not the one running ({handed})", result.execution)}),
+        );
+    }
+    let _ = test_loop.results.send(result);
+    reply(StatusCode::OK, json!({}))
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {

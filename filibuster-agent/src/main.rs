@@ -1,7 +1,11 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use filibuster::runner::{self, Verdict};
+use filibuster::{
+    analyze::Analysis,
+    runner::{self, Verdict},
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Service-level fault injection testing for unmodified services.
@@ -20,6 +24,21 @@ struct Cli {
 enum Commands {
     /// Run the functional test under every combination of faults that matters.
     Test(TestArgs),
+    /// Find the error statuses each service's source can answer with.
+    ///
+    /// Each subdirectory of the services directory is a service named after
+    /// it. Pass the output to `filibuster test --analysis-file`.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// The directory holding one subdirectory of source per service.
+    #[arg(long)]
+    services_directory: PathBuf,
+    /// Where to write the analysis (JSON).
+    #[arg(long, default_value = "analysis.json")]
+    output_file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -27,9 +46,12 @@ struct TestArgs {
     /// The run's config file (services and test); commands run from its directory.
     #[arg(long, default_value = "filibuster.toml")]
     config: PathBuf,
-    /// The functional test command (overrides [test].command).
+    /// The functional test command (overrides [test] of the config).
     #[arg(long)]
     functional_test: Option<String>,
+    /// Start the test once and drive it with the test-loop protocol.
+    #[arg(long)]
+    test_loop: bool,
     /// Replay exactly the execution this counterexample describes.
     #[arg(long)]
     counterexample_file: Option<PathBuf>,
@@ -45,9 +67,24 @@ struct TestArgs {
     /// Inject at most this many faults in one execution.
     #[arg(long)]
     max_faults: Option<usize>,
-    /// Write a JSON summary of the run here.
+    /// Explore every combination and report every failing one, instead of
+    /// stopping at the first.
+    #[arg(long)]
+    keep_going: bool,
+    /// Also try, on calls to a service, the error statuses it was seen
+    /// answering with during the run.
+    #[arg(long)]
+    learn_faults: bool,
+    /// Also try the error statuses `filibuster analyze` found in each
+    /// service's source.
+    #[arg(long)]
+    analysis_file: Option<PathBuf>,
+    /// Write a JSON report of the run here.
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Write a JUnit XML report here: one test case per execution.
+    #[arg(long)]
+    junit: Option<PathBuf>,
     /// Seconds one execution of the test may take before it counts as hung.
     #[arg(long, default_value_t = 60)]
     execution_timeout: u64,
@@ -65,15 +102,25 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FILIBUSTER_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let Commands::Test(args) = cli.command;
+    let args = match cli.command {
+        Commands::Test(args) => args,
+        Commands::Analyze(args) => {
+            return exit_code(analyze(&args).map(|()| Some(Verdict::Passed)));
+        }
+    };
     let options = runner::Options {
         config: args.config,
         functional_test: args.functional_test,
+        test_loop: args.test_loop,
         counterexample_file: args.counterexample_file,
         only_initial_execution: args.only_initial_execution,
         dynamic_reduction: !args.disable_dynamic_reduction,
         max_faults: args.max_faults,
+        keep_going: args.keep_going,
+        learn_faults: args.learn_faults,
+        analysis_file: args.analysis_file,
         report_json: args.report_json,
+        junit: args.junit,
         counterexample_output: args.counterexample_output,
         execution_timeout: Duration::from_secs(args.execution_timeout),
         startup_timeout: Duration::from_secs(args.startup_timeout),
@@ -92,6 +139,29 @@ fn main() -> ExitCode {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    exit_code(outcome)
+}
+
+fn analyze(args: &AnalyzeArgs) -> Result<()> {
+    let analysis = Analysis::of_directory(&args.services_directory)?;
+    for (name, service) in &analysis.services {
+        let statuses: Vec<String> = service.http_statuses.iter().map(u16::to_string).collect();
+        let codes: Vec<&str> = service.grpc_codes.iter().map(String::as_str).collect();
+        eprintln!(
+            "filibuster: {name}: HTTP [{}] gRPC [{}]",
+            statuses.join(", "),
+            codes.join(", ")
+        );
+    }
+    analysis.write(&args.output_file)?;
+    eprintln!(
+        "filibuster: analysis written to {}",
+        args.output_file.display()
+    );
+    Ok(())
+}
+
+fn exit_code(outcome: Result<Option<Verdict>>) -> ExitCode {
     match outcome {
         Ok(Some(Verdict::Passed)) => ExitCode::SUCCESS,
         Ok(Some(Verdict::Failed)) => ExitCode::from(1),

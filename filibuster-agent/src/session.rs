@@ -18,25 +18,10 @@ use tokio::sync::watch;
 use crate::{
     config::TEST_CALLER,
     ebpf::{Destination, Kernel},
-    explore::{CallId, CallSite, Execution, ExecutionIndex, Fault, Outcome, PlannedFault},
+    explore::{
+        CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
+    },
 };
-
-/// The faults tried on a call between services when the config says
-/// nothing else: a connection fault, a timeout, and the 5xx answers a
-/// service most often gives when its own dependencies fail.
-pub fn default_http_faults(fresh_connection: bool) -> Vec<Fault> {
-    vec![
-        if fresh_connection {
-            Fault::ConnectionRefused
-        } else {
-            Fault::ConnectionReset
-        },
-        Fault::Timeout,
-        Fault::HttpStatus(500),
-        Fault::HttpStatus(502),
-        Fault::HttpStatus(503),
-    ]
-}
 
 /// A connection the kernel redirected to the agent.
 #[derive(Clone, Debug)]
@@ -72,6 +57,7 @@ struct State {
     caller_cgroups: HashMap<String, u64>,
     /// Service port → name (calls elsewhere are named by address).
     services: HashMap<u16, String>,
+    faults: FaultSpace,
     /// Calls being served, per service: the parents of its outgoing calls.
     serving: HashMap<String, Vec<CallId>>,
     /// Where each call that opened a connection did so, learned when the
@@ -91,7 +77,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(kernel: Kernel, services: HashMap<u16, String>) -> Self {
+    pub fn new(kernel: Kernel, services: HashMap<u16, String>, faults: FaultSpace) -> Self {
         Self {
             state: Mutex::new(State {
                 kernel,
@@ -99,6 +85,7 @@ impl Session {
                 callers: HashMap::new(),
                 caller_cgroups: HashMap::new(),
                 services,
+                faults,
                 serving: HashMap::new(),
                 connect_targets: HashMap::new(),
                 armed: HashMap::new(),
@@ -248,7 +235,7 @@ impl Session {
         let applicable = if connection.caller == TEST_CALLER {
             Vec::new()
         } else {
-            default_http_faults(first_on_connection)
+            state.faults.faults_for(&site, first_on_connection)
         };
         let (id, fault) = execution.begin_call(parent, site, &applicable);
         if first_on_connection {
@@ -286,6 +273,9 @@ impl Session {
         let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
             return;
         };
+        if let Outcome::Status(code) = outcome {
+            state.faults.observe(callee, code);
+        }
         execution.end_call(call.1, outcome);
         if let Some(serving) = state.serving.get_mut(callee) {
             serving.retain(|id| *id != call.1);

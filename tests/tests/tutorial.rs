@@ -21,9 +21,16 @@ fn finds_foos_missing_handler_and_replays_it() {
             &config("filibuster.toml"),
             "--report-json",
             "report.json",
+            "--junit",
+            "junit.xml",
         ],
     );
     assert_eq!(output.status.code(), Some(1), "the bug must be found");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("foo → bar GET /bar/baz  [connection refused ✗, timeout ✓"),
+        "the summary shows the faults tried per call"
+    );
 
     let counterexample = read_json(&dir.join("counterexample.json"));
     let faults = counterexample["faults"].as_array().expect("faults");
@@ -37,9 +44,24 @@ fn finds_foos_missing_handler_and_replays_it() {
     // As in the tutorial: the bug shows in the 11th scheduled execution, one pruned.
     assert_eq!(report["executions"], 10);
     assert_eq!(report["pruned"], 1);
-    let calls = report["failing_execution"]["calls"]
-        .as_array()
-        .expect("calls");
+    let failures = report["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["counterexample"], "counterexample.json");
+    assert_eq!(report["execution_log"].as_array().map(Vec::len), Some(10));
+    let discovered = report["calls"].as_array().expect("calls discovered");
+    let foo_bar = discovered
+        .iter()
+        .find(|c| c["callee"] == "bar")
+        .expect("foo → bar discovered");
+    assert_eq!(foo_bar["faults"][0]["fault"]["kind"], "connection-refused");
+    assert_eq!(foo_bar["faults"][0]["tolerated"], false);
+
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("JUnit written");
+    assert_eq!(junit.matches("<testcase ").count(), 10, "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("execution 10: foo → bar GET /bar/baz: connection refused"));
+
+    let calls = failures[0]["calls"].as_array().expect("calls");
     let test_call = calls
         .iter()
         .find(|c| c["caller"] == "test")

@@ -10,18 +10,24 @@
 //! - Deduplicated: a set of faults is scheduled at most once.
 //! - Dynamic reduction ([`reduce`]): skip a scheduled execution when earlier
 //!   executions already showed every outcome it would produce.
+//! - Unstable indices: an execution whose prefix calls did not all happen
+//!   again (a path with an id or a timestamp in it) schedules nothing, and
+//!   says which calls vanished, so such an application cannot make the
+//!   search run forever.
 
 mod fault;
 mod index;
 #[cfg(test)]
 mod models;
 mod reduce;
+mod space;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub use fault::{Fault, Outcome};
 pub use index::{CallSite, ExecutionIndex};
 use serde::{Deserialize, Serialize};
+pub use space::{CallPattern, FaultRule, FaultSpace, FaultSpec};
 
 /// How the search runs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,6 +52,8 @@ pub struct PlannedFault {
 pub struct Plan {
     faults: BTreeMap<ExecutionIndex, PlannedFault>,
     prefix: Vec<ExecutionIndex>,
+    /// The execution that scheduled this one.
+    origin: Option<usize>,
 }
 
 impl Plan {
@@ -54,7 +62,11 @@ impl Plan {
     pub fn replay(faults: Vec<PlannedFault>) -> Self {
         let prefix = faults.iter().map(|f| f.index.clone()).collect();
         let faults = faults.into_iter().map(|f| (f.index.clone(), f)).collect();
-        Self { faults, prefix }
+        Self {
+            faults,
+            prefix,
+            origin: None,
+        }
     }
 
     pub fn faults(&self) -> impl Iterator<Item = &PlannedFault> {
@@ -205,18 +217,22 @@ impl Execution {
             self.scheduled.push(Plan {
                 faults,
                 prefix: prefix.clone(),
+                origin: Some(self.number),
             });
         }
     }
 }
 
 /// What an execution ended with.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Finished {
     pub number: usize,
     pub faults: Vec<PlannedFault>,
     pub calls: Vec<CallRecord>,
     pub passed: bool,
+    /// Calls the execution was planned on that did not happen again: the
+    /// application is not deterministic there (empty when all is well).
+    pub vanished: Vec<CallSite>,
 }
 
 /// Counters a user watches.
@@ -276,6 +292,22 @@ impl Explorer {
         &self.ran
     }
 
+    /// The calls of `plan`'s prefix missing from `log`, named as they were
+    /// when the plan was made.
+    fn vanished(&self, plan: &Plan, log: &[CallRecord]) -> Vec<CallSite> {
+        let seen: HashSet<&ExecutionIndex> = log.iter().map(|c| &c.index).collect();
+        let origin = plan.origin.map(|n| &self.ran[n - 1].calls);
+        plan.prefix
+            .iter()
+            .filter(|index| !seen.contains(index))
+            .filter_map(|index| match origin {
+                Some(calls) => calls.iter().find(|c| &c.index == index).map(|c| &c.site),
+                None => plan.faults.get(index).map(|f| &f.site),
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The next execution to run, or `None` when the search is complete.
     pub fn next_execution(&mut self) -> Option<Execution> {
         while let Some(plan) = self.stack.pop() {
@@ -302,9 +334,12 @@ impl Explorer {
             scheduled,
             ..
         } = execution;
-        for plan in scheduled {
-            if self.known.insert(plan.key()) {
-                self.stack.push(plan);
+        let vanished = self.vanished(&plan, &log);
+        if vanished.is_empty() {
+            for plan in scheduled {
+                if self.known.insert(plan.key()) {
+                    self.stack.push(plan);
+                }
             }
         }
         self.ran.push(Finished {
@@ -312,6 +347,7 @@ impl Explorer {
             faults: plan.faults.into_values().collect(),
             calls: log,
             passed,
+            vanished,
         });
         self.ran.last().expect("just pushed")
     }

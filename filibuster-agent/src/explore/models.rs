@@ -348,3 +348,35 @@ fn the_same_model_explores_the_same_way_twice() {
     };
     assert_eq!(order(()), order(()));
 }
+
+#[test]
+fn paths_that_change_between_runs_are_reported_not_explored_forever() {
+    let mut explorer = Explorer::new(Options::default());
+    while let Some(mut execution) = explorer.next_execution() {
+        assert!(execution.number < 100, "the search does not end");
+        let site = |callee: &str, target: String| CallSite {
+            caller: "users".into(),
+            callee: callee.into(),
+            protocol: "http".into(),
+            method: "GET".into(),
+            target,
+        };
+        let (root, _) = execution.begin_call(None, site("users", "/".into()), &[]);
+        // An id minted per run ends up in the path.
+        let target = format!("/bookings/{}", execution.number);
+        let (call, fault) = execution.begin_call(Some(root), site("bookings", target), &four());
+        assert_eq!(fault, None, "the planned call never comes back");
+        execution.end_call(call, Outcome::Status(OK));
+        explorer.finish(execution, true);
+    }
+    let ran = explorer.executions();
+    // The fault-free run and one per fault planned on its call, each
+    // reporting that the call it was planned on vanished.
+    assert_eq!(ran.len(), 5);
+    assert!(ran[0].vanished.is_empty());
+    assert!(
+        ran[1..]
+            .iter()
+            .all(|f| f.vanished.len() == 1 && f.vanished[0].target == "/bookings/1")
+    );
+}

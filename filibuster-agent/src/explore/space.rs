@@ -1,0 +1,311 @@
+//! Which faults a call can be failed with: the protocol's defaults, then
+//! what a source analysis found the callee can return, then what it was
+//! seen returning (when learning), and last the user's rules, which have
+//! the final word.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
+
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Deserializer, de};
+
+use super::{CallSite, Fault};
+
+/// A fault as a user names it, before it meets a call: a connection error
+/// becomes a refusal on a new connection and a reset on a reused one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSpec {
+    ConnectionError,
+    Timeout,
+    Status(u16),
+}
+
+impl FaultSpec {
+    const EXPECTED: &'static str =
+        "a fault: \"connection-error\", \"timeout\" or an HTTP status from 400 to 599";
+
+    fn status(code: u64) -> Option<Self> {
+        (400..600)
+            .contains(&code)
+            .then_some(Self::Status(code as u16))
+    }
+
+    fn enact(self, fresh_connection: bool) -> Fault {
+        match self {
+            Self::ConnectionError if fresh_connection => Fault::ConnectionRefused,
+            Self::ConnectionError => Fault::ConnectionReset,
+            Self::Timeout => Fault::Timeout,
+            Self::Status(code) => Fault::HttpStatus(code),
+        }
+    }
+}
+
+impl fmt::Display for FaultSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConnectionError => f.write_str("connection-error"),
+            Self::Timeout => f.write_str("timeout"),
+            Self::Status(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = FaultSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(FaultSpec::EXPECTED)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FaultSpec, E> {
+                u64::try_from(v)
+                    .ok()
+                    .and_then(FaultSpec::status)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FaultSpec, E> {
+                FaultSpec::status(v)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FaultSpec, E> {
+                match v {
+                    "connection-error" => Ok(FaultSpec::ConnectionError),
+                    "timeout" => Ok(FaultSpec::Timeout),
+                    _ => v
+                        .parse()
+                        .ok()
+                        .and_then(FaultSpec::status)
+                        .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The faults tried on an HTTP call when nothing else is said: a
+/// connection error, a timeout, and the 5xx answers a service most often
+/// gives when its own dependencies fail.
+pub const DEFAULT_HTTP_FAULTS: [FaultSpec; 5] = [
+    FaultSpec::ConnectionError,
+    FaultSpec::Timeout,
+    FaultSpec::Status(500),
+    FaultSpec::Status(502),
+    FaultSpec::Status(503),
+];
+
+/// Which calls a rule is about.
+#[derive(Clone, Debug)]
+pub struct CallPattern {
+    callee: GlobMatcher,
+    method: Option<String>,
+    /// Matched against the path without its query; `*` stays within one
+    /// segment, `**` crosses them.
+    path: Option<GlobMatcher>,
+}
+
+impl CallPattern {
+    /// Fails with a message naming the bad glob.
+    pub fn new(callee: &str, method: Option<&str>, path: Option<&str>) -> Result<Self, String> {
+        let glob = |text: &str, separator: bool| {
+            globset::GlobBuilder::new(text)
+                .literal_separator(separator)
+                .build()
+                .map(|g: Glob| g.compile_matcher())
+                .map_err(|e| format!("bad pattern `{text}`: {}", e.kind()))
+        };
+        Ok(Self {
+            callee: glob(callee, false)?,
+            method: method.map(str::to_ascii_uppercase),
+            path: path.map(|p| glob(p, true)).transpose()?,
+        })
+    }
+
+    fn matches(&self, site: &CallSite) -> bool {
+        let path = site.target.split('?').next().unwrap_or_default();
+        self.callee.is_match(&site.callee)
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(&site.method))
+            && self.path.as_ref().is_none_or(|p| p.is_match(path))
+    }
+}
+
+/// One `[[faults]]` rule of the config.
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub calls: CallPattern,
+    /// Replaces the faults so far (before `remove` and `add`).
+    pub replace: Option<Vec<FaultSpec>>,
+    pub remove: Vec<FaultSpec>,
+    pub add: Vec<FaultSpec>,
+}
+
+/// Everything that decides the faults of a call.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSpace {
+    rules: Vec<FaultRule>,
+    /// Statuses a source analysis found each service can answer.
+    analysed: BTreeMap<String, BTreeSet<u16>>,
+    /// Statuses each service was seen answering; `None`: not learning.
+    learned: Option<BTreeMap<String, BTreeSet<u16>>>,
+}
+
+impl FaultSpace {
+    pub fn new(rules: Vec<FaultRule>) -> Self {
+        Self {
+            rules,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_analysis(mut self, analysed: BTreeMap<String, BTreeSet<u16>>) -> Self {
+        self.analysed = analysed;
+        self
+    }
+
+    pub fn learning(mut self) -> Self {
+        self.learned = Some(BTreeMap::new());
+        self
+    }
+
+    /// `callee` answered `status` on its own: when learning, an error
+    /// status becomes a candidate fault on later calls to it.
+    pub fn observe(&mut self, callee: &str, status: u16) {
+        if let (Some(learned), Some(FaultSpec::Status(code))) =
+            (self.learned.as_mut(), FaultSpec::status(status.into()))
+        {
+            learned.entry(callee.to_string()).or_default().insert(code);
+        }
+    }
+
+    /// The faults to try on a call of `site`, in the order they are tried.
+    pub fn faults_for(&self, site: &CallSite, fresh_connection: bool) -> Vec<Fault> {
+        let found = |map: Option<&BTreeMap<String, BTreeSet<u16>>>| {
+            map.and_then(|m| m.get(&site.callee))
+                .into_iter()
+                .flatten()
+                .map(|&code| FaultSpec::Status(code))
+                .collect::<Vec<_>>()
+        };
+        let mut specs = DEFAULT_HTTP_FAULTS.to_vec();
+        specs.extend(found(Some(&self.analysed)));
+        specs.extend(found(self.learned.as_ref()));
+        for rule in self.rules.iter().filter(|r| r.calls.matches(site)) {
+            if let Some(replace) = &rule.replace {
+                specs = replace.clone();
+            }
+            specs.retain(|s| !rule.remove.contains(s));
+            specs.extend(&rule.add);
+        }
+        let mut seen = BTreeSet::new();
+        specs
+            .into_iter()
+            .map(|s| s.enact(fresh_connection))
+            .filter(|f| seen.insert(f.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(callee: &str, method: &str, target: &str) -> CallSite {
+        CallSite {
+            caller: "users".into(),
+            callee: callee.into(),
+            protocol: "http".into(),
+            method: method.into(),
+            target: target.into(),
+        }
+    }
+
+    fn rule(callee: &str, path: Option<&str>) -> FaultRule {
+        FaultRule {
+            calls: CallPattern::new(callee, None, path).unwrap(),
+            replace: None,
+            remove: Vec::new(),
+            add: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_connection() {
+        let space = FaultSpace::default();
+        let fresh = space.faults_for(&site("bookings", "GET", "/"), true);
+        let reused = space.faults_for(&site("bookings", "GET", "/"), false);
+        assert_eq!(fresh.len(), 5);
+        assert_eq!(fresh[0], Fault::ConnectionRefused);
+        assert_eq!(reused[0], Fault::ConnectionReset);
+    }
+
+    #[test]
+    fn rules_add_remove_and_replace_per_pattern() {
+        let mut only_bookings = rule("bookings", Some("/bookings/*"));
+        only_bookings.add = vec![FaultSpec::Status(404)];
+        let mut movies = rule("movies", None);
+        movies.remove = vec![FaultSpec::Status(502)];
+        let mut third_party = rule("*.example.com:*", None);
+        third_party.replace = Some(vec![FaultSpec::ConnectionError]);
+        let space = FaultSpace::new(vec![only_bookings, movies, third_party]);
+
+        let faults = space.faults_for(&site("bookings", "GET", "/bookings/chris?x=1"), true);
+        assert_eq!(faults.last(), Some(&Fault::HttpStatus(404)));
+        // `*` stays within a path segment.
+        let nested = space.faults_for(&site("bookings", "GET", "/bookings/chris/x"), true);
+        assert_eq!(nested.len(), 5);
+        assert!(
+            !space
+                .faults_for(&site("movies", "GET", "/"), true)
+                .contains(&Fault::HttpStatus(502))
+        );
+        assert_eq!(
+            space.faults_for(&site("api.example.com:80", "GET", "/"), true),
+            vec![Fault::ConnectionRefused]
+        );
+    }
+
+    #[test]
+    fn analysis_and_learning_add_statuses_rules_still_decide() {
+        let mut no_418 = rule("bookings", None);
+        no_418.remove = vec![FaultSpec::Status(418)];
+        let mut space = FaultSpace::new(vec![no_418])
+            .with_analysis(BTreeMap::from([("bookings".into(), BTreeSet::from([404]))]))
+            .learning();
+        space.observe("bookings", 409);
+        space.observe("bookings", 418);
+        space.observe("bookings", 200);
+        space.observe("bookings", 503); // already a default: tried once
+        let faults = space.faults_for(&site("bookings", "GET", "/"), true);
+        assert_eq!(
+            &faults[5..],
+            &[Fault::HttpStatus(404), Fault::HttpStatus(409)]
+        );
+    }
+
+    #[test]
+    fn faults_are_read_from_config_values() {
+        #[derive(Deserialize)]
+        struct Holder {
+            faults: Vec<FaultSpec>,
+        }
+        let holder: Holder =
+            toml::from_str(r#"faults = ["timeout", 404, "503", "connection-error"]"#).unwrap();
+        assert_eq!(
+            holder.faults,
+            vec![
+                FaultSpec::Timeout,
+                FaultSpec::Status(404),
+                FaultSpec::Status(503),
+                FaultSpec::ConnectionError
+            ]
+        );
+        let err = toml::from_str::<Holder>("faults = [200]").err().unwrap();
+        assert!(err.message().contains("HTTP status from 400"), "{err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! JUnit XML, one test case per execution, so that CI systems list each
+//! fault combination as a test of its own.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunSummary, describe_faults};
+
+pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
+    let mut suite = TestSuite::new(format!("filibuster {}", run.config.display()));
+    for (finished, result) in run.executions.iter().zip(run.results) {
+        let status = if result.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(&result.verdict);
+            let replay = run
+                .failures
+                .iter()
+                .find(|f| f.number == finished.number)
+                .map(|f| format!("\n\nreplay: {}", f.replay))
+                .unwrap_or_default();
+            status.set_description(format!("{}{replay}", result.output));
+            status
+        };
+        let mut case = TestCase::new(
+            format!(
+                "execution {}: {}",
+                finished.number,
+                describe_faults(&finished.faults)
+            ),
+            status,
+        );
+        case.set_classname("filibuster").set_time(result.duration);
+        suite.add_test_case(case);
+    }
+    suite.set_time(run.elapsed);
+    let mut report = Report::new("filibuster");
+    report.add_test_suite(suite).set_time(run.elapsed);
+    let xml = report
+        .to_string()
+        .context("cannot serialise the JUnit report")?;
+    std::fs::write(path, xml)
+        .with_context(|| format!("cannot write JUnit report {}", path.display()))
+}

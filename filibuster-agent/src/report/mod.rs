@@ -1,0 +1,260 @@
+//! What a run leaves behind: the counterexample that replays a failure,
+//! the JSON and JUnit reports, and what the terminal shows.
+
+mod junit;
+mod progress;
+mod summary;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub use junit::write_junit;
+pub use progress::Terminal;
+pub use summary::{DiscoveredCall, discovered_calls, render as render_calls};
+
+use crate::{
+    explore::{CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress},
+    session::ConnectTarget,
+};
+
+/// One fault of a counterexample, with what replaying it needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CounterexampleFault {
+    #[serde(flatten)]
+    pub planned: PlannedFault,
+    /// For a refused connection: which connect to refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectTarget>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Counterexample {
+    pub functional_test: String,
+    /// The execution that failed, counted from 1.
+    pub execution: usize,
+    pub faults: Vec<CounterexampleFault>,
+}
+
+impl Counterexample {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("serialisable");
+        fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("cannot read counterexample file {}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: line {}: {e}: expected a counterexample written by `filibuster test`",
+                path.display(),
+                e.line()
+            )
+        })
+    }
+}
+
+/// How one execution of the functional test went, as reports show it.
+#[derive(Debug)]
+pub struct ExecutionResult {
+    pub number: usize,
+    pub duration: Duration,
+    pub passed: bool,
+    /// "passed", "failed (exit 1)", "failed (timed out)".
+    pub verdict: String,
+    /// What the test printed; kept for failures only.
+    pub output: String,
+}
+
+/// A failure and how to replay it.
+#[derive(Debug)]
+pub struct FailureArtifacts {
+    pub number: usize,
+    pub counterexample: Option<PathBuf>,
+    pub replay: String,
+}
+
+/// Everything a finished run reports on.
+pub struct RunSummary<'a> {
+    pub config: &'a Path,
+    pub executions: &'a [Finished],
+    pub results: &'a [ExecutionResult],
+    pub failures: &'a [FailureArtifacts],
+    pub progress: Progress,
+    pub elapsed: Duration,
+    pub held: Duration,
+}
+
+impl RunSummary<'_> {
+    fn result_of(&self, number: usize) -> &ExecutionResult {
+        &self.results[number - 1]
+    }
+
+    fn execution(&self, number: usize) -> &Finished {
+        &self.executions[number - 1]
+    }
+
+    /// Executions planned on calls that then did not happen.
+    pub fn unstable(&self) -> impl Iterator<Item = &Finished> {
+        self.executions.iter().filter(|f| !f.vanished.is_empty())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// "passed" or "failed".
+    pub result: &'static str,
+    pub executions: usize,
+    pub pruned: usize,
+    pub elapsed_seconds: f64,
+    /// Time spent holding calls for timeout faults.
+    pub held_seconds: f64,
+    /// Every execution run, in order.
+    pub execution_log: Vec<ExecutionEntry<'a>>,
+    /// Every call discovered, with the faults tried on it.
+    pub calls: Vec<DiscoveredCall>,
+    pub failures: Vec<FailureReport<'a>>,
+    /// Executions whose planned calls did not happen again.
+    pub unstable: Vec<UnstableReport<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionEntry<'a> {
+    pub number: usize,
+    pub faults: &'a [PlannedFault],
+    pub result: &'a str,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureReport<'a> {
+    pub number: usize,
+    pub faults: &'a [PlannedFault],
+    pub calls: Vec<CallReport<'a>>,
+    pub test_result: &'a str,
+    pub test_output: &'a str,
+    pub counterexample: Option<&'a Path>,
+    pub replay: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnstableReport<'a> {
+    pub execution: usize,
+    pub vanished: &'a [CallSite],
+}
+
+#[derive(Debug, Serialize)]
+pub struct CallReport<'a> {
+    pub execution_index: &'a ExecutionIndex,
+    pub caller: &'a str,
+    pub callee: &'a str,
+    pub method: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a Outcome,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(run: &'a RunSummary<'a>) -> Self {
+        Self {
+            result: if run.failures.is_empty() {
+                "passed"
+            } else {
+                "failed"
+            },
+            executions: run.progress.executions,
+            pruned: run.progress.pruned,
+            elapsed_seconds: run.elapsed.as_secs_f64(),
+            held_seconds: run.held.as_secs_f64(),
+            execution_log: run
+                .executions
+                .iter()
+                .map(|finished| {
+                    let result = run.result_of(finished.number);
+                    ExecutionEntry {
+                        number: finished.number,
+                        faults: &finished.faults,
+                        result: &result.verdict,
+                        seconds: result.duration.as_secs_f64(),
+                    }
+                })
+                .collect(),
+            calls: summary::discovered_calls(run.executions),
+            failures: run
+                .failures
+                .iter()
+                .map(|failure| {
+                    let finished = run.execution(failure.number);
+                    let result = run.result_of(failure.number);
+                    FailureReport {
+                        number: failure.number,
+                        faults: &finished.faults,
+                        calls: finished.calls.iter().map(CallReport::from).collect(),
+                        test_result: &result.verdict,
+                        test_output: &result.output,
+                        counterexample: failure.counterexample.as_deref(),
+                        replay: &failure.replay,
+                    }
+                })
+                .collect(),
+            unstable: run
+                .unstable()
+                .map(|f| UnstableReport {
+                    execution: f.number,
+                    vanished: &f.vanished,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("serialisable");
+        fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write report {}", path.display()))
+    }
+}
+
+impl<'a> From<&'a CallRecord> for CallReport<'a> {
+    fn from(call: &'a CallRecord) -> Self {
+        Self {
+            execution_index: &call.index,
+            caller: &call.site.caller,
+            callee: &call.site.callee,
+            method: &call.site.method,
+            target: &call.site.target,
+            outcome: &call.outcome,
+        }
+    }
+}
+
+/// One line per fault: "bar → baz GET /baz: HTTP 503".
+pub fn describe_faults(faults: &[PlannedFault]) -> String {
+    if faults.is_empty() {
+        return "no fault".into();
+    }
+    faults
+        .iter()
+        .map(|f| format!("{}: {}", f.site, f.fault))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The calls of an execution as an indented tree, with their outcomes.
+pub fn call_tree(calls: &[CallRecord]) -> String {
+    let mut lines = Vec::new();
+    for call in calls {
+        let depth = std::iter::successors(call.parent, |p| calls[p.position()].parent).count();
+        lines.push(format!(
+            "{}{} → {}",
+            "  ".repeat(depth + 1),
+            call.site,
+            call.outcome
+        ));
+    }
+    lines.join("\n")
+}

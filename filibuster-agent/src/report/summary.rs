@@ -1,0 +1,163 @@
+//! The calls a run discovered, merged over all its executions into one
+//! tree, with the faults tried on each and whether the test tolerated them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::explore::{CallSite, ExecutionIndex, Fault, Finished};
+
+#[derive(Debug, Serialize)]
+pub struct DiscoveredCall {
+    pub execution_index: ExecutionIndex,
+    /// The call this one was made while serving (`None`: the test's).
+    pub parent: Option<ExecutionIndex>,
+    #[serde(flatten)]
+    pub site: CallSite,
+    /// In how many executions the call happened.
+    pub seen: usize,
+    pub faults: Vec<FaultTried>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FaultTried {
+    pub fault: Fault,
+    /// The executions that injected it (alone or with others).
+    pub executions: Vec<usize>,
+    /// Whether the test passed in every one of them.
+    pub tolerated: bool,
+}
+
+/// Every call seen, in the order first seen; parents before children.
+pub fn discovered_calls(executions: &[Finished]) -> Vec<DiscoveredCall> {
+    let mut order: Vec<DiscoveredCall> = Vec::new();
+    let mut position: HashMap<ExecutionIndex, usize> = HashMap::new();
+    let mut tried: HashMap<ExecutionIndex, BTreeMap<Fault, Vec<(usize, bool)>>> = HashMap::new();
+    for execution in executions {
+        for call in &execution.calls {
+            let at = *position.entry(call.index.clone()).or_insert_with(|| {
+                order.push(DiscoveredCall {
+                    execution_index: call.index.clone(),
+                    parent: call
+                        .parent
+                        .map(|p| execution.calls[p.position()].index.clone()),
+                    site: call.site.clone(),
+                    seen: 0,
+                    faults: Vec::new(),
+                });
+                order.len() - 1
+            });
+            order[at].seen += 1;
+        }
+        for planned in &execution.faults {
+            tried
+                .entry(planned.index.clone())
+                .or_default()
+                .entry(planned.fault.clone())
+                .or_default()
+                .push((execution.number, execution.passed));
+        }
+    }
+    for call in &mut order {
+        let Some(faults) = tried.remove(&call.execution_index) else {
+            continue;
+        };
+        call.faults = faults
+            .into_iter()
+            .map(|(fault, runs)| FaultTried {
+                fault,
+                tolerated: runs.iter().all(|(_, passed)| *passed),
+                executions: runs.into_iter().map(|(n, _)| n).collect(),
+            })
+            .collect();
+    }
+    order
+}
+
+/// The tree for the terminal: one line per call, indented under its
+/// parent, with its faults marked ✓ (tolerated) or ✗ (the test failed).
+pub fn render(calls: &[DiscoveredCall]) -> String {
+    let mut children: HashMap<Option<&ExecutionIndex>, Vec<&DiscoveredCall>> = HashMap::new();
+    for call in calls {
+        children.entry(call.parent.as_ref()).or_default().push(call);
+    }
+    let mut lines = Vec::new();
+    let mut stack: Vec<(&DiscoveredCall, usize)> = children
+        .get(&None)
+        .into_iter()
+        .flatten()
+        .rev()
+        .map(|c| (*c, 1))
+        .collect();
+    while let Some((call, depth)) = stack.pop() {
+        let faults: Vec<String> = call
+            .faults
+            .iter()
+            .map(|t| format!("{} {}", t.fault, if t.tolerated { "✓" } else { "✗" }))
+            .collect();
+        let mut line = format!("{}{}", "  ".repeat(depth), call.site);
+        if !faults.is_empty() {
+            line += &format!("  [{}]", faults.join(", "));
+        }
+        lines.push(line);
+        for child in children
+            .get(&Some(&call.execution_index))
+            .into_iter()
+            .flatten()
+            .rev()
+        {
+            stack.push((child, depth + 1));
+        }
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::{Explorer, Options, Outcome};
+
+    /// test → users → bookings, where users does not survive a 503.
+    fn explore_chain() -> Vec<Finished> {
+        let site = |caller: &str, callee: &str| CallSite {
+            caller: caller.into(),
+            callee: callee.into(),
+            protocol: "http".into(),
+            method: "GET".into(),
+            target: format!("/{callee}"),
+        };
+        let mut explorer = Explorer::new(Options::default());
+        while let Some(mut execution) = explorer.next_execution() {
+            let (users, _) = execution.begin_call(None, site("test", "users"), &[]);
+            let faults = [Fault::Timeout, Fault::HttpStatus(503)];
+            let (bookings, fault) =
+                execution.begin_call(Some(users), site("users", "bookings"), &faults);
+            execution.end_call(bookings, Outcome::Status(200));
+            let passed = fault != Some(Fault::HttpStatus(503));
+            explorer.finish(execution, passed);
+        }
+        explorer.executions().to_vec()
+    }
+
+    #[test]
+    fn merges_executions_into_a_tree_of_calls_with_their_faults() {
+        let calls = discovered_calls(&explore_chain());
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].seen, 3);
+        assert!(calls[0].faults.is_empty());
+        assert_eq!(calls[1].parent.as_ref(), Some(&calls[0].execution_index));
+        let tried: Vec<_> = calls[1]
+            .faults
+            .iter()
+            .map(|t| (t.fault.clone(), t.tolerated))
+            .collect();
+        assert_eq!(
+            tried,
+            vec![(Fault::Timeout, true), (Fault::HttpStatus(503), false)]
+        );
+        assert_eq!(
+            render(&calls),
+            "  test → users GET /users\n    users → bookings GET /bookings  [timeout ✓, HTTP 503 ✗]"
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! Running the functional test once per execution: either a new process
+//! each time, or one long-lived process driven through the test-loop
+//! protocol (`control::TestLoop`). Both give the runner the same
+//! [`TestRun`], so the search cannot tell them apart.
+
+use std::{
+    fs::File,
+    io::{Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use tokio::{
+    io::AsyncReadExt,
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+use crate::{
+    cgroups::Cgroup,
+    config::TestMode,
+    control::{LoopResult, TestLoop, Turn},
+};
+
+/// How one execution of the test went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestResult {
+    Passed,
+    /// Why, as the user should read it: "exit 1", "killed by SIGSEGV".
+    Failed(String),
+    TimedOut,
+}
+
+#[derive(Clone, Debug)]
+pub struct TestRun {
+    pub result: TestResult,
+    pub output: String,
+}
+
+impl TestRun {
+    pub fn passed(&self) -> bool {
+        self.result == TestResult::Passed
+    }
+
+    pub fn verdict(&self) -> String {
+        match &self.result {
+            TestResult::Passed => "passed".into(),
+            TestResult::Failed(why) => format!("failed ({why})"),
+            TestResult::TimedOut => "failed (timed out)".into(),
+        }
+    }
+}
+
+pub struct FunctionalTest<'a> {
+    command: String,
+    mode: TestMode,
+    dir: PathBuf,
+    cgroup: &'a Cgroup,
+    control_url: String,
+    timeout: Duration,
+    test_loop: Arc<TestLoop>,
+    results: mpsc::UnboundedReceiver<LoopResult>,
+    /// The looping test process, while it is up.
+    looping: Option<Looping>,
+    /// Where a looping process's own output goes.
+    log: PathBuf,
+}
+
+struct Looping {
+    child: Child,
+    log: File,
+}
+
+impl<'a> FunctionalTest<'a> {
+    #[allow(clippy::too_many_arguments)] // one constructor, called once
+    pub fn new(
+        command: String,
+        mode: TestMode,
+        dir: &Path,
+        cgroup: &'a Cgroup,
+        control_port: u16,
+        timeout: Duration,
+        (test_loop, results): (Arc<TestLoop>, mpsc::UnboundedReceiver<LoopResult>),
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            command,
+            mode,
+            dir: dir.to_path_buf(),
+            cgroup,
+            control_url: format!("http://127.0.0.1:{control_port}"),
+            timeout,
+            test_loop,
+            results,
+            looping: None,
+            log,
+        }
+    }
+
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// Runs the test for `execution`, which has begun.
+    pub async fn run(&mut self, execution: usize) -> Result<TestRun> {
+        match self.mode {
+            TestMode::PerExecution => self.run_process(execution).await,
+            TestMode::Loop => self.run_in_loop(execution).await,
+        }
+    }
+
+    /// Tells a looping test process that the search is over and lets it
+    /// end (it is killed with its cgroup if it does not).
+    pub async fn finish(&mut self) {
+        self.test_loop.set_turn(Turn::Done);
+        if let Some(mut looping) = self.looping.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), looping.child.wait()).await;
+        }
+        self.cgroup.kill_all();
+    }
+
+    fn command_line(&self, execution: Option<usize>) -> std::process::Command {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&self.command)
+            .current_dir(&self.dir)
+            .env("FILIBUSTER_CONTROL_URL", &self.control_url)
+            .env("FILIBUSTER_TOKEN", self.test_loop.token())
+            .stdin(Stdio::null());
+        match execution {
+            Some(n) => command.env("FILIBUSTER_EXECUTION", n.to_string()),
+            None => command.env("FILIBUSTER_LOOP", "1"),
+        };
+        command
+    }
+
+    async fn run_process(&mut self, execution: usize) -> Result<TestRun> {
+        let mut command = self.command_line(Some(execution));
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cgroup.start_inside(&mut command)?;
+        let mut child = Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start the functional test `{}`", self.command))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let collect = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            out.extend(err);
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let waited =
+            tokio::time::timeout(self.timeout, async { tokio::join!(child.wait(), collect) }).await;
+        Ok(match waited {
+            Ok((status, output)) => {
+                let status = status?;
+                TestRun {
+                    result: if status.success() {
+                        TestResult::Passed
+                    } else {
+                        TestResult::Failed(describe_exit(status))
+                    },
+                    output,
+                }
+            }
+            Err(_) => {
+                self.cgroup.kill_all();
+                TestRun {
+                    result: TestResult::TimedOut,
+                    output: String::new(),
+                }
+            }
+        })
+    }
+
+    fn start_looping(&mut self) -> Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot write {}", self.log.display()))?;
+        let mut command = self.command_line(None);
+        command.stdout(log.try_clone()?).stderr(log.try_clone()?);
+        self.cgroup.start_inside(&mut command)?;
+        let child = Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start the functional test `{}`", self.command))?;
+        self.looping = Some(Looping { child, log });
+        Ok(())
+    }
+
+    async fn run_in_loop(&mut self, execution: usize) -> Result<TestRun> {
+        if self.looping.is_none() {
+            self.start_looping()?;
+        }
+        // Reports of executions that already ended (a late duplicate) are stale.
+        while self.results.try_recv().is_ok() {}
+        self.test_loop.set_turn(Turn::Run(execution));
+        let looping = self.looping.as_mut().expect("started");
+        let results = &mut self.results;
+        let waited = tokio::time::timeout(self.timeout, async {
+            tokio::select! {
+                result = results.recv() => Ok(result.expect("the sender lives in test_loop")),
+                status = looping.child.wait() => Err(status),
+            }
+        })
+        .await;
+        let run = match waited {
+            Ok(Ok(result)) => TestRun {
+                result: if result.passed {
+                    TestResult::Passed
+                } else {
+                    TestResult::Failed("the test body failed".into())
+                },
+                output: result.output,
+            },
+            Ok(Err(status)) => {
+                let status = describe_exit(status?);
+                let output = tail(&mut looping.log);
+                self.looping = None;
+                if self.test_loop.handed() < execution {
+                    bail!(
+                        "the looping functional test `{}` exited ({status}) before asking for execution {execution}: does it speak the test-loop protocol (filibuster.loop or the pytest plugin)? Its output ends:\n{output}",
+                        self.command
+                    );
+                }
+                // Restarted for the next execution.
+                TestRun {
+                    result: TestResult::Failed(format!("the test process exited: {status}")),
+                    output,
+                }
+            }
+            Err(_) => {
+                self.cgroup.kill_all();
+                self.looping = None;
+                TestRun {
+                    result: TestResult::TimedOut,
+                    output: String::new(),
+                }
+            }
+        };
+        self.test_loop.set_turn(Turn::Wait);
+        Ok(run)
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        _ => status.to_string(),
+    }
+}
+
+/// The last lines a process wrote to its log.
+fn tail(log: &mut File) -> String {
+    const TAIL_BYTES: u64 = 4096;
+    let length = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    let _ = log.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)));
+    let _ = log.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

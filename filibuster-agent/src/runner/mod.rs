@@ -1,0 +1,438 @@
+//! A run: check the host, start the services in their cgroups, attach the
+//! kernel programs, then run the functional test once per execution the
+//! search asks for, until it is done or (without `--keep-going`) an
+//! execution fails; then report.
+
+mod functional;
+mod services;
+
+use std::{
+    collections::HashMap,
+    io::Read,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use filibuster_common::Settings;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    analyze::Analysis,
+    cgroups::{self, RunCgroups},
+    config::{Config, TEST_CALLER, TestMode, TestSpec},
+    control::{self, TestLoop},
+    ebpf::Kernel,
+    explore::{Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan},
+    proxy,
+    report::{
+        self, Counterexample, CounterexampleFault, ExecutionResult, FailureArtifacts, Report,
+        RunSummary, Terminal,
+    },
+    session::Session,
+};
+use functional::{FunctionalTest, TestResult};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    /// Overrides the config's test command (run per execution, or in a
+    /// loop with `test_loop`).
+    pub functional_test: Option<String>,
+    pub test_loop: bool,
+    pub counterexample_file: Option<PathBuf>,
+    pub only_initial_execution: bool,
+    pub dynamic_reduction: bool,
+    pub max_faults: Option<usize>,
+    /// Explore everything; report every failing combination.
+    pub keep_going: bool,
+    pub learn_faults: bool,
+    pub analysis_file: Option<PathBuf>,
+    pub report_json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    /// Where a new counterexample is written.
+    pub counterexample_output: PathBuf,
+    pub execution_timeout: Duration,
+    pub startup_timeout: Duration,
+    pub control_port: u16,
+}
+
+/// How a run ended, when it could run at all.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+}
+
+pub async fn run(options: Options) -> Result<Verdict> {
+    let started = Instant::now();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("filibuster needs root to load kernel programs and create cgroups: run it with sudo");
+    }
+    let config = Config::load(&options.config)?;
+    let test = test_spec(&options, &config)?;
+    let counterexample = options
+        .counterexample_file
+        .as_deref()
+        .map(Counterexample::read)
+        .transpose()?;
+    let mut faults = FaultSpace::new(config.fault_rules.clone());
+    if let Some(path) = &options.analysis_file {
+        faults = faults.with_analysis(Analysis::read(path)?.statuses());
+    }
+    if options.learn_faults {
+        faults = faults.learning();
+    }
+
+    let mount = cgroups::cgroup2_mount()?;
+    for stale in cgroups::remove_stale_runs(&mount) {
+        eprintln!(
+            "filibuster: removed cgroup {} left by an earlier run that was killed",
+            stale.display()
+        );
+    }
+    services::check_ports_free(&config)?;
+    let control_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.control_port))
+        .await
+        .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", options.control_port))?;
+
+    let mut kernel = Kernel::load()?;
+    let listener_v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    // IPv6 may be disabled on the host; IPv4 then carries every call.
+    let listener_v6 = TcpListener::bind("[::1]:0").await.ok();
+    kernel.configure(Settings {
+        listener_port_v4: listener_v4.local_addr()?.port(),
+        listener_port_v6: listener_v6
+            .as_ref()
+            .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
+        control_port: options.control_port,
+        _pad: 0,
+    })?;
+
+    let mut cgroups = RunCgroups::create(&mount)?;
+    for service in &config.services {
+        cgroups.add(&service.name)?;
+    }
+    cgroups.add(TEST_CALLER)?;
+    for cgroup in cgroups.children() {
+        kernel.attach(cgroup)?;
+    }
+    let ports: HashMap<u16, String> = config
+        .services
+        .iter()
+        .map(|s| (s.port, s.name.clone()))
+        .collect();
+    let session = Arc::new(Session::new(kernel, ports, faults));
+    for (cgroup, name) in cgroups.children().iter().zip(
+        config
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain([TEST_CALLER]),
+    ) {
+        session.add_caller(cgroup.id(), name);
+    }
+    let (test_loop, loop_results) = TestLoop::new(run_token()?);
+    let mut tasks = Tasks(vec![
+        tokio::spawn(control::serve(
+            control_listener,
+            session.clone(),
+            test_loop.clone(),
+        )),
+        tokio::spawn(proxy::serve(listener_v4, session.clone())),
+    ]);
+    if let Some(listener) = listener_v6 {
+        tasks
+            .0
+            .push(tokio::spawn(proxy::serve(listener, session.clone())));
+    }
+
+    let logs = services::log_dir()?;
+    let services = services::start(&config, &cgroups, &logs, options.startup_timeout).await?;
+    eprintln!(
+        "filibuster: {} service(s) up in {:.1}s; logs in {}",
+        services.len(),
+        started.elapsed().as_secs_f64(),
+        logs.display()
+    );
+
+    let mut explorer = match &counterexample {
+        Some(counterexample) => {
+            session.learn_connect_targets(
+                counterexample
+                    .faults
+                    .iter()
+                    .filter_map(|f| f.connect.clone().map(|c| (f.planned.index.clone(), c))),
+            );
+            Explorer::replay(Plan::replay(
+                counterexample
+                    .faults
+                    .iter()
+                    .map(|f| f.planned.clone())
+                    .collect(),
+            ))
+        }
+        None => Explorer::new(SearchOptions {
+            dynamic_reduction: options.dynamic_reduction,
+            max_faults: options.max_faults,
+        }),
+    };
+    let mut functional = FunctionalTest::new(
+        test.command,
+        test.mode,
+        &config.dir,
+        cgroups.children().last().expect("the test cgroup"),
+        options.control_port,
+        options.execution_timeout,
+        (test_loop, loop_results),
+        logs.join("test.log"),
+    );
+    let replay_command = |path: &Path| {
+        format!(
+            "filibuster test --config {} --counterexample-file {}",
+            options.config.display(),
+            path.display()
+        )
+    };
+
+    let terminal = Terminal::start();
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(execution) = explorer.next_execution() {
+        let number = execution.number;
+        let faults: Vec<_> = execution.plan().faults().cloned().collect();
+        session.begin(execution)?;
+        let began = Instant::now();
+        let test = functional.run(number).await?;
+        let duration = began.elapsed();
+        let execution = session.end().expect("the execution just run");
+        explorer.finish(execution, test.passed());
+        let progress = explorer.progress();
+        terminal.update(progress);
+        terminal.line(&format!(
+            "filibuster: execution {number} ({} scheduled, {} pruned): {} → {}",
+            progress.scheduled,
+            progress.pruned,
+            report::describe_faults(&faults),
+            test.verdict()
+        ));
+        if test.result == TestResult::TimedOut {
+            let (holding, _) = session.holds();
+            if number == 1 || holding == 0 {
+                bail!(
+                    "the functional test did not finish within {}s{}: raise --execution-timeout or fix the hang",
+                    options.execution_timeout.as_secs(),
+                    if number == 1 {
+                        " with no fault injected"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            terminal.line(&format!(
+                "filibuster: {holding} call(s) held by a timeout fault were never given up on: the caller has no timeout"
+            ));
+        }
+        if !test.passed() && number == 1 && counterexample.is_none() {
+            bail!(
+                "the functional test fails with no fault injected ({}): fix the test or the services first\n{}",
+                test.verdict(),
+                test.output.trim_end()
+            );
+        }
+        if !test.passed() {
+            let written = match &counterexample {
+                Some(_) => None,
+                None => {
+                    let path =
+                        counterexample_path(&options.counterexample_output, failures.len(), number);
+                    let finished = explorer.executions().last().expect("just finished");
+                    write_counterexample(finished, functional.command(), &session, &path)?;
+                    Some(path)
+                }
+            };
+            failures.push(FailureArtifacts {
+                number,
+                replay: replay_command(
+                    written
+                        .as_deref()
+                        .or(options.counterexample_file.as_deref())
+                        .expect("a counterexample written or replayed"),
+                ),
+                counterexample: written,
+            });
+        }
+        let passed = test.passed();
+        results.push(ExecutionResult {
+            number,
+            duration,
+            passed,
+            verdict: test.verdict(),
+            output: if passed { String::new() } else { test.output },
+        });
+        if (!passed && !options.keep_going) || options.only_initial_execution {
+            break;
+        }
+    }
+    functional.finish().await;
+    drop(terminal);
+
+    let (_, held) = session.holds();
+    let summary = RunSummary {
+        config: &options.config,
+        executions: explorer.executions(),
+        results: &results,
+        failures: &failures,
+        progress: explorer.progress(),
+        elapsed: started.elapsed(),
+        held,
+    };
+    print_summary(&summary, counterexample.is_some());
+    if let Some(path) = &options.report_json {
+        Report::new(&summary).write(path)?;
+    }
+    if let Some(path) = &options.junit {
+        report::write_junit(&summary, path)?;
+    }
+    drop(services);
+    drop(tasks);
+    drop(cgroups);
+    Ok(if failures.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed
+    })
+}
+
+/// The test to run: the command line's, else the config's.
+fn test_spec(options: &Options, config: &Config) -> Result<TestSpec> {
+    if let Some(command) = &options.functional_test {
+        return Ok(TestSpec {
+            command: command.clone(),
+            mode: if options.test_loop {
+                TestMode::Loop
+            } else {
+                TestMode::PerExecution
+            },
+        });
+    }
+    let mut spec = config.test.clone().with_context(|| {
+        format!(
+            "no functional test: add [test] command = \"...\" to {} or pass --functional-test",
+            options.config.display()
+        )
+    })?;
+    if options.test_loop {
+        spec.mode = TestMode::Loop;
+    }
+    Ok(spec)
+}
+
+/// The first failure's counterexample goes where the user said; further
+/// ones (`--keep-going`) beside it, named after their execution.
+fn counterexample_path(first: &Path, earlier_failures: usize, execution: usize) -> PathBuf {
+    if earlier_failures == 0 {
+        return first.to_path_buf();
+    }
+    let stem = first.file_stem().unwrap_or_default().to_string_lossy();
+    let extension = first
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    first.with_file_name(format!("{stem}-{execution}{extension}"))
+}
+
+fn write_counterexample(
+    finished: &Finished,
+    command: &str,
+    session: &Session,
+    path: &Path,
+) -> Result<()> {
+    Counterexample {
+        functional_test: command.to_string(),
+        execution: finished.number,
+        faults: finished
+            .faults
+            .iter()
+            .map(|planned| CounterexampleFault {
+                planned: planned.clone(),
+                connect: (planned.fault == Fault::ConnectionRefused)
+                    .then(|| session.connect_target(&planned.index))
+                    .flatten(),
+            })
+            .collect(),
+    }
+    .write(path)
+}
+
+fn print_summary(run: &RunSummary, replaying: bool) {
+    let calls = report::discovered_calls(run.executions);
+    eprintln!(
+        "\ncalls discovered (faults tried: ✓ the test passed, ✗ it failed):\n{}",
+        report::render_calls(&calls)
+    );
+    for finished in run.unstable() {
+        let vanished: Vec<String> = finished.vanished.iter().map(|s| s.to_string()).collect();
+        eprintln!(
+            "filibuster: warning: execution {} was planned on calls that did not happen again ({}): indices are unstable, probably a path with an id or a time in it; its discoveries were not explored",
+            finished.number,
+            vanished.join("; ")
+        );
+    }
+    for failure in run.failures {
+        let finished = &run.executions[failure.number - 1];
+        let result = &run.results[failure.number - 1];
+        eprintln!(
+            "\nfilibuster: execution {} {} with: {}",
+            finished.number,
+            result.verdict,
+            report::describe_faults(&finished.faults)
+        );
+        eprintln!("calls:\n{}", report::call_tree(&finished.calls));
+        eprintln!("test output:\n{}", result.output.trim_end());
+        match &failure.counterexample {
+            Some(path) => eprintln!(
+                "filibuster: counterexample written to {}; replay it with:\n  {}",
+                path.display(),
+                failure.replay
+            ),
+            None if replaying => eprintln!("filibuster: counterexample reproduced"),
+            None => {}
+        }
+    }
+    let held = run.held.as_secs_f64();
+    let elapsed = run.elapsed.as_secs_f64();
+    match run.failures.len() {
+        0 => eprintln!(
+            "filibuster: all {} execution(s) passed ({} pruned) in {elapsed:.1}s, {held:.1}s of it holding calls for timeouts",
+            run.progress.executions, run.progress.pruned,
+        ),
+        failed => eprintln!(
+            "filibuster: {failed} of {} execution(s) failed ({} pruned) in {elapsed:.1}s",
+            run.progress.executions, run.progress.pruned,
+        ),
+    }
+}
+
+/// The secret a looping test process presents: only the process the run
+/// started (which gets it in its environment) may drive the run.
+fn run_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the run's token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Background tasks of the run, stopped with it.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
