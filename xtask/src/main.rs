@@ -36,7 +36,7 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
 ];
-const PYTHON_PACKAGES: &[&str] = &["flask", "requests"];
+const PYTHON_PACKAGES: &[&str] = &["flask", "requests", "pytest"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> Result<()> {
@@ -150,16 +150,20 @@ fn setup(root: &Path) -> Result<()> {
             .env("LLVM_PREFIX", "/usr/lib/llvm-22")
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
     }
-    let python_ready = Command::new("python3")
-        .args(["-c", "import flask, requests, filibuster.assertions"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    // The helpers are installed editable, so the repo's copy is the one used.
+    let client = root.join("clients/python");
+    let python_ready = output(Command::new("python3").args([
+        "-c",
+        "import flask, requests, pytest, filibuster; print(filibuster.__file__)",
+    ]))
+    .is_ok_and(|path| Path::new(path.trim()).starts_with(&client));
     if !python_ready {
         println!("setup: installing Python packages and the filibuster test helpers");
         run(Command::new("python3")
             .args(["-m", "pip", "install", "-q", "--root-user-action=ignore"])
             .args(PYTHON_PACKAGES)
-            .arg(root.join("clients/python")))?;
+            .arg("--editable")
+            .arg(&client))?;
     }
     Ok(())
 }

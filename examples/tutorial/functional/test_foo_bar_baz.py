@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """The tutorial's functional test: foo answers "foo bar baz", or, when a
-fault was injected somewhere, fails gracefully with 503 or 404."""
+fault was injected somewhere, fails gracefully with 503 or 404.
+
+Runs as a script (per execution, or looping with `--test-loop`) and under
+pytest (`[test] pytest = "functional/"`)."""
 import requests
 
+import filibuster
 from filibuster.assertions import was_fault_injected
 
 
@@ -17,4 +21,5 @@ def test_functional_foo_bar_baz():
 
 
 if __name__ == "__main__":
-    test_functional_foo_bar_baz()
+    # Once per process, or once per execution when the agent drives a loop.
+    filibuster.loop(test_functional_foo_bar_baz)

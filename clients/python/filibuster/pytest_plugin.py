@@ -1,0 +1,37 @@
+"""The pytest plugin (entry point `pytest11`): under `filibuster test` with
+`[test] pytest = "..."`, one pytest process runs the tests once per
+execution, instead of one process per execution. Outside Filibuster it does
+nothing.
+
+The tests run are those marked `@pytest.mark.filibuster`, or every test
+collected when none is marked.
+"""
+import pytest
+from _pytest.runner import runtestprotocol  # as pytest-rerunfailures does: no public API
+
+import filibuster
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "filibuster: run this test once per Filibuster execution"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    if not filibuster.looping():
+        return None
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
+    items = [i for i in session.items if i.get_closest_marker("filibuster")] or session.items
+    if not items:
+        raise session.Interrupted("no tests collected for Filibuster to run")
+    for execution in filibuster.executions():
+        failures = []
+        for item in items:
+            for result in runtestprotocol(item, nextitem=None, log=False):
+                if result.failed:
+                    failures.append(f"{item.nodeid} ({result.when}):\n{result.longreprtext}")
+        filibuster.report(execution, not failures, "\n\n".join(failures))
+    return True
