@@ -189,3 +189,35 @@ fn bad_input_ends_with_a_one_line_error_and_exit_2() {
             .contains("port 5998 of service `web` is already in use")
     );
 }
+
+/// The same search, whether the test starts once per execution, loops in
+/// one process (`--test-loop`), or runs under the pytest plugin.
+#[test]
+fn loop_modes_explore_exactly_as_per_process_mode() {
+    let explore = |name: &str, config_file: &str, flags: &[&str]| {
+        let dir = scratch(name);
+        let config = config(config_file);
+        let mut args = vec!["--config", &config, "--report-json", "report.json"];
+        args.extend(flags);
+        let output = run_test(&dir, &args);
+        assert_eq!(output.status.code(), Some(1), "{name} finds the bug");
+        let report = read_json(&dir.join("report.json"));
+        let faults: Vec<_> = report["execution_log"]
+            .as_array()
+            .expect("execution log")
+            .iter()
+            .map(|e| e["faults"].clone())
+            .collect();
+        (
+            faults,
+            read_json(&dir.join("counterexample.json"))["faults"].clone(),
+        )
+    };
+    let per_process = explore("modes-per-process", "filibuster.toml", &[]);
+    assert_eq!(per_process.0.len(), 10);
+    assert_eq!(
+        explore("modes-loop", "filibuster.toml", &["--test-loop"]),
+        per_process
+    );
+    assert_eq!(explore("modes-pytest", "pytest.toml", &[]), per_process);
+}

@@ -292,6 +292,7 @@ fn replicas() -> Vec<(&'static str, Vec<Fault>)> {
 #[test]
 fn cinema_6_fallback() {
     assert_eq!(explore(cinema_6, &replicas(), false).0, 41);
+    assert_eq!(explore(cinema_6, &replicas(), true), (41, 0));
 }
 
 #[test]
