@@ -60,6 +60,23 @@ pub fn run_test(dir: &Path, args: &[&str]) -> Output {
     output
 }
 
+/// A copy of `example`'s config in `dir`, with `extra` appended: its
+/// commands still run in the example's directory.
+pub fn config_variant(example: &Path, extra: &str, dir: &Path) -> PathBuf {
+    let original =
+        std::fs::read_to_string(example.join("filibuster.toml")).expect("example config");
+    let cd = format!("cd '{}' && ", example.display());
+    let text = original
+        .replace("command = \"", &format!("command = \"{cd}"))
+        .replace(
+            "pytest = \"",
+            &format!("loop = true\ncommand = \"{cd}python3 -m pytest -q -p no:cacheprovider "),
+        );
+    let path = dir.join("filibuster.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).expect("config variant written");
+    path
+}
+
 /// Reads a JSON file the run wrote.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -2,35 +2,50 @@
 //! the execution counts through the kernel and the proxy must be exactly
 //! the seed's (and the model tests' in `explore::models`).
 
-use filibuster_tests::{read_json, run_test, scratch, workspace};
+use std::path::{Path, PathBuf};
 
-/// Explores `example`; returns (executions, pruned) after checking that
-/// every execution passed and indices were stable.
-fn explore(example: &str, flags: &[&str]) -> (u64, u64) {
-    let dir = scratch(example);
-    let config = workspace()
-        .join("examples/cinema")
-        .join(example)
-        .join("filibuster.toml");
+use filibuster_tests::{config_variant, filibuster, read_json, run_test, scratch, workspace};
+use serde_json::{Value, json};
+
+fn example(name: &str) -> PathBuf {
+    workspace().join("examples/cinema").join(name)
+}
+
+/// Runs the search with `config` from `dir`; returns its report after
+/// checking that every execution passed and indices were stable.
+fn explore_with(dir: &Path, config: &Path, flags: &[&str]) -> Value {
     let config = config.display().to_string();
     let mut args = vec!["--config", &config, "--report-json", "report.json"];
     args.extend(flags);
-    let output = run_test(&dir, &args);
+    let output = run_test(dir, &args);
     assert_eq!(
         output.status.code(),
         Some(0),
-        "{example} passes every execution"
+        "{config}: every execution passes"
     );
     let report = read_json(&dir.join("report.json"));
-    assert_eq!(
-        report["unstable"],
-        serde_json::json!([]),
-        "{example}: stable indices"
-    );
+    assert_eq!(report["unstable"], json!([]), "{config}: stable indices");
+    report
+}
+
+/// Explores `name`; returns (executions, pruned).
+fn explore(name: &str, flags: &[&str]) -> (u64, u64) {
+    let config = example(name).join("filibuster.toml");
+    let report = explore_with(&scratch(name), &config, flags);
     (
         report["executions"].as_u64().expect("executions"),
         report["pruned"].as_u64().expect("pruned"),
     )
+}
+
+/// Whether some execution injected HTTP `code` on a call to `callee`.
+fn injected_status(report: &Value, callee: &str, code: u64) -> bool {
+    report["execution_log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .flat_map(|e| e["faults"].as_array().expect("faults"))
+        .any(|f| f["site"]["callee"] == callee && f["fault"]["code"] == code)
 }
 
 #[test]
@@ -61,4 +76,57 @@ fn cinema_5_default_responses() {
 #[test]
 fn cinema_6_fallback() {
     assert_eq!(explore("cinema-6", &[]), (41, 0));
+}
+
+#[test]
+fn analysed_statuses_become_faults() {
+    let dir = scratch("cinema-analysis");
+    let analyze = filibuster()
+        .args(["analyze", "--services-directory"])
+        .arg(example("common"))
+        .args(["--output-file", "analysis.json"])
+        .current_dir(&dir)
+        .output()
+        .expect("filibuster analyze runs");
+    assert!(analyze.status.success(), "{analyze:?}");
+    let analysis = read_json(&dir.join("analysis.json"));
+    assert_eq!(
+        analysis["services"]["bookings"]["http_statuses"],
+        json!([404])
+    );
+    assert_eq!(
+        analysis["services"]["bookings_chained"]["http_statuses"],
+        json!([404, 503])
+    );
+    // bookings and movies can answer 404: one more fault on each call,
+    // so 1 + 6 + 5 executions instead of the seed's 10.
+    let report = explore_with(
+        &dir,
+        &example("cinema-1").join("filibuster.toml"),
+        &["--analysis-file", "analysis.json"],
+    );
+    assert_eq!(report["executions"], 12);
+    assert!(injected_status(&report, "bookings", 404));
+}
+
+#[test]
+fn learned_statuses_become_faults_on_calls_found_later() {
+    // Calls to bookings fail only by connection; bookings answers 503 by
+    // itself when movies fails, which learning adds to the retry's faults.
+    let dir = scratch("cinema-learn");
+    let config = config_variant(
+        &example("cinema-3"),
+        "[[faults]]\nservice = \"bookings\"\nreplace = [\"connection-error\"]\n",
+        &dir,
+    );
+    let flags = ["--disable-dynamic-reduction"];
+    let plain = explore_with(&dir, &config, &flags);
+    assert!(!injected_status(&plain, "bookings", 503));
+    let learned = explore_with(
+        &dir,
+        &config,
+        &["--disable-dynamic-reduction", "--learn-faults"],
+    );
+    assert!(injected_status(&learned, "bookings", 503));
+    assert!(learned["executions"].as_u64() > plain["executions"].as_u64());
 }

@@ -161,6 +161,41 @@ fn bad_input_ends_with_a_one_line_error_and_exit_2() {
     assert!(stderr.contains("typo.toml: line 3:"), "{stderr}");
 
     std::fs::write(
+        dir.join("analysis.json"),
+        "{\"services\": {\n  \"bar\": {\"http_statuses\": [\"503\"]}\n}}\n",
+    )
+    .unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--analysis-file",
+            "analysis.json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("analysis.json: line 2: invalid type: string \"503\", expected u16"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--functional-test",
+            "false",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fails with no fault injected"), "{stderr}");
+
+    std::fs::write(
         dir.join("exits.toml"),
         "[test]\ncommand = \"true\"\n[services.quitter]\ncommand = \"exit 3\"\nport = 5999\n",
     )
@@ -220,4 +255,49 @@ fn loop_modes_explore_exactly_as_per_process_mode() {
         per_process
     );
     assert_eq!(explore("modes-pytest", "pytest.toml", &[]), per_process);
+}
+
+/// With `--keep-going`, every failing combination is reported, each with
+/// its own counterexample.
+#[test]
+fn keep_going_reports_every_failing_combination() {
+    let dir = scratch("keep-going");
+    // A test that tolerates nothing: every injected fault fails it.
+    let strict = "python3 -c 'import requests; r = requests.get(\"http://localhost:5000/foo/bar/baz\", timeout=5); assert r.status_code == 200, r.status_code'";
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("fixed.toml"),
+            "--functional-test",
+            strict,
+            "--keep-going",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = read_json(&dir.join("report.json"));
+    let executions = report["executions"].as_u64().expect("executions");
+    let failures = report["failures"].as_array().expect("failures");
+    assert_eq!(
+        failures.len() as u64,
+        executions - 1,
+        "all but the fault-free one"
+    );
+    let mut combinations: Vec<String> = failures.iter().map(|f| f["faults"].to_string()).collect();
+    combinations.sort();
+    combinations.dedup();
+    assert_eq!(combinations.len(), failures.len(), "each combination once");
+    for failure in failures {
+        let path = failure["counterexample"]
+            .as_str()
+            .expect("a counterexample");
+        let written = read_json(&dir.join(path));
+        let sites = |faults: &serde_json::Value| -> Vec<serde_json::Value> {
+            let faults = faults.as_array().expect("faults");
+            faults.iter().map(|f| f["site"].clone()).collect()
+        };
+        assert_eq!(sites(&written["faults"]), sites(&failure["faults"]));
+    }
 }

@@ -1,7 +1,7 @@
-//! Which faults a call can be failed with: the protocol's defaults, then
-//! what a source analysis found the callee can return, then what it was
-//! seen returning (when learning), and last the user's rules, which have
-//! the final word.
+//! Which faults a call can be failed with: the protocol's defaults and
+//! what a source analysis found the callee can return, changed by the
+//! user's rules; then what the callee was seen returning (when learning),
+//! unless a rule removes it.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -194,14 +194,25 @@ impl FaultSpace {
         };
         let mut specs = DEFAULT_HTTP_FAULTS.to_vec();
         specs.extend(found(Some(&self.analysed)));
-        specs.extend(found(self.learned.as_ref()));
-        for rule in self.rules.iter().filter(|r| r.calls.matches(site)) {
+        let rules: Vec<&FaultRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.calls.matches(site))
+            .collect();
+        for rule in &rules {
             if let Some(replace) = &rule.replace {
                 specs = replace.clone();
             }
             specs.retain(|s| !rule.remove.contains(s));
             specs.extend(&rule.add);
         }
+        // Learned statuses come on top of a replaced list too; only an
+        // explicit `remove` keeps one out.
+        specs.extend(
+            found(self.learned.as_ref())
+                .into_iter()
+                .filter(|s| !rules.iter().any(|r| r.remove.contains(s))),
+        );
         let mut seen = BTreeSet::new();
         specs
             .into_iter()
