@@ -4,6 +4,7 @@
 //!   cargo xtask setup   install the toolchain pieces and Python packages
 //!   cargo xtask demo    set up, build, and run the bundled tutorial (finds its bug)
 //!   cargo xtask test    set up, lint, then run every test: unit, kernel and end to end
+//!   cargo xtask bench   set up, build in release mode, measure, print one table
 
 use std::{
     path::{Path, PathBuf},
@@ -12,6 +13,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod bench;
 
 #[derive(Parser)]
 struct Cli {
@@ -27,6 +30,13 @@ enum Task {
     Demo,
     /// Set up, lint, then run the unit tests and the root-only end-to-end suites.
     Test,
+    /// Measure interception overhead, exploration speed and the agent's
+    /// footprint, side by side, and print one table (needs root).
+    Bench {
+        /// Also write the table to bench/results/<date>.md.
+        #[arg(long)]
+        save: bool,
+    },
 }
 
 /// Debian packages: LLVM for bpf-linker, and what the examples use.
@@ -65,6 +75,10 @@ fn main() -> Result<()> {
                     "the demo should have found the tutorial's bug, but filibuster ended with {status}"
                 ),
             }
+        }
+        Task::Bench { save } => {
+            setup(&root)?;
+            bench::run_all(&root, save)
         }
         Task::Test => {
             setup(&root)?;
@@ -113,19 +127,7 @@ fn setup(root: &Path) -> Result<()> {
             "setup installs packages and the tests load kernel programs: run as root (sudo -E cargo xtask ...)"
         );
     }
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
-    if !missing.is_empty() {
-        println!("setup: installing {}", missing.join(" "));
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    apt_install(APT_PACKAGES)?;
     let components = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
     if !components.lines().any(|c| c.starts_with("rust-src")) {
         println!("setup: adding the rust-src component (the BPF target builds core from source)");
@@ -170,6 +172,24 @@ fn setup(root: &Path) -> Result<()> {
 
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// Installs the Debian packages of `packages` that are missing.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        println!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    Ok(())
 }
 
 fn dpkg_installed(package: &str) -> bool {

@@ -197,9 +197,10 @@ impl Execution {
         site: &CallSite,
         applicable: &[Fault],
     ) {
-        if self
-            .max_faults
-            .is_some_and(|max| self.plan.faults.len() >= max)
+        if applicable.is_empty()
+            || self
+                .max_faults
+                .is_some_and(|max| self.plan.faults.len() >= max)
         {
             return;
         }

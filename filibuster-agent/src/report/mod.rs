@@ -89,6 +89,37 @@ pub struct RunSummary<'a> {
     pub progress: Progress,
     pub elapsed: Duration,
     pub held: Duration,
+    pub agent: AgentFootprint,
+}
+
+/// What the agent itself cost, for the benchmarks (`cargo xtask bench`).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AgentFootprint {
+    /// From start to kernel programs attached.
+    pub attached_seconds: f64,
+    /// From start to every service listening.
+    pub ready_seconds: f64,
+    pub peak_rss_kib: u64,
+    /// User and system CPU time of the agent's own process.
+    pub cpu_seconds: f64,
+}
+
+impl AgentFootprint {
+    pub fn measure(attached: Duration, ready: Duration) -> Self {
+        // SAFETY: getrusage only writes the struct it is given.
+        let usage = unsafe {
+            let mut usage = std::mem::zeroed::<libc::rusage>();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Self {
+            attached_seconds: attached.as_secs_f64(),
+            ready_seconds: ready.as_secs_f64(),
+            peak_rss_kib: usage.ru_maxrss as u64,
+            cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        }
+    }
 }
 
 impl RunSummary<'_> {
@@ -115,6 +146,7 @@ pub struct Report<'a> {
     pub elapsed_seconds: f64,
     /// Time spent holding calls for timeout faults.
     pub held_seconds: f64,
+    pub agent: AgentFootprint,
     /// Every execution run, in order.
     pub execution_log: Vec<ExecutionEntry<'a>>,
     /// Every call discovered, with the faults tried on it.
@@ -171,6 +203,7 @@ impl<'a> Report<'a> {
             pruned: run.progress.pruned,
             elapsed_seconds: run.elapsed.as_secs_f64(),
             held_seconds: run.held.as_secs_f64(),
+            agent: run.agent,
             execution_log: run
                 .executions
                 .iter()

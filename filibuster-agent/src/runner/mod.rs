@@ -28,8 +28,8 @@ use crate::{
     explore::{Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan},
     proxy,
     report::{
-        self, Counterexample, CounterexampleFault, ExecutionResult, FailureArtifacts, Report,
-        RunSummary, Terminal,
+        self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
+        FailureArtifacts, Report, RunSummary, Terminal,
     },
     session::Session,
 };
@@ -119,6 +119,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
     for cgroup in cgroups.children() {
         kernel.attach(cgroup)?;
     }
+    let attached = started.elapsed();
     let ports: HashMap<u16, String> = config
         .services
         .iter()
@@ -151,6 +152,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
 
     let logs = services::log_dir()?;
     let services = services::start(&config, &cgroups, &logs, options.startup_timeout).await?;
+    let ready = started.elapsed();
     eprintln!(
         "filibuster: {} service(s) up in {:.1}s; logs in {}",
         services.len(),
@@ -288,6 +290,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         progress: explorer.progress(),
         elapsed: started.elapsed(),
         held,
+        agent: AgentFootprint::measure(attached, ready),
     };
     print_summary(&summary, counterexample.is_some());
     if let Some(path) = &options.report_json {
