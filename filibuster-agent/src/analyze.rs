@@ -23,6 +23,8 @@ use hyper::StatusCode;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::json_file;
+
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Analysis {
@@ -44,21 +46,15 @@ pub struct ServiceAnalysis {
 
 impl Analysis {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("cannot read analysis file {}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: line {}: {e}: expected the JSON `filibuster analyze --output-file` writes",
-                path.display(),
-                e.line()
-            )
-        })
+        json_file::read(
+            path,
+            "analysis file",
+            "the JSON `filibuster analyze --output-file` writes",
+        )
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("serialisable");
-        fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write analysis file {}", path.display()))
+        json_file::write(path, "analysis file", self)
     }
 
     /// The HTTP statuses per service, as the fault space takes them.

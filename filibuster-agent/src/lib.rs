@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod ebpf;
 pub mod explore;
+pub mod json_file;
 pub mod proxy;
 pub mod report;
 pub mod runner;

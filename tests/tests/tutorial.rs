@@ -301,3 +301,68 @@ fn keep_going_reports_every_failing_combination() {
         assert_eq!(sites(&written["faults"]), sites(&failure["faults"]));
     }
 }
+
+/// A looping test process that dies mid-loop fails that execution and is
+/// restarted; one that never speaks the protocol, or hangs, ends the run
+/// with a one-line reason.
+#[test]
+fn a_looping_test_that_dies_or_hangs_never_leaves_the_agent_waiting() {
+    let dir = scratch("loop-failures");
+    let script = dir.join("flaky_loop.py");
+    std::fs::write(
+        &script,
+        "import os, sys, time\nimport filibuster\nfor n in filibuster.executions():\n    if n == 3 and sys.argv[1] == 'die':\n        os._exit(4)\n    if n == 3 and sys.argv[1] == 'hang':\n        time.sleep(60)\n    filibuster.report(n, True)\n",
+    )
+    .unwrap();
+    let config = config("fixed.toml");
+    let run = |how: &str, flags: &[&str]| {
+        let command = format!("python3 {} {how}", script.display());
+        let mut args = vec![
+            "--config",
+            &config,
+            "--test-loop",
+            "--functional-test",
+            &command,
+            "--report-json",
+            "report.json",
+        ];
+        args.extend(flags);
+        run_test(&dir, &args)
+    };
+
+    let died = run("die", &["--keep-going"]);
+    assert_eq!(died.status.code(), Some(1));
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["executions"], 10, "restarted after execution 3");
+    let failures = report["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["number"], 3);
+    assert_eq!(
+        failures[0]["test_result"],
+        "failed (the test process exited: exit 4)"
+    );
+
+    let hung = run("hang", &["--execution-timeout", "3"]);
+    assert_eq!(hung.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&hung.stderr);
+    assert!(stderr.contains("did not finish within 3s"), "{stderr}");
+
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config,
+            "--test-loop",
+            "--functional-test",
+            "echo not looping; exit 3",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("exited (exit 3) before asking for execution 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not looping"), "{stderr}");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}

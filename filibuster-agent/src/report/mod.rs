@@ -6,12 +6,11 @@ mod progress;
 mod summary;
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 pub use junit::write_junit;
@@ -20,6 +19,7 @@ pub use summary::{DiscoveredCall, discovered_calls, render as render_calls};
 
 use crate::{
     explore::{CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress},
+    json_file,
     session::ConnectTarget,
 };
 
@@ -43,20 +43,15 @@ pub struct Counterexample {
 
 impl Counterexample {
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("serialisable");
-        fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+        json_file::write(path, "counterexample", self)
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("cannot read counterexample file {}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: line {}: {e}: expected a counterexample written by `filibuster test`",
-                path.display(),
-                e.line()
-            )
-        })
+        json_file::read(
+            path,
+            "counterexample file",
+            "a counterexample written by `filibuster test`",
+        )
     }
 }
 
@@ -246,9 +241,7 @@ impl<'a> Report<'a> {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("serialisable");
-        fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write report {}", path.display()))
+        json_file::write(path, "report", self)
     }
 }
 
