@@ -311,7 +311,7 @@ fn a_looping_test_that_dies_or_hangs_never_leaves_the_agent_waiting() {
     let script = dir.join("flaky_loop.py");
     std::fs::write(
         &script,
-        "import os, sys, time\nimport filibuster\nfor n in filibuster.executions():\n    if n == 3 and sys.argv[1] == 'die':\n        os._exit(4)\n    if n == 3 and sys.argv[1] == 'hang':\n        time.sleep(60)\n    filibuster.report(n, True)\n",
+        "import os, sys, time\nimport requests\nimport filibuster\nfor n in filibuster.executions():\n    requests.get(\"http://localhost:5000/foo/bar/baz\", timeout=5)\n    if n == 3 and sys.argv[1] == 'die':\n        os._exit(4)\n    if n == 3 and sys.argv[1] == 'hang':\n        time.sleep(60)\n    filibuster.report(n, True)\n",
     )
     .unwrap();
     let config = config("fixed.toml");
