@@ -97,10 +97,13 @@ pub struct AgentFootprint {
     pub peak_rss_kib: u64,
     /// User and system CPU time of the agent's own process.
     pub cpu_seconds: f64,
+    /// Time from the end of one execution's test to the start of the
+    /// next's: the search, the kernel's maps, the bookkeeping.
+    pub between_executions_seconds: f64,
 }
 
 impl AgentFootprint {
-    pub fn measure(attached: Duration, ready: Duration) -> Self {
+    pub fn measure(attached: Duration, ready: Duration, between_executions: Duration) -> Self {
         // SAFETY: getrusage only writes the struct it is given.
         let usage = unsafe {
             let mut usage = std::mem::zeroed::<libc::rusage>();
@@ -113,6 +116,7 @@ impl AgentFootprint {
             ready_seconds: ready.as_secs_f64(),
             peak_rss_kib: usage.ru_maxrss as u64,
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+            between_executions_seconds: between_executions.as_secs_f64(),
         }
     }
 }

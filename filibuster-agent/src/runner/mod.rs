@@ -202,13 +202,20 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let terminal = Terminal::start();
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    // Filibuster's own time: from one test's end to the next one's start.
+    let mut between_executions = Duration::ZERO;
+    let mut test_ended: Option<Instant> = None;
     while let Some(execution) = explorer.next_execution() {
         let number = execution.number;
         let faults: Vec<_> = execution.plan().faults().cloned().collect();
         session.begin(execution)?;
+        if let Some(ended) = test_ended {
+            between_executions += ended.elapsed();
+        }
         let began = Instant::now();
         let test = functional.run(number).await?;
         let duration = began.elapsed();
+        test_ended = Some(Instant::now());
         let execution = session.end().expect("the execution just run");
         explorer.finish(execution, test.passed());
         let progress = explorer.progress();
@@ -290,7 +297,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         progress: explorer.progress(),
         elapsed: started.elapsed(),
         held,
-        agent: AgentFootprint::measure(attached, ready),
+        agent: AgentFootprint::measure(attached, ready, between_executions),
     };
     print_summary(&summary, counterexample.is_some());
     if let Some(path) = &options.report_json {
