@@ -102,6 +102,14 @@ pub struct AgentFootprint {
     pub between_executions_seconds: f64,
 }
 
+/// The process's own peak resident memory. Not getrusage's ru_maxrss,
+/// which counts the parent's memory at the exec that started us.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 impl AgentFootprint {
     pub fn measure(attached: Duration, ready: Duration, between_executions: Duration) -> Self {
         // SAFETY: getrusage only writes the struct it is given.
@@ -114,7 +122,7 @@ impl AgentFootprint {
         Self {
             attached_seconds: attached.as_secs_f64(),
             ready_seconds: ready.as_secs_f64(),
-            peak_rss_kib: usage.ru_maxrss as u64,
+            peak_rss_kib: peak_rss_kib().unwrap_or(0),
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             between_executions_seconds: between_executions.as_secs_f64(),
         }

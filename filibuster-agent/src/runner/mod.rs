@@ -4,6 +4,7 @@
 //! execution fails; then report.
 
 mod functional;
+mod host_lock;
 mod services;
 
 use std::{
@@ -86,6 +87,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         faults = faults.learning();
     }
 
+    let _host_lock = host_lock::HostLock::acquire()?;
     let mount = cgroups::cgroup2_mount()?;
     for stale in cgroups::remove_stale_runs(&mount) {
         eprintln!(

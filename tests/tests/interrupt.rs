@@ -1,0 +1,124 @@
+//! However the agent ends (SIGINT, SIGTERM, SIGKILL), it leaves the host
+//! as it found it: no cgroup of ours (after the next start at the latest,
+//! for SIGKILL), no service of ours running, no program attached; and one
+//! agent at a time.
+
+use std::{
+    net::TcpStream,
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use filibuster_tests::{filibuster, leftover_cgroups, run_test, scratch, workspace};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+fn tutorial(config: &str) -> String {
+    workspace()
+        .join("examples/tutorial")
+        .join(config)
+        .display()
+        .to_string()
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// An agent exploring the fixed tutorial, caught mid-run: its services up.
+fn agent_mid_run() -> Child {
+    let child = filibuster()
+        .args(["test", "--config", &tutorial("fixed.toml")])
+        .current_dir(scratch("interrupt"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("filibuster starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(listening(5000) && listening(5001) && listening(5002)) {
+        assert!(Instant::now() < deadline, "the services never came up");
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(800)); // a few executions in
+    child
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).expect("signal sent");
+}
+
+fn assert_host_clean() {
+    assert!(
+        leftover_cgroups().is_empty(),
+        "cgroups left: {:?}",
+        leftover_cgroups()
+    );
+    for port in [5000, 5001, 5002] {
+        assert!(!listening(port), "a service still listens on {port}");
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_end_the_run_and_clean_up() {
+    for sent in [Signal::SIGINT, Signal::SIGTERM] {
+        let agent = agent_mid_run();
+        signal(&agent, sent);
+        let output = agent.wait_with_output().expect("the agent ends");
+        assert_eq!(output.status.code(), Some(130), "{sent}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("interrupted; services stopped"), "{stderr}");
+        assert_host_clean();
+    }
+}
+
+#[test]
+fn after_sigkill_the_next_start_removes_what_was_left() {
+    let mut agent = agent_mid_run();
+    signal(&agent, Signal::SIGKILL);
+    agent.wait().expect("reaped");
+    // The kernel detached the programs with the agent's links; the
+    // services, in our cgroups, are ended by the next start.
+    assert_eq!(leftover_cgroups().len(), 1);
+    let dir = scratch("after-sigkill");
+    let next = run_test(
+        &dir,
+        &[
+            "--config",
+            &tutorial("fixed.toml"),
+            "--only-initial-execution",
+        ],
+    );
+    assert_eq!(next.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    assert!(
+        stderr.contains("left by an earlier run that was killed"),
+        "{stderr}"
+    );
+    assert_host_clean();
+}
+
+#[test]
+fn a_second_agent_refuses_to_run_beside_the_first() {
+    let agent = agent_mid_run();
+    let pid = agent.id();
+    let second = run_test(
+        &scratch("second-agent"),
+        &[
+            "--config",
+            &tutorial("fixed.toml"),
+            "--control-port",
+            "5205",
+        ],
+    );
+    signal(&agent, Signal::SIGTERM);
+    agent.wait_with_output().expect("the first agent ends");
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("another filibuster (pid {pid}) is running")),
+        "{stderr}"
+    );
+    assert_host_clean();
+}
