@@ -1,9 +1,9 @@
 """cinema-6 users: bookings from the primary replica, falling back to the
 secondary (which may answer differently: the replicas are eventually
 consistent), then the movie booked."""
-from flask import Flask, abort, jsonify
+from flask import Flask
 
-from cinema import TIMEOUT_LEAF, first_movie, get, serve
+from cinema import TIMEOUT_LEAF, answer_with_movie, get, serve
 
 app = Flask(__name__)
 
@@ -13,12 +13,7 @@ def user_bookings(user):
     bookings = get("bookings-primary", f"/bookings/{user}", TIMEOUT_LEAF) or get(
         "bookings-secondary", f"/bookings/{user}", TIMEOUT_LEAF
     )
-    if bookings is None:
-        abort(503)
-    movie = get("movies", f"/movies/{first_movie(bookings)}", TIMEOUT_LEAF)
-    if movie is None:
-        abort(503)
-    return jsonify({"bookings": bookings, "movies": [movie]})
+    return answer_with_movie(bookings)
 
 
 if __name__ == "__main__":

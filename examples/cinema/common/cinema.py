@@ -9,7 +9,7 @@ as a second timeout racing the first.
 import sys
 
 import requests
-from flask import Flask
+from flask import Flask, abort, jsonify
 
 PORTS = {
     "users": 5000,
@@ -47,6 +47,17 @@ def get(service, path, timeout):
 
 def first_movie(bookings):
     return next(iter(bookings.values()))[0]
+
+
+def answer_with_movie(bookings):
+    """users' answer once it has a user's bookings (None: it could not get
+    them): the bookings with the movie booked, or 503."""
+    if bookings is None:
+        abort(503)
+    movie = get("movies", f"/movies/{first_movie(bookings)}", TIMEOUT_LEAF)
+    if movie is None:
+        abort(503)
+    return jsonify({"bookings": bookings, "movies": [movie]})
 
 
 def serve(app: Flask):
