@@ -33,7 +33,7 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
         .context("no cgroup v2 filesystem is mounted: mount one (mount -t cgroup2 none /sys/fs/cgroup) or boot with systemd.unified_cgroup_hierarchy=1")
 }
 
-/// A cgroup this run created.
+/// A cgroup: one this run created, or one it attaches to.
 #[derive(Debug)]
 pub struct Cgroup {
     path: PathBuf,
@@ -46,6 +46,44 @@ impl Cgroup {
             .with_context(|| format!("cannot create cgroup {}", path.display()))?;
         let id = fs::metadata(&path)?.ino();
         Ok(Self { path, id })
+    }
+
+    /// A cgroup someone else made (a container's, a unit's, a harness's):
+    /// the run attaches to it and never changes or removes it.
+    pub fn existing(path: &Path) -> Result<Self> {
+        fs::metadata(path.join("cgroup.procs")).with_context(|| {
+            format!(
+                "{} is not a cgroup v2 directory: give its path under the cgroup2 mount",
+                path.display()
+            )
+        })?;
+        let id = fs::metadata(path)?.ino();
+        Ok(Self {
+            path: path.to_path_buf(),
+            id,
+        })
+    }
+
+    /// The cgroup process `pid` lives in.
+    pub fn of_process(mount: &Path, pid: u32) -> Result<Self> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .with_context(|| format!("no process {pid}: check the service's pid"))?;
+        let relative = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .with_context(|| format!("process {pid} is not in a cgroup v2 hierarchy"))?;
+        Self::existing(&mount.join(relative.trim_start_matches('/')))
+    }
+
+    /// The processes in this cgroup that are in another network namespace
+    /// than the agent.
+    pub fn pids_in_other_netns(&self) -> Vec<i32> {
+        let netns = |pid: &str| fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
+        let ours = netns("self").ok();
+        self.pids()
+            .into_iter()
+            .filter(|pid| netns(&pid.to_string()).ok() != ours)
+            .collect()
     }
 
     /// The id the kernel programs see (`bpf_get_current_cgroup_id`).
@@ -140,6 +178,13 @@ impl RunCgroups {
 
     pub fn children(&self) -> &[Cgroup] {
         &self.children
+    }
+
+    /// The child made for `name`.
+    pub fn get(&self, name: &str) -> Option<&Cgroup> {
+        self.children
+            .iter()
+            .find(|c| c.path.file_name().is_some_and(|n| n == name))
     }
 }
 

@@ -65,15 +65,30 @@ pub struct TestSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceSection {
-    command: String,
+    command: Option<String>,
+    /// Attach to this existing cgroup instead of launching.
+    cgroup: Option<PathBuf>,
+    /// Attach to this running process's cgroup instead of launching.
+    pid: Option<u32>,
     port: u16,
 }
 
-/// A service the agent launches and manages.
+/// Where a service comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceSource {
+    /// The agent starts it, in a cgroup of its own, and ends it.
+    Command(String),
+    /// It runs already, in this cgroup: the agent attaches, never ends it.
+    Cgroup(PathBuf),
+    /// It runs already, as this process: attached through its cgroup.
+    Process(u32),
+}
+
+/// A service of the application under test.
 #[derive(Clone, Debug)]
 pub struct Service {
     pub name: String,
-    pub command: String,
+    pub source: ServiceSource,
     /// Where it listens: how the agent knows it is ready, and how calls to
     /// it are recognised.
     pub port: u16,
@@ -156,12 +171,20 @@ impl Config {
                     section.port
                 );
             }
-            if section.command.trim().is_empty() {
-                bail!("[services.{name}].command is empty: give the command that starts it");
-            }
+            let source = match (section.command, section.cgroup, section.pid) {
+                (Some(command), None, None) if command.trim().is_empty() => {
+                    bail!("[services.{name}].command is empty: give the command that starts it")
+                }
+                (Some(command), None, None) => ServiceSource::Command(command),
+                (None, Some(cgroup), None) => ServiceSource::Cgroup(cgroup),
+                (None, None, Some(pid)) => ServiceSource::Process(pid),
+                _ => bail!(
+                    "[services.{name}] needs exactly one of command (launch it), cgroup or pid (attach to it running)"
+                ),
+            };
             services.push(Service {
                 name,
-                command: section.command,
+                source,
                 port: section.port,
             });
         }
@@ -196,9 +219,12 @@ impl Config {
         })
     }
 
-    /// The managed service listening on `port`, if any.
-    pub fn service_on_port(&self, port: u16) -> Option<&Service> {
-        self.services.iter().find(|s| s.port == port)
+    /// The services the agent starts, with their commands.
+    pub fn launched(&self) -> impl Iterator<Item = (&Service, &str)> {
+        self.services.iter().filter_map(|s| match &s.source {
+            ServiceSource::Command(command) => Some((s, command.as_str())),
+            _ => None,
+        })
     }
 }
 
@@ -233,7 +259,11 @@ mod tests {
             })
         );
         assert_eq!(config.services.len(), 2);
-        assert_eq!(config.service_on_port(5001).unwrap().name, "bar");
+        assert_eq!(config.services[0].name, "bar");
+        assert_eq!(
+            config.services[0].source,
+            ServiceSource::Command("python3 bar.py".into())
+        );
     }
 
     #[test]
@@ -258,6 +288,8 @@ mod tests {
             .to_string();
         assert!(err.starts_with("line 3: "), "{err}");
         assert!(err.contains("\"connection-error\", \"timeout\""), "{err}");
+        let err = parse("[services.a]\ncommand = \"x\"\npid = 1\nport = 1\n").unwrap_err();
+        assert!(err.to_string().contains("exactly one of command"), "{err}");
         let err = parse("[[faults]]\nservice = \"movies\"\n").unwrap_err();
         assert!(err.to_string().contains("changes nothing"), "{err}");
     }

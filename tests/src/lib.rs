@@ -85,7 +85,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 
 /// The cgroups of Filibuster runs that are still on this host.
 pub fn leftover_cgroups() -> Vec<PathBuf> {
-    let Ok(mount) = filibuster_mount() else {
+    let Ok(mount) = cgroup_mount() else {
         return Vec::new();
     };
     std::fs::read_dir(mount)
@@ -101,7 +101,8 @@ pub fn leftover_cgroups() -> Vec<PathBuf> {
         .collect()
 }
 
-fn filibuster_mount() -> anyhow::Result<PathBuf> {
+/// Where cgroup v2 is mounted.
+pub fn cgroup_mount() -> anyhow::Result<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/mounts")?;
     mounts
         .lines()

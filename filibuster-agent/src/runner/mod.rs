@@ -22,8 +22,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     analyze::Analysis,
-    cgroups::{self, RunCgroups},
-    config::{Config, TEST_CALLER, TestMode, TestSpec},
+    cgroups::{self, Cgroup, RunCgroups},
+    config::{Config, Service, ServiceSource, TEST_CALLER, TestMode, TestSpec},
     control::{self, TestLoop},
     ebpf::Kernel,
     explore::{Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan},
@@ -95,7 +95,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
             stale.display()
         );
     }
-    services::check_ports_free(&config)?;
+    services::check_ports(&config)?;
     let control_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.control_port))
         .await
         .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", options.control_port))?;
@@ -114,27 +114,53 @@ pub async fn run(options: Options) -> Result<Verdict> {
     })?;
 
     let mut cgroups = RunCgroups::create(&mount)?;
+    let mut attached = Vec::new();
     for service in &config.services {
-        cgroups.add(&service.name)?;
+        match &service.source {
+            ServiceSource::Command(_) => {
+                cgroups.add(&service.name)?;
+            }
+            ServiceSource::Cgroup(path) => {
+                attached.push(attach_to(service, Cgroup::existing(path)?)?)
+            }
+            ServiceSource::Process(pid) => {
+                attached.push(attach_to(service, Cgroup::of_process(&mount, *pid)?)?)
+            }
+        }
     }
     cgroups.add(TEST_CALLER)?;
-    for cgroup in cgroups.children() {
+    let callers: Vec<(&str, &Cgroup)> = cgroups
+        .children()
+        .iter()
+        .map(|c| {
+            (
+                c.path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+                c,
+            )
+        })
+        .chain(attached.iter().map(|(name, c)| (*name, c)))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for (name, cgroup) in &callers {
+        if !ids.insert(cgroup.id()) {
+            bail!(
+                "service `{name}` shares cgroup {} with another service: the kernel cannot tell their calls apart; give each its own cgroup",
+                cgroup.path().display()
+            );
+        }
         kernel.attach(cgroup)?;
     }
-    let attached = started.elapsed();
+    let attached_at = started.elapsed();
     let ports: HashMap<u16, String> = config
         .services
         .iter()
         .map(|s| (s.port, s.name.clone()))
         .collect();
     let session = Arc::new(Session::new(kernel, ports, faults));
-    for (cgroup, name) in cgroups.children().iter().zip(
-        config
-            .services
-            .iter()
-            .map(|s| s.name.as_str())
-            .chain([TEST_CALLER]),
-    ) {
+    for (name, cgroup) in &callers {
         session.add_caller(cgroup.id(), name);
     }
     let (test_loop, loop_results) = TestLoop::new(run_token()?);
@@ -187,7 +213,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         test.command,
         test.mode,
         &config.dir,
-        cgroups.children().last().expect("the test cgroup"),
+        cgroups.get(TEST_CALLER).expect("the test cgroup"),
         options.control_port,
         options.execution_timeout,
         (test_loop, loop_results),
@@ -299,7 +325,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         progress: explorer.progress(),
         elapsed: started.elapsed(),
         held,
-        agent: AgentFootprint::measure(attached, ready, between_executions),
+        agent: AgentFootprint::measure(attached_at, ready, between_executions),
     };
     print_summary(&summary, counterexample.is_some());
     if let Some(path) = &options.report_json {
@@ -316,6 +342,19 @@ pub async fn run(options: Options) -> Result<Verdict> {
     } else {
         Verdict::Failed
     })
+}
+
+/// An attached service's cgroup, if the agent can reach its processes.
+fn attach_to(service: &Service, cgroup: Cgroup) -> Result<(&str, Cgroup)> {
+    let elsewhere = cgroup.pids_in_other_netns();
+    if !elsewhere.is_empty() {
+        bail!(
+            "service `{}` (cgroup {}) runs in another network namespace (pids {elsewhere:?}): attaching across namespaces is not supported yet; run the agent in that namespace",
+            service.name,
+            cgroup.path().display()
+        );
+    }
+    Ok((&service.name, cgroup))
 }
 
 /// The test to run: the command line's, else the config's.

@@ -12,7 +12,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use crate::{cgroups::RunCgroups, config::Config};
+use crate::{
+    cgroups::RunCgroups,
+    config::{Config, ServiceSource},
+};
 
 /// Whether something accepts connections on loopback `port`.
 pub fn listening(port: u16) -> bool {
@@ -23,10 +26,20 @@ pub fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// Fails if another process holds a port a service needs.
-pub fn check_ports_free(config: &Config) -> Result<()> {
+/// Fails if another process holds a port a launched service needs, or if
+/// an attached service does not listen on its port.
+pub fn check_ports(config: &Config) -> Result<()> {
     for service in &config.services {
-        if listening(service.port) {
+        let launched = matches!(service.source, ServiceSource::Command(_));
+        if !launched && !listening(service.port) {
+            bail!(
+                "service `{}` is to be attached, but nothing listens on port {}: start it first, or fix [services.{}].port",
+                service.name,
+                service.port,
+                service.name
+            );
+        }
+        if launched && listening(service.port) {
             bail!(
                 "port {} of service `{}` is already in use by another process: stop it, or change [services.{}].port",
                 service.port,
@@ -45,8 +58,8 @@ pub fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Starts every service (killed when the returned children are dropped)
-/// and waits until each listens.
+/// Starts every service the agent launches (killed when the returned
+/// children are dropped) and waits until each listens.
 pub async fn start(
     config: &Config,
     cgroups: &RunCgroups,
@@ -54,13 +67,16 @@ pub async fn start(
     timeout: Duration,
 ) -> Result<Vec<Child>> {
     let mut running = Vec::new();
-    for (service, cgroup) in config.services.iter().zip(cgroups.children()) {
+    for (service, command_line) in config.launched() {
+        let cgroup = cgroups
+            .get(&service.name)
+            .expect("a cgroup per launched service");
         let log_path = logs.join(format!("{}.log", service.name));
         let log = File::create(&log_path)?;
         let mut command = std::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(&service.command)
+            .arg(command_line)
             .current_dir(&config.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -73,7 +89,7 @@ pub async fn start(
         running.push(child);
     }
     let deadline = Instant::now() + timeout;
-    for (service, process) in config.services.iter().zip(running.iter_mut()) {
+    for ((service, _), process) in config.launched().zip(running.iter_mut()) {
         while !listening(service.port) {
             let log_path = logs.join(format!("{}.log", service.name));
             if let Some(status) = process.try_wait()? {

@@ -1,0 +1,147 @@
+//! Services the agent did not start: the harness runs them in cgroups of
+//! its own, as a container engine or systemd would, and the agent attaches
+//! to one by cgroup path and to one by pid, finds the tutorial's bug, and
+//! leaves them running, unmodified and no longer intercepted.
+
+use std::{
+    fs,
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command},
+    thread,
+    time::{Duration, Instant},
+};
+
+use filibuster_tests::{cgroup_mount, read_json, run_test, scratch, workspace};
+
+/// A service started by the harness in a cgroup of its own; ended and its
+/// cgroup removed on drop.
+struct Outside {
+    process: Child,
+    cgroup: PathBuf,
+}
+
+impl Outside {
+    fn start(name: &str, script: &str) -> Self {
+        let cgroup = cgroup_mount()
+            .expect("cgroup v2")
+            .join(format!("fbtest-{name}"));
+        let _ = fs::create_dir(&cgroup);
+        let process = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec python3 {script}",
+                cgroup.display()
+            ))
+            .current_dir(workspace().join("examples/tutorial"))
+            .spawn()
+            .expect("the service starts");
+        Self { process, cgroup }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir(&self.cgroup).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status_of(url: &str) -> String {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import requests; print(requests.get('{url}', timeout=5).status_code)"),
+        ])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running() {
+    let foo = Outside::start("foo", "services/foo/app.py");
+    let bar = Outside::start("bar", "services/bar/app.py");
+    wait_listening(5000);
+    wait_listening(5001);
+
+    let dir = scratch("attach");
+    let tutorial = workspace().join("examples/tutorial");
+    let config = dir.join("filibuster.toml");
+    fs::write(
+        &config,
+        format!(
+            "[test]\ncommand = \"cd {t} && python3 functional/test_foo_bar_baz.py\"\n\
+             [services.foo]\npid = {pid}\nport = 5000\n\
+             [services.bar]\ncgroup = \"{cgroup}\"\nport = 5001\n\
+             [services.baz]\ncommand = \"cd {t} && python3 services/baz/app.py\"\nport = 5002\n",
+            t = tutorial.display(),
+            pid = foo.process.id(),
+            cgroup = bar.cgroup.display(),
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+
+    let output = run_test(&dir, &["--config", &config]);
+    assert_eq!(output.status.code(), Some(1), "foo's bug is found");
+    let counterexample = read_json(&dir.join("counterexample.json"));
+    let fault = &counterexample["faults"][0];
+    assert_eq!(fault["site"]["caller"], "foo");
+    assert_eq!(fault["site"]["callee"], "bar");
+    assert_eq!(fault["fault"]["kind"], "connection-refused");
+
+    let replay = run_test(
+        &dir,
+        &[
+            "--config",
+            &config,
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    );
+    assert_eq!(
+        replay.status.code(),
+        Some(1),
+        "the replay fails the same way"
+    );
+
+    // Still running, and no longer intercepted: foo reaches bar directly
+    // (bar answers 503 because baz, which the agent launched, is gone; a
+    // redirect left behind would make foo's connect fail and foo answer 500).
+    assert_eq!(status_of("http://127.0.0.1:5001/health-check"), "200");
+    assert_eq!(status_of("http://127.0.0.1:5000/foo/bar/baz"), "503");
+    assert!(
+        foo.cgroup.exists() && bar.cgroup.exists(),
+        "their cgroups stay"
+    );
+}
+
+#[test]
+fn a_service_to_attach_that_does_not_listen_is_named() {
+    let dir = scratch("attach-missing");
+    fs::write(
+        dir.join("filibuster.toml"),
+        "[test]\ncommand = \"true\"\n[services.ghost]\npid = 1\nport = 5997\n",
+    )
+    .unwrap();
+    let output = run_test(&dir, &["--config", "filibuster.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("service `ghost` is to be attached, but nothing listens on port 5997"),
+        "{stderr}"
+    );
+}
