@@ -24,11 +24,34 @@ struct Cli {
 enum Commands {
     /// Run the functional test under every combination of faults that matters.
     Test(TestArgs),
+    /// Observe the application without injecting anything and print the
+    /// calls seen: during one run of the functional test, or for a while.
+    Trace(TraceArgs),
     /// Find the error statuses each service's source can answer with.
     ///
     /// Each subdirectory of the services directory is a service named after
     /// it. Pass the output to `filibuster test --analysis-file`.
     Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// The run's config file (services, and the test unless --duration).
+    #[arg(long, default_value = "filibuster.toml")]
+    config: PathBuf,
+    /// Watch the services' traffic for this many seconds instead of
+    /// running the functional test.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Seconds the functional test may take.
+    #[arg(long, default_value_t = 60)]
+    execution_timeout: u64,
+    /// Seconds the services may take to start listening.
+    #[arg(long, default_value_t = 30)]
+    startup_timeout: u64,
+    /// Loopback port of the control API.
+    #[arg(long, default_value_t = 5005)]
+    control_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -102,13 +125,25 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FILIBUSTER_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let args = match cli.command {
-        Commands::Test(args) => args,
-        Commands::Analyze(args) => {
-            return exit_code(analyze(&args).map(|()| Some(Verdict::Passed)));
-        }
-    };
-    let options = runner::Options {
+    match cli.command {
+        Commands::Test(args) => interruptible(runner::run(test_options(args))),
+        Commands::Trace(args) => interruptible(async move {
+            runner::trace(runner::TraceOptions {
+                config: args.config,
+                duration: args.duration.map(Duration::from_secs),
+                execution_timeout: Duration::from_secs(args.execution_timeout),
+                startup_timeout: Duration::from_secs(args.startup_timeout),
+                control_port: args.control_port,
+            })
+            .await
+            .map(|()| Verdict::Passed)
+        }),
+        Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Some(Verdict::Passed))),
+    }
+}
+
+fn test_options(args: TestArgs) -> runner::Options {
+    runner::Options {
         config: args.config,
         functional_test: args.functional_test,
         test_loop: args.test_loop,
@@ -125,15 +160,19 @@ fn main() -> ExitCode {
         execution_timeout: Duration::from_secs(args.execution_timeout),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         control_port: args.control_port,
-    };
+    }
+}
+
+/// Runs `work` until it ends or a SIGINT/SIGTERM arrives. Dropping the
+/// work on a signal runs its cleanup: services ended, cgroups removed,
+/// programs detached.
+fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let outcome = runtime.block_on(async {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
-        // Dropping the run on a signal runs its cleanup: services ended,
-        // cgroups removed, programs detached.
         tokio::select! {
-            result = runner::run(options) => result.map(Some),
+            result = work => result.map(Some),
             _ = interrupt.recv() => Ok(None),
             _ = terminate.recv() => Ok(None),
         }

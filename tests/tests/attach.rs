@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filibuster_tests::{cgroup_mount, read_json, run_test, scratch, workspace};
+use filibuster_tests::{cgroup_mount, filibuster, read_json, run_test, scratch, workspace};
 
 /// A service started by the harness in a cgroup of its own; ended and its
 /// cgroup removed on drop.
@@ -117,6 +117,47 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
         Some(1),
         "the replay fails the same way"
     );
+
+    // `trace` observes one run of the test, injecting nothing.
+    let trace = filibuster()
+        .args(["trace", "--config", &config])
+        .output()
+        .expect("filibuster trace runs");
+    assert!(trace.status.success(), "{trace:?}");
+    let tree = String::from_utf8_lossy(&trace.stdout);
+    assert!(
+        tree.contains("  test → foo GET /foo/bar/baz  ×1 (200 ×1)"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("    foo → bar GET /bar/baz  ×1 (200 ×1)"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("      bar → baz GET /baz  ×1 (200 ×1)"),
+        "{tree}"
+    );
+
+    // ... or whatever traffic the running services get, for a while: here
+    // a client outside every managed cgroup, whose own calls go direct.
+    let client = thread::spawn(|| {
+        thread::sleep(Duration::from_millis(1500));
+        for _ in 0..3 {
+            status_of("http://127.0.0.1:5000/foo/bar/baz");
+        }
+    });
+    let watched = filibuster()
+        .args(["trace", "--config", &config, "--duration", "4"])
+        .output()
+        .expect("filibuster trace runs");
+    client.join().unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    let tree = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        tree.contains("  foo → bar GET /bar/baz  ×3 (200 ×3)"),
+        "{tree}"
+    );
+    assert!(!tree.contains("test →"), "{tree}");
 
     // Still running, and no longer intercepted: foo reaches bar directly
     // (bar answers 503 because baz, which the agent launched, is gone; a

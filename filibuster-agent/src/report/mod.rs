@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use junit::write_junit;
 pub use progress::Terminal;
-pub use summary::{DiscoveredCall, discovered_calls, render as render_calls};
+pub use summary::{DiscoveredCall, discovered_calls, render as render_calls, traffic};
 
 use crate::{
     explore::{CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress},

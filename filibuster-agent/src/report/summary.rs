@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::explore::{CallSite, ExecutionIndex, Fault, Finished};
+use crate::explore::{CallRecord, CallSite, ExecutionIndex, Fault, Finished};
 
 #[derive(Debug, Serialize)]
 pub struct DiscoveredCall {
@@ -112,6 +112,59 @@ pub fn render(calls: &[DiscoveredCall]) -> String {
     lines.join("\n")
 }
 
+/// Calls as `filibuster trace` shows them: repeated calls along the same
+/// path of callers merged, with how often each happened and how it ended.
+pub fn traffic(calls: &[CallRecord]) -> String {
+    struct Line<'a> {
+        depth: usize,
+        site: &'a CallSite,
+        count: usize,
+        outcomes: BTreeMap<String, usize>,
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    let mut by_path: HashMap<Vec<&CallSite>, usize> = HashMap::new();
+    for call in calls {
+        let mut path: Vec<&CallSite> =
+            std::iter::successors(Some(call), |c| c.parent.map(|p| &calls[p.position()]))
+                .map(|c| &c.site)
+                .collect();
+        path.reverse();
+        let depth = path.len();
+        let at = *by_path.entry(path).or_insert_with(|| {
+            lines.push(Line {
+                depth,
+                site: &call.site,
+                count: 0,
+                outcomes: BTreeMap::new(),
+            });
+            lines.len() - 1
+        });
+        lines[at].count += 1;
+        *lines[at]
+            .outcomes
+            .entry(call.outcome.to_string())
+            .or_default() += 1;
+    }
+    lines
+        .iter()
+        .map(|line| {
+            let outcomes: Vec<String> = line
+                .outcomes
+                .iter()
+                .map(|(outcome, n)| format!("{outcome} ×{n}"))
+                .collect();
+            format!(
+                "{}{}  ×{} ({})",
+                "  ".repeat(line.depth),
+                line.site,
+                line.count,
+                outcomes.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +186,7 @@ mod tests {
             let (bookings, fault) =
                 execution.begin_call(Some(users), site("users", "bookings"), &faults);
             execution.end_call(bookings, Outcome::Status(200));
+            execution.end_call(users, Outcome::Status(200));
             let passed = fault != Some(Fault::HttpStatus(503));
             explorer.finish(execution, passed);
         }
@@ -154,6 +208,10 @@ mod tests {
         assert_eq!(
             tried,
             vec![(Fault::Timeout, true), (Fault::HttpStatus(503), false)]
+        );
+        assert_eq!(
+            traffic(&explore_chain()[0].calls),
+            "  test → users GET /users  ×1 (200 ×1)\n    users → bookings GET /bookings  ×1 (200 ×1)"
         );
         assert_eq!(
             render(&calls),

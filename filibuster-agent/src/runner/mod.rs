@@ -4,30 +4,21 @@
 //! execution fails; then report.
 
 mod functional;
+mod host;
 mod host_lock;
 mod services;
 
 use std::{
-    collections::HashMap,
-    io::Read,
-    net::Ipv4Addr,
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use filibuster_common::Settings;
-use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     analyze::Analysis,
-    cgroups::{self, Cgroup, RunCgroups},
-    config::{Config, Service, ServiceSource, TEST_CALLER, TestMode, TestSpec},
-    control::{self, TestLoop},
-    ebpf::Kernel,
+    config::{Config, TestMode, TestSpec},
     explore::{Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan},
-    proxy,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, Report, RunSummary, Terminal,
@@ -35,6 +26,7 @@ use crate::{
     session::Session,
 };
 use functional::{FunctionalTest, TestResult};
+use host::Host;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -87,106 +79,15 @@ pub async fn run(options: Options) -> Result<Verdict> {
         faults = faults.learning();
     }
 
-    let _host_lock = host_lock::HostLock::acquire()?;
-    let mount = cgroups::cgroup2_mount()?;
-    for stale in cgroups::remove_stale_runs(&mount) {
-        eprintln!(
-            "filibuster: removed cgroup {} left by an earlier run that was killed",
-            stale.display()
-        );
-    }
-    services::check_ports(&config)?;
-    let control_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.control_port))
-        .await
-        .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", options.control_port))?;
-
-    let mut kernel = Kernel::load()?;
-    let listener_v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    // IPv6 may be disabled on the host; IPv4 then carries every call.
-    let listener_v6 = TcpListener::bind("[::1]:0").await.ok();
-    kernel.configure(Settings {
-        listener_port_v4: listener_v4.local_addr()?.port(),
-        listener_port_v6: listener_v6
-            .as_ref()
-            .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
-        control_port: options.control_port,
-        _pad: 0,
-    })?;
-
-    let mut cgroups = RunCgroups::create(&mount)?;
-    let mut attached = Vec::new();
-    for service in &config.services {
-        match &service.source {
-            ServiceSource::Command(_) => {
-                cgroups.add(&service.name)?;
-            }
-            ServiceSource::Cgroup(path) => {
-                attached.push(attach_to(service, Cgroup::existing(path)?)?)
-            }
-            ServiceSource::Process(pid) => {
-                attached.push(attach_to(service, Cgroup::of_process(&mount, *pid)?)?)
-            }
-        }
-    }
-    cgroups.add(TEST_CALLER)?;
-    let callers: Vec<(&str, &Cgroup)> = cgroups
-        .children()
-        .iter()
-        .map(|c| {
-            (
-                c.path()
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default(),
-                c,
-            )
-        })
-        .chain(attached.iter().map(|(name, c)| (*name, c)))
-        .collect();
-    let mut ids = std::collections::HashSet::new();
-    for (name, cgroup) in &callers {
-        if !ids.insert(cgroup.id()) {
-            bail!(
-                "service `{name}` shares cgroup {} with another service: the kernel cannot tell their calls apart; give each its own cgroup",
-                cgroup.path().display()
-            );
-        }
-        kernel.attach(cgroup)?;
-    }
-    let attached_at = started.elapsed();
-    let ports: HashMap<u16, String> = config
-        .services
-        .iter()
-        .map(|s| (s.port, s.name.clone()))
-        .collect();
-    let session = Arc::new(Session::new(kernel, ports, faults));
-    for (name, cgroup) in &callers {
-        session.add_caller(cgroup.id(), name);
-    }
-    let (test_loop, loop_results) = TestLoop::new(run_token()?);
-    let mut tasks = Tasks(vec![
-        tokio::spawn(control::serve(
-            control_listener,
-            session.clone(),
-            test_loop.clone(),
-        )),
-        tokio::spawn(proxy::serve(listener_v4, session.clone())),
-    ]);
-    if let Some(listener) = listener_v6 {
-        tasks
-            .0
-            .push(tokio::spawn(proxy::serve(listener, session.clone())));
-    }
-
-    let logs = services::log_dir()?;
-    let services = services::start(&config, &cgroups, &logs, options.startup_timeout).await?;
-    let ready = started.elapsed();
-    eprintln!(
-        "filibuster: {} service(s) up in {:.1}s; logs in {}",
-        services.len(),
-        started.elapsed().as_secs_f64(),
-        logs.display()
-    );
+    let mut host = Host::prepare(
+        &config,
+        faults,
+        options.control_port,
+        options.startup_timeout,
+        started,
+    )
+    .await?;
+    let session = &host.session;
 
     let mut explorer = match &counterexample {
         Some(counterexample) => {
@@ -209,15 +110,16 @@ pub async fn run(options: Options) -> Result<Verdict> {
             max_faults: options.max_faults,
         }),
     };
+    let loop_results = host.loop_results.take().expect("taken once");
     let mut functional = FunctionalTest::new(
         test.command,
         test.mode,
         &config.dir,
-        cgroups.get(TEST_CALLER).expect("the test cgroup"),
+        host.test_cgroup(),
         options.control_port,
         options.execution_timeout,
-        (test_loop, loop_results),
-        logs.join("test.log"),
+        (host.test_loop.clone(), loop_results),
+        host.logs.join("test.log"),
     );
     let replay_command = |path: &Path| {
         format!(
@@ -286,7 +188,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
                     let path =
                         counterexample_path(&options.counterexample_output, failures.len(), number);
                     let finished = explorer.executions().last().expect("just finished");
-                    write_counterexample(finished, functional.command(), &session, &path)?;
+                    write_counterexample(finished, functional.command(), session, &path)?;
                     Some(path)
                 }
             };
@@ -325,7 +227,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         progress: explorer.progress(),
         elapsed: started.elapsed(),
         held,
-        agent: AgentFootprint::measure(attached_at, ready, between_executions),
+        agent: AgentFootprint::measure(host.attached_at, host.ready, between_executions),
     };
     print_summary(&summary, counterexample.is_some());
     if let Some(path) = &options.report_json {
@@ -334,27 +236,13 @@ pub async fn run(options: Options) -> Result<Verdict> {
     if let Some(path) = &options.junit {
         report::write_junit(&summary, path)?;
     }
-    drop(services);
-    drop(tasks);
-    drop(cgroups);
+    drop(functional);
+    drop(host);
     Ok(if failures.is_empty() {
         Verdict::Passed
     } else {
         Verdict::Failed
     })
-}
-
-/// An attached service's cgroup, if the agent can reach its processes.
-fn attach_to(service: &Service, cgroup: Cgroup) -> Result<(&str, Cgroup)> {
-    let elsewhere = cgroup.pids_in_other_netns();
-    if !elsewhere.is_empty() {
-        bail!(
-            "service `{}` (cgroup {}) runs in another network namespace (pids {elsewhere:?}): attaching across namespaces is not supported yet; run the agent in that namespace",
-            service.name,
-            cgroup.path().display()
-        );
-    }
-    Ok((&service.name, cgroup))
 }
 
 /// The test to run: the command line's, else the config's.
@@ -467,23 +355,73 @@ fn print_summary(run: &RunSummary, replaying: bool) {
     }
 }
 
-/// The secret a looping test process presents: only the process the run
-/// started (which gets it in its environment) may drive the run.
-fn run_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the run's token")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+/// What `filibuster trace` needs.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    pub config: PathBuf,
+    /// Watch for this long instead of running the functional test once.
+    pub duration: Option<Duration>,
+    pub execution_timeout: Duration,
+    pub startup_timeout: Duration,
+    pub control_port: u16,
 }
 
-/// Background tasks of the run, stopped with it.
-struct Tasks(Vec<JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
+/// Observes the application, injecting nothing, and prints the calls seen:
+/// during one run of the functional test, or for `duration` of whatever
+/// traffic the services have (attached services serving real users).
+pub async fn trace(options: TraceOptions) -> Result<()> {
+    let started = Instant::now();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("filibuster needs root to load kernel programs and create cgroups: run it with sudo");
+    }
+    let config = Config::load(&options.config)?;
+    enum Observe {
+        For(Duration),
+        Test(TestSpec),
+    }
+    let observe = match (options.duration, &config.test) {
+        (Some(duration), _) => Observe::For(duration),
+        (None, Some(test)) => Observe::Test(test.clone()),
+        (None, None) => bail!(
+            "nothing to observe: give --duration SECONDS, or a [test] in {}",
+            options.config.display()
+        ),
+    };
+    let mut host = Host::prepare(
+        &config,
+        FaultSpace::default(),
+        options.control_port,
+        options.startup_timeout,
+        started,
+    )
+    .await?;
+    // A replay of no fault: calls are recorded, nothing is scheduled.
+    let mut explorer = Explorer::replay(Plan::replay(Vec::new()));
+    let execution = explorer.next_execution().expect("one execution");
+    host.session.begin(execution)?;
+    match observe {
+        Observe::For(duration) => {
+            eprintln!("filibuster: observing for {}s", duration.as_secs());
+            tokio::time::sleep(duration).await;
+        }
+        Observe::Test(test) => {
+            let loop_results = host.loop_results.take().expect("taken once");
+            let mut functional = FunctionalTest::new(
+                test.command,
+                test.mode,
+                &config.dir,
+                host.test_cgroup(),
+                options.control_port,
+                options.execution_timeout,
+                (host.test_loop.clone(), loop_results),
+                host.logs.join("test.log"),
+            );
+            let run = functional.run(1).await?;
+            functional.finish().await;
+            eprintln!("filibuster: the functional test {}", run.verdict());
         }
     }
+    let execution = host.session.end().expect("the execution just run");
+    println!("{}", report::traffic(execution.calls()));
+    Ok(())
 }
