@@ -33,8 +33,9 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
         .context("no cgroup v2 filesystem is mounted: mount one (mount -t cgroup2 none /sys/fs/cgroup) or boot with systemd.unified_cgroup_hierarchy=1")
 }
 
-/// A cgroup: one this run created, or one it attaches to.
-#[derive(Debug)]
+/// A cgroup: one this run created, or one it attaches to. A handle only:
+/// [`RunCgroups`] removes the ones the run created.
+#[derive(Clone, Debug)]
 pub struct Cgroup {
     path: PathBuf,
     id: u64,

@@ -34,24 +34,31 @@ enum Commands {
     Analyze(AnalyzeArgs),
 }
 
+/// What every command that runs the application takes.
 #[derive(clap::Args)]
-struct TraceArgs {
-    /// The run's config file (services, and the test unless --duration).
+struct RunArgs {
+    /// The run's config file (services and test); commands run from its directory.
     #[arg(long, default_value = "filibuster.toml")]
     config: PathBuf,
-    /// Watch the services' traffic for this many seconds instead of
-    /// running the functional test.
-    #[arg(long)]
-    duration: Option<u64>,
-    /// Seconds the functional test may take.
+    /// Seconds one execution of the test may take before it counts as hung.
     #[arg(long, default_value_t = 60)]
     execution_timeout: u64,
     /// Seconds the services may take to start listening.
     #[arg(long, default_value_t = 30)]
     startup_timeout: u64,
-    /// Loopback port of the control API.
+    /// Loopback port of the control API that tests ask about injected faults.
     #[arg(long, default_value_t = 5005)]
     control_port: u16,
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Watch the services' traffic for this many seconds instead of
+    /// running the functional test.
+    #[arg(long)]
+    duration: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -66,9 +73,8 @@ struct AnalyzeArgs {
 
 #[derive(clap::Args)]
 struct TestArgs {
-    /// The run's config file (services and test); commands run from its directory.
-    #[arg(long, default_value = "filibuster.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// The functional test command (overrides [test] of the config).
     #[arg(long)]
     functional_test: Option<String>,
@@ -108,15 +114,6 @@ struct TestArgs {
     /// Write a JUnit XML report here: one test case per execution.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Seconds one execution of the test may take before it counts as hung.
-    #[arg(long, default_value_t = 60)]
-    execution_timeout: u64,
-    /// Seconds the services may take to start listening.
-    #[arg(long, default_value_t = 30)]
-    startup_timeout: u64,
-    /// Loopback port of the control API that tests ask about injected faults.
-    #[arg(long, default_value_t = 5005)]
-    control_port: u16,
 }
 
 fn main() -> ExitCode {
@@ -129,11 +126,11 @@ fn main() -> ExitCode {
         Commands::Test(args) => interruptible(runner::run(test_options(args))),
         Commands::Trace(args) => interruptible(async move {
             runner::trace(runner::TraceOptions {
-                config: args.config,
+                config: args.run.config,
                 duration: args.duration.map(Duration::from_secs),
-                execution_timeout: Duration::from_secs(args.execution_timeout),
-                startup_timeout: Duration::from_secs(args.startup_timeout),
-                control_port: args.control_port,
+                execution_timeout: Duration::from_secs(args.run.execution_timeout),
+                startup_timeout: Duration::from_secs(args.run.startup_timeout),
+                control_port: args.run.control_port,
             })
             .await
             .map(|()| Verdict::Passed)
@@ -144,7 +141,7 @@ fn main() -> ExitCode {
 
 fn test_options(args: TestArgs) -> runner::Options {
     runner::Options {
-        config: args.config,
+        config: args.run.config,
         functional_test: args.functional_test,
         test_loop: args.test_loop,
         counterexample_file: args.counterexample_file,
@@ -157,9 +154,9 @@ fn test_options(args: TestArgs) -> runner::Options {
         report_json: args.report_json,
         junit: args.junit,
         counterexample_output: args.counterexample_output,
-        execution_timeout: Duration::from_secs(args.execution_timeout),
-        startup_timeout: Duration::from_secs(args.startup_timeout),
-        control_port: args.control_port,
+        execution_timeout: Duration::from_secs(args.run.execution_timeout),
+        startup_timeout: Duration::from_secs(args.run.startup_timeout),
+        control_port: args.run.control_port,
     }
 }
 

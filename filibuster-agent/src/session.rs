@@ -177,7 +177,7 @@ impl Session {
                 .get(&planned.site.caller)
                 .and_then(|s| s.last().copied());
             if let Some(execution) = state.execution.as_mut() {
-                execution.begin_call(parent, planned.site, &[]);
+                execution.begin_call(parent, planned.site, |_| Vec::new());
             }
         }
     }
@@ -231,13 +231,15 @@ impl Session {
             .serving
             .get(&connection.caller)
             .and_then(|s| s.last().copied());
-        // The test's own calls are watched, not failed: the test is what judges.
-        let applicable = if connection.caller == TEST_CALLER {
-            Vec::new()
-        } else {
-            state.faults.faults_for(&site, first_on_connection)
-        };
-        let (id, fault) = execution.begin_call(parent, site, &applicable);
+        let faults = &state.faults;
+        let (id, fault) = execution.begin_call(parent, site, |site| {
+            // The test's own calls are watched, not failed: the test is what judges.
+            if site.caller == TEST_CALLER {
+                Vec::new()
+            } else {
+                faults.faults_for(site, first_on_connection)
+            }
+        });
         if first_on_connection {
             let index = execution.call(id).index.clone();
             state

@@ -144,27 +144,22 @@ impl Execution {
         &self.log[id.0]
     }
 
-    /// The index the next call of `site` under `parent` gets, without
-    /// recording anything.
-    fn next_index(&self, parent: Option<CallId>, site: &CallSite) -> ExecutionIndex {
-        let hash = site.hash();
-        let n = self.counters.get(&(parent, hash)).copied().unwrap_or(0) + 1;
-        let base = parent
-            .map(|p| self.log[p.0].index.clone())
-            .unwrap_or_default();
-        base.child(hash, n)
-    }
-
     /// Records a call; returns its id and the fault to inject, if any.
-    /// `applicable` are the faults this call could be failed with.
+    /// `applicable` gives the faults this call could be failed with; it is
+    /// asked only for a call the search has not seen yet.
     pub fn begin_call(
         &mut self,
         parent: Option<CallId>,
         site: CallSite,
-        applicable: &[Fault],
+        applicable: impl FnOnce(&CallSite) -> Vec<Fault>,
     ) -> (CallId, Option<Fault>) {
-        let index = self.next_index(parent, &site);
-        *self.counters.entry((parent, site.hash())).or_default() += 1;
+        let hash = site.hash();
+        let n = self.counters.entry((parent, hash)).or_default();
+        *n += 1;
+        let index = parent
+            .map(|p| self.log[p.0].index.clone())
+            .unwrap_or_default()
+            .child(hash, *n);
         let injected = self.plan.faults.get(&index).map(|f| f.fault.clone());
         let id = CallId(self.log.len());
         self.log.push(CallRecord {
@@ -178,7 +173,8 @@ impl Execution {
             },
         });
         if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
-            self.schedule_faults_on(&index, &site, applicable);
+            let applicable = applicable(&site);
+            self.schedule_faults_on(&index, &site, &applicable);
         }
         (id, injected)
     }

@@ -61,7 +61,7 @@ impl World<'_> {
         } else {
             self.faults.get(callee).cloned().unwrap_or_default()
         };
-        let (id, fault) = self.execution.begin_call(parent, site, &applicable);
+        let (id, fault) = self.execution.begin_call(parent, site, |_| applicable);
         match fault {
             Some(Fault::HttpStatus(code)) => Some(code),
             Some(_) => None,
@@ -362,10 +362,10 @@ fn paths_that_change_between_runs_are_reported_not_explored_forever() {
             method: "GET".into(),
             target,
         };
-        let (root, _) = execution.begin_call(None, site("users", "/".into()), &[]);
+        let (root, _) = execution.begin_call(None, site("users", "/".into()), |_| Vec::new());
         // An id minted per run ends up in the path.
         let target = format!("/bookings/{}", execution.number);
-        let (call, fault) = execution.begin_call(Some(root), site("bookings", target), &four());
+        let (call, fault) = execution.begin_call(Some(root), site("bookings", target), |_| four());
         assert_eq!(fault, None, "the planned call never comes back");
         execution.end_call(call, Outcome::Status(OK));
         explorer.finish(execution, true);

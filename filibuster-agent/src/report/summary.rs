@@ -181,10 +181,10 @@ mod tests {
         };
         let mut explorer = Explorer::new(Options::default());
         while let Some(mut execution) = explorer.next_execution() {
-            let (users, _) = execution.begin_call(None, site("test", "users"), &[]);
+            let (users, _) = execution.begin_call(None, site("test", "users"), |_| Vec::new());
             let faults = [Fault::Timeout, Fault::HttpStatus(503)];
             let (bookings, fault) =
-                execution.begin_call(Some(users), site("users", "bookings"), &faults);
+                execution.begin_call(Some(users), site("users", "bookings"), |_| faults.to_vec());
             execution.end_call(bookings, Outcome::Status(200));
             execution.end_call(users, Outcome::Status(200));
             let passed = fault != Some(Fault::HttpStatus(503));

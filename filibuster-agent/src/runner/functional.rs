@@ -21,7 +21,7 @@ use tokio::{
 
 use crate::{
     cgroups::Cgroup,
-    config::TestMode,
+    config::{TestMode, TestSpec},
     control::{LoopResult, TestLoop, Turn},
 };
 
@@ -54,11 +54,11 @@ impl TestRun {
     }
 }
 
-pub struct FunctionalTest<'a> {
+pub struct FunctionalTest {
     command: String,
     mode: TestMode,
     dir: PathBuf,
-    cgroup: &'a Cgroup,
+    cgroup: Cgroup,
     control_url: String,
     timeout: Duration,
     test_loop: Arc<TestLoop>,
@@ -74,21 +74,20 @@ struct Looping {
     log: File,
 }
 
-impl<'a> FunctionalTest<'a> {
-    #[allow(clippy::too_many_arguments)] // one constructor, called once
-    pub fn new(
-        command: String,
-        mode: TestMode,
+impl FunctionalTest {
+    /// Made by [`super::host::Host::functional_test`], which owns the pieces.
+    pub(super) fn new(
+        test: TestSpec,
         dir: &Path,
-        cgroup: &'a Cgroup,
+        cgroup: Cgroup,
         control_port: u16,
         timeout: Duration,
         (test_loop, results): (Arc<TestLoop>, mpsc::UnboundedReceiver<LoopResult>),
         log: PathBuf,
     ) -> Self {
         Self {
-            command,
-            mode,
+            command: test.command,
+            mode: test.mode,
             dir: dir.to_path_buf(),
             cgroup,
             control_url: format!("http://127.0.0.1:{control_port}"),

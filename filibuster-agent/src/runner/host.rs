@@ -6,7 +6,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::Ipv4Addr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,10 +15,10 @@ use anyhow::{Context, Result, bail};
 use filibuster_common::Settings;
 use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 
-use super::{host_lock::HostLock, services};
+use super::{functional::FunctionalTest, host_lock::HostLock, services};
 use crate::{
     cgroups::{self, Cgroup, RunCgroups},
-    config::{Config, Service, ServiceSource, TEST_CALLER},
+    config::{Config, Service, ServiceSource, TEST_CALLER, TestSpec},
     control::{self, LoopResult, TestLoop},
     ebpf::Kernel,
     explore::FaultSpace,
@@ -32,9 +32,10 @@ pub struct Host {
     _tasks: Tasks,
     pub cgroups: RunCgroups,
     pub session: Arc<Session>,
-    pub test_loop: Arc<TestLoop>,
-    pub loop_results: Option<mpsc::UnboundedReceiver<LoopResult>>,
-    pub logs: PathBuf,
+    test_loop: Arc<TestLoop>,
+    loop_results: Option<mpsc::UnboundedReceiver<LoopResult>>,
+    control_port: u16,
+    logs: PathBuf,
     /// From the run's start to the programs attached.
     pub attached_at: Duration,
     /// From the run's start to every service listening.
@@ -50,6 +51,11 @@ impl Host {
         startup_timeout: Duration,
         started: Instant,
     ) -> Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!(
+                "filibuster needs root to load kernel programs and create cgroups: run it with sudo"
+            );
+        }
         let lock = HostLock::acquire()?;
         let mount = cgroups::cgroup2_mount()?;
         for stale in cgroups::remove_stale_runs(&mount) {
@@ -158,6 +164,7 @@ impl Host {
             session,
             test_loop,
             loop_results: Some(loop_results),
+            control_port,
             logs,
             attached_at,
             ready,
@@ -165,9 +172,30 @@ impl Host {
         })
     }
 
-    /// The cgroup the functional test runs in.
-    pub fn test_cgroup(&self) -> &Cgroup {
-        self.cgroups.get(TEST_CALLER).expect("the test cgroup")
+    /// The run's functional test, in the test cgroup, driven through this
+    /// host's control API. One per run: it takes the test loop's results.
+    pub fn functional_test(
+        &mut self,
+        test: TestSpec,
+        dir: &Path,
+        timeout: Duration,
+    ) -> FunctionalTest {
+        let results = self
+            .loop_results
+            .take()
+            .expect("one functional test per run");
+        FunctionalTest::new(
+            test,
+            dir,
+            self.cgroups
+                .get(TEST_CALLER)
+                .expect("the test cgroup")
+                .clone(),
+            self.control_port,
+            timeout,
+            (self.test_loop.clone(), results),
+            self.logs.join("test.log"),
+        )
     }
 }
 

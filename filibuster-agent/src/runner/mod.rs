@@ -25,7 +25,7 @@ use crate::{
     },
     session::Session,
 };
-use functional::{FunctionalTest, TestResult};
+use functional::TestResult;
 use host::Host;
 
 #[derive(Clone, Debug)]
@@ -61,9 +61,6 @@ pub enum Verdict {
 
 pub async fn run(options: Options) -> Result<Verdict> {
     let started = Instant::now();
-    if !nix::unistd::geteuid().is_root() {
-        bail!("filibuster needs root to load kernel programs and create cgroups: run it with sudo");
-    }
     let config = Config::load(&options.config)?;
     let test = test_spec(&options, &config)?;
     let counterexample = options
@@ -87,6 +84,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         started,
     )
     .await?;
+    let mut functional = host.functional_test(test, &config.dir, options.execution_timeout);
     let session = &host.session;
 
     let mut explorer = match &counterexample {
@@ -110,17 +108,6 @@ pub async fn run(options: Options) -> Result<Verdict> {
             max_faults: options.max_faults,
         }),
     };
-    let loop_results = host.loop_results.take().expect("taken once");
-    let mut functional = FunctionalTest::new(
-        test.command,
-        test.mode,
-        &config.dir,
-        host.test_cgroup(),
-        options.control_port,
-        options.execution_timeout,
-        (host.test_loop.clone(), loop_results),
-        host.logs.join("test.log"),
-    );
     let replay_command = |path: &Path| {
         format!(
             "filibuster test --config {} --counterexample-file {}",
@@ -371,9 +358,6 @@ pub struct TraceOptions {
 /// traffic the services have (attached services serving real users).
 pub async fn trace(options: TraceOptions) -> Result<()> {
     let started = Instant::now();
-    if !nix::unistd::geteuid().is_root() {
-        bail!("filibuster needs root to load kernel programs and create cgroups: run it with sudo");
-    }
     let config = Config::load(&options.config)?;
     enum Observe {
         For(Duration),
@@ -405,17 +389,7 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
             tokio::time::sleep(duration).await;
         }
         Observe::Test(test) => {
-            let loop_results = host.loop_results.take().expect("taken once");
-            let mut functional = FunctionalTest::new(
-                test.command,
-                test.mode,
-                &config.dir,
-                host.test_cgroup(),
-                options.control_port,
-                options.execution_timeout,
-                (host.test_loop.clone(), loop_results),
-                host.logs.join("test.log"),
-            );
+            let mut functional = host.functional_test(test, &config.dir, options.execution_timeout);
             let run = functional.run(1).await?;
             functional.finish().await;
             eprintln!("filibuster: the functional test {}", run.verdict());
