@@ -23,7 +23,10 @@ use hyper::StatusCode;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::json_file;
+use crate::{
+    explore::{FaultSpec, GRPC_CODES, grpc_code},
+    json_file,
+};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,8 +38,7 @@ pub struct Analysis {
 #[serde(deny_unknown_fields)]
 pub struct ServiceAnalysis {
     pub http_statuses: BTreeSet<u16>,
-    /// gRPC status codes by name ("UNAVAILABLE"); recorded for gRPC calls,
-    /// which the proxy does not fault yet (issue 4).
+    /// gRPC status codes by name ("UNAVAILABLE"): faults of gRPC calls.
     #[serde(default)]
     pub grpc_codes: BTreeSet<String>,
     /// Where each finding comes from: "path:line: text".
@@ -58,10 +60,17 @@ impl Analysis {
     }
 
     /// The HTTP statuses per service, as the fault space takes them.
-    pub fn statuses(&self) -> BTreeMap<String, BTreeSet<u16>> {
+    pub fn faults(&self) -> BTreeMap<String, BTreeSet<FaultSpec>> {
         self.services
             .iter()
-            .map(|(name, service)| (name.clone(), service.http_statuses.clone()))
+            .map(|(name, service)| {
+                let statuses = service.http_statuses.iter().map(|&c| FaultSpec::Status(c));
+                let codes = service
+                    .grpc_codes
+                    .iter()
+                    .filter_map(|name| grpc_code(name).map(FaultSpec::Grpc));
+                (name.clone(), statuses.chain(codes).collect())
+            })
             .collect()
     }
 
@@ -201,25 +210,6 @@ static IDIOMS: LazyLock<Vec<Idiom>> = LazyLock::new(|| {
     ]
 });
 
-const GRPC_CODES: [&str; 16] = [
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// NOT_FOUND, NotFound, not_found → NOTFOUND: one key for every spelling.
 fn squash(name: &str) -> String {
     name.chars()
@@ -258,7 +248,7 @@ impl ServiceAnalysis {
                             .is_some_and(|&c| self.http_statuses.insert(c)),
                         Capture::GrpcName => {
                             let squashed = squash(name).replace("CANCELED", "CANCELLED");
-                            GRPC_CODES
+                            GRPC_CODES[1..]
                                 .iter()
                                 .find(|code| squash(code) == squashed)
                                 .is_some_and(|code| self.grpc_codes.insert(code.to_string()))

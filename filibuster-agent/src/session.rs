@@ -20,6 +20,7 @@ use crate::{
     ebpf::{Destination, Kernel},
     explore::{
         CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
+        Protocol,
     },
 };
 
@@ -30,6 +31,9 @@ pub struct Connection {
     pub callee: String,
     pub destination: SocketAddr,
     pub attempt: ConnectAttempt,
+    /// Numbers the run's connections from 1: calls with the same number
+    /// shared a connection.
+    pub number: u32,
 }
 
 /// Which connect a refusal targets, in terms that survive a restart
@@ -67,6 +71,7 @@ struct State {
     armed: HashMap<ConnectAttempt, PlannedFault>,
     held: Duration,
     holding: usize,
+    connections: u32,
 }
 
 pub struct Session {
@@ -91,6 +96,7 @@ impl Session {
                 armed: HashMap::new(),
                 held: Duration::ZERO,
                 holding: 0,
+                connections: 0,
             }),
             current: watch::channel(0).0,
         }
@@ -194,11 +200,13 @@ impl Session {
             Some(name) if destination.ip().is_loopback() => name.clone(),
             _ => destination.to_string(),
         };
+        state.connections += 1;
         Some(Connection {
             caller,
             callee,
             destination,
             attempt,
+            number: state.connections,
         })
     }
 
@@ -207,6 +215,7 @@ impl Session {
     pub fn admit(
         &self,
         connection: &Connection,
+        protocol: Protocol,
         method: &str,
         target: &str,
         first_on_connection: bool,
@@ -223,7 +232,7 @@ impl Session {
         let site = CallSite {
             caller: connection.caller.clone(),
             callee: connection.callee.clone(),
-            protocol: "http".into(),
+            protocol,
             method: method.into(),
             target: target.into(),
         };
@@ -240,6 +249,7 @@ impl Session {
                 faults.faults_for(site, first_on_connection)
             }
         });
+        execution.set_connection(id, connection.number);
         if first_on_connection {
             let index = execution.call(id).index.clone();
             state
@@ -275,13 +285,23 @@ impl Session {
         let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
             return;
         };
-        if let Outcome::Status(code) = outcome {
-            state.faults.observe(callee, code);
-        }
+        state.faults.observe(callee, &outcome);
         execution.end_call(call.1, outcome);
         if let Some(serving) = state.serving.get_mut(callee) {
             serving.retain(|id| *id != call.1);
         }
+    }
+
+    /// A call already finished ended differently than its caller first
+    /// saw: a gRPC call's status comes in the trailers after its headers.
+    pub fn amend_outcome(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
+            return;
+        };
+        state.faults.observe(callee, &outcome);
+        execution.end_call(call.1, outcome);
     }
 
     /// Holds a call until the execution it belongs to ends (or the caller

@@ -9,6 +9,9 @@
 //!   finds it from its accepted socket's peer address.
 //! - `getpeername4`/`getpeername6`: show the caller its original peer.
 //!
+//! Dual-stack sockets connecting to IPv4-mapped addresses count as the
+//! IPv4 connects they are.
+//!
 //! Loopback destinations with no listener are left alone, so a connect
 //! fails as it would without Filibuster (`localhost` resolving to `::1`
 //! first, while the service only listens on IPv4, keeps working).
@@ -107,10 +110,8 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     };
     let ip6 = read_ip6(&sa.user_ip6);
-    // IPv4-mapped addresses go through the IPv4 path of the stack but not
-    // through connect4; they are rare between services and left alone.
-    if ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be() {
-        return ALLOW;
+    if is_v4_mapped(ip6) {
+        return connect_v4_mapped(&ctx, settings, ip6[3], sa.user_port as u16);
     }
     let destination = SockAddr {
         addr: ip6,
@@ -137,6 +138,42 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     }
 }
 
+/// A dual-stack socket connecting to an IPv4 address (`::ffff:a.b.c.d`,
+/// as gRPC's C core does): it takes the IPv4 path of the stack without
+/// passing through connect4, so it is handled here as the IPv4 connect it
+/// is, and redirected to the IPv4 listener through its mapped address.
+fn connect_v4_mapped(ctx: &SockAddrContext, settings: Settings, ip4: u32, port_be: u16) -> i32 {
+    let destination = SockAddr {
+        addr: [ip4, 0, 0, 0],
+        family: AF_INET,
+        port: u16::from_be(port_be),
+    };
+    let loopback = (ip4 & 0xff) == 127;
+    if loopback && destination.port == settings.control_port {
+        return ALLOW;
+    }
+    if loopback && !has_listener_v4(ctx, ip4, port_be) {
+        return ALLOW;
+    }
+    match decide(ctx, destination) {
+        Decision::Refuse => DENY,
+        Decision::Redirect => {
+            if settings.listener_port_v4 == 0 {
+                return ALLOW;
+            }
+            let sa = unsafe { &mut *ctx.sock_addr };
+            let listener = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            write_ip6(&mut sa.user_ip6, [0, 0, 0xffff_u32.to_be(), listener]);
+            sa.user_port = u32::from(settings.listener_port_v4.to_be());
+            ALLOW
+        }
+    }
+}
+
+fn is_v4_mapped(ip6: [u32; 4]) -> bool {
+    ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be()
+}
+
 #[sock_ops]
 pub fn established(ctx: SockOpsContext) -> u32 {
     if ctx.op() != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
@@ -144,7 +181,9 @@ pub fn established(ctx: SockOpsContext) -> u32 {
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
-        let family = if ctx.family() == u32::from(AF_INET6) {
+        // A v4-mapped connection reaches the IPv4 listener, which sees an
+        // IPv4 peer.
+        let family = if ctx.family() == u32::from(AF_INET6) && !is_v4_mapped(ctx.remote_ip6()) {
             AF_INET6
         } else {
             AF_INET
@@ -175,7 +214,13 @@ pub fn getpeername6(ctx: SockAddrContext) -> i32 {
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
         let sa = unsafe { &mut *ctx.sock_addr };
-        write_ip6(&mut sa.user_ip6, attempt.key.destination.addr);
+        let destination = attempt.key.destination;
+        let ip6 = if destination.family == AF_INET {
+            [0, 0, 0xffff_u32.to_be(), destination.addr[0]]
+        } else {
+            destination.addr
+        };
+        write_ip6(&mut sa.user_ip6, ip6);
         sa.user_port = u32::from(attempt.key.destination.port.to_be());
     }
     ALLOW

@@ -45,8 +45,11 @@ const APT_PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // A cache for the examples, passed through as TCP. (Node.js and npm
+    // come with the machine, from NodeSource; Debian's npm would conflict.)
+    "redis-server",
 ];
-const PYTHON_PACKAGES: &[&str] = &["flask", "requests", "pytest"];
+const PYTHON_PACKAGES: &[&str] = &["flask", "requests", "pytest", "grpcio", "redis"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> Result<()> {
@@ -156,7 +159,7 @@ fn setup(root: &Path) -> Result<()> {
     let client = root.join("clients/python");
     let python_ready = output(Command::new("python3").args([
         "-c",
-        "import flask, requests, pytest, filibuster; print(filibuster.__file__)",
+        "import flask, requests, pytest, grpc, redis, filibuster; print(filibuster.__file__)",
     ]))
     .is_ok_and(|path| Path::new(path.trim()).starts_with(&client));
     if !python_ready {

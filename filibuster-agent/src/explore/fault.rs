@@ -15,6 +15,12 @@ pub enum Fault {
     Timeout,
     /// The callee answers with this HTTP status.
     HttpStatus(u16),
+    /// The callee answers a gRPC call with this status code, as a
+    /// trailers-only response.
+    GrpcStatus(u8),
+    /// The HTTP/2 stream is reset (RST_STREAM); the connection and its
+    /// other streams carry on.
+    StreamReset,
 }
 
 impl Fault {
@@ -23,7 +29,11 @@ impl Fault {
     pub fn matches_organic(&self, outcome: &Outcome) -> bool {
         match (self, outcome) {
             (Fault::HttpStatus(code), Outcome::Status(seen)) => code == seen,
-            (Fault::ConnectionRefused | Fault::ConnectionReset, Outcome::ConnectionError) => true,
+            (Fault::GrpcStatus(code), Outcome::Grpc(seen)) => code == seen,
+            (
+                Fault::ConnectionRefused | Fault::ConnectionReset | Fault::StreamReset,
+                Outcome::ConnectionError,
+            ) => true,
             _ => false,
         }
     }
@@ -36,6 +46,8 @@ impl fmt::Display for Fault {
             Fault::ConnectionReset => f.write_str("connection reset"),
             Fault::Timeout => f.write_str("timeout"),
             Fault::HttpStatus(code) => write!(f, "HTTP {code}"),
+            Fault::GrpcStatus(code) => write!(f, "gRPC {}", grpc_code_name(*code)),
+            Fault::StreamReset => f.write_str("stream reset"),
         }
     }
 }
@@ -46,8 +58,12 @@ impl fmt::Display for Fault {
 pub enum Outcome {
     /// Still in flight when the execution ended.
     Unfinished,
-    /// The callee answered with this status.
+    /// The callee answered with this HTTP status.
     Status(u16),
+    /// The callee answered a gRPC call with this status code (0: OK).
+    Grpc(u8),
+    /// A connection of an unknown protocol was passed through.
+    Connected,
     /// The connection to the callee failed on its own.
     ConnectionError,
     /// Filibuster injected this fault.
@@ -59,8 +75,49 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Unfinished => f.write_str("unfinished"),
             Outcome::Status(code) => write!(f, "{code}"),
+            Outcome::Grpc(code) => f.write_str(grpc_code_name(*code)),
+            Outcome::Connected => f.write_str("connected"),
             Outcome::ConnectionError => f.write_str("connection error"),
             Outcome::Injected(fault) => write!(f, "injected {fault}"),
         }
     }
+}
+
+/// gRPC's status codes by number (the index), as its specification names
+/// them.
+pub const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+pub const GRPC_DEADLINE_EXCEEDED: u8 = 4;
+
+fn grpc_code_name(code: u8) -> &'static str {
+    GRPC_CODES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// The code gRPC names `name` ("UNAVAILABLE").
+pub fn grpc_code(name: &str) -> Option<u8> {
+    GRPC_CODES
+        .iter()
+        .position(|c| *c == name)
+        .and_then(|i| u8::try_from(i).ok())
 }

@@ -3,12 +3,37 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+/// How a call travels, which decides how its faults are enacted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// An HTTP/1.1 request.
+    Http,
+    /// A stream of HTTP/2 that is not gRPC.
+    Http2,
+    /// A gRPC call (an HTTP/2 stream of `application/grpc`).
+    Grpc,
+    /// A connection of a protocol the proxy does not speak, passed through.
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Http2 => "http2",
+            Self::Grpc => "grpc",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
 /// What identifies a call apart from its position: who called whom, how.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CallSite {
     pub caller: String,
     pub callee: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub method: String,
     pub target: String,
 }
@@ -19,9 +44,9 @@ impl CallSite {
     pub fn hash(&self) -> u64 {
         let mut digest = Sha256::new();
         for part in [
-            &self.caller,
+            self.caller.as_str(),
             &self.callee,
-            &self.protocol,
+            self.protocol.as_str(),
             &self.method,
             &self.target,
         ] {

@@ -24,8 +24,8 @@ mod space;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub use fault::{Fault, Outcome};
-pub use index::{CallSite, ExecutionIndex};
+pub use fault::{Fault, GRPC_CODES, GRPC_DEADLINE_EXCEEDED, Outcome, grpc_code};
+pub use index::{CallSite, ExecutionIndex, Protocol};
 use serde::{Deserialize, Serialize};
 pub use space::{CallPattern, FaultRule, FaultSpace, FaultSpec};
 
@@ -101,6 +101,10 @@ pub struct CallRecord {
     /// The fault injected on this call, if any.
     pub injected: Option<Fault>,
     pub outcome: Outcome,
+    /// The number of the connection that carried it, where known: calls
+    /// with the same number shared one (whether a connection outlived a
+    /// failed call, a reset from a refusal).
+    pub connection: Option<u32>,
 }
 
 /// An execution in progress: the proxy reports calls to it and it answers
@@ -171,12 +175,17 @@ impl Execution {
                 Some(fault) => Outcome::Injected(fault.clone()),
                 None => Outcome::Unfinished,
             },
+            connection: None,
         });
         if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
             let applicable = applicable(&site);
             self.schedule_faults_on(&index, &site, &applicable);
         }
         (id, injected)
+    }
+
+    pub fn set_connection(&mut self, id: CallId, connection: u32) {
+        self.log[id.0].connection = Some(connection);
     }
 
     /// Records how a call ended (for an injected fault, nothing to add).

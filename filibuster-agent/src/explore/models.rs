@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::{CallId, CallSite, Execution, Explorer, Fault, Options, Outcome};
+use super::{CallId, CallSite, Execution, Explorer, Fault, Options, Outcome, Protocol};
 
 /// Fault spaces as the seed counts them.
 fn five() -> Vec<Fault> {
@@ -52,7 +52,7 @@ impl World<'_> {
         let site = CallSite {
             caller: caller.into(),
             callee: callee.into(),
-            protocol: "http".into(),
+            protocol: Protocol::Http,
             method: "GET".into(),
             target: format!("/{callee}"),
         };
@@ -358,7 +358,7 @@ fn paths_that_change_between_runs_are_reported_not_explored_forever() {
         let site = |callee: &str, target: String| CallSite {
             caller: "users".into(),
             callee: callee.into(),
-            protocol: "http".into(),
+            protocol: Protocol::Http,
             method: "GET".into(),
             target,
         };

@@ -11,20 +11,22 @@ use std::{
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Deserializer, de};
 
-use super::{CallSite, Fault};
+use super::{CallSite, Fault, GRPC_DEADLINE_EXCEEDED, Outcome, Protocol, grpc_code};
 
 /// A fault as a user names it, before it meets a call: a connection error
-/// becomes a refusal on a new connection and a reset on a reused one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// becomes a refusal on a new connection and a reset on a reused one (of
+/// the stream alone, on HTTP/2); HTTP statuses apply to HTTP calls and
+/// gRPC codes to gRPC calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultSpec {
     ConnectionError,
     Timeout,
     Status(u16),
+    Grpc(u8),
 }
 
 impl FaultSpec {
-    const EXPECTED: &'static str =
-        "a fault: \"connection-error\", \"timeout\" or an HTTP status from 400 to 599";
+    const EXPECTED: &'static str = "a fault: \"connection-error\", \"timeout\", an HTTP status from 400 to 599 or a gRPC status code name such as \"UNAVAILABLE\"";
 
     fn status(code: u64) -> Option<Self> {
         (400..600)
@@ -32,12 +34,24 @@ impl FaultSpec {
             .then_some(Self::Status(code as u16))
     }
 
-    fn enact(self, fresh_connection: bool) -> Fault {
+    fn grpc(name: &str) -> Option<Self> {
+        grpc_code(name).filter(|&c| c != 0).map(Self::Grpc)
+    }
+
+    /// The fault this is on a call of `protocol`, if it applies to one.
+    fn enact(self, protocol: Protocol, fresh_connection: bool) -> Option<Fault> {
+        let multiplexed = matches!(protocol, Protocol::Http2 | Protocol::Grpc);
         match self {
-            Self::ConnectionError if fresh_connection => Fault::ConnectionRefused,
-            Self::ConnectionError => Fault::ConnectionReset,
-            Self::Timeout => Fault::Timeout,
-            Self::Status(code) => Fault::HttpStatus(code),
+            Self::ConnectionError if fresh_connection => Some(Fault::ConnectionRefused),
+            Self::ConnectionError if multiplexed => Some(Fault::StreamReset),
+            Self::ConnectionError => Some(Fault::ConnectionReset),
+            // The caller's deadline ends a held gRPC call: DEADLINE_EXCEEDED.
+            Self::Timeout | Self::Grpc(GRPC_DEADLINE_EXCEEDED) => Some(Fault::Timeout),
+            Self::Status(code) if matches!(protocol, Protocol::Http | Protocol::Http2) => {
+                Some(Fault::HttpStatus(code))
+            }
+            Self::Grpc(code) if protocol == Protocol::Grpc => Some(Fault::GrpcStatus(code)),
+            Self::Status(_) | Self::Grpc(_) => None,
         }
     }
 }
@@ -48,6 +62,7 @@ impl fmt::Display for FaultSpec {
             Self::ConnectionError => f.write_str("connection-error"),
             Self::Timeout => f.write_str("timeout"),
             Self::Status(code) => write!(f, "{code}"),
+            Self::Grpc(code) => f.write_str(super::GRPC_CODES[usize::from(*code)]),
         }
     }
 }
@@ -78,6 +93,7 @@ impl<'de> Deserialize<'de> for FaultSpec {
                         .parse()
                         .ok()
                         .and_then(FaultSpec::status)
+                        .or_else(|| FaultSpec::grpc(v))
                         .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self)),
                 }
             }
@@ -96,6 +112,21 @@ pub const DEFAULT_HTTP_FAULTS: [FaultSpec; 5] = [
     FaultSpec::Status(502),
     FaultSpec::Status(503),
 ];
+
+/// The faults tried on a gRPC call when nothing else is said: the codes a
+/// client library itself reports when the callee is down, overloaded or
+/// too slow, and INTERNAL, what a stream reset becomes. Not a connection
+/// error: a gRPC channel whose connect was refused backs off for seconds,
+/// which would leak into the next executions; a `[[faults]]` rule can add
+/// it.
+pub const DEFAULT_GRPC_FAULTS: [FaultSpec; 3] = [
+    FaultSpec::Grpc(GRPC_DEADLINE_EXCEEDED),
+    FaultSpec::Grpc(14), // UNAVAILABLE
+    FaultSpec::Grpc(13), // INTERNAL
+];
+
+/// Other protocols can only be failed as connections.
+pub const DEFAULT_TCP_FAULTS: [FaultSpec; 1] = [FaultSpec::ConnectionError];
 
 /// Which calls a rule is about.
 #[derive(Clone, Debug)]
@@ -150,9 +181,9 @@ pub struct FaultRule {
 pub struct FaultSpace {
     rules: Vec<FaultRule>,
     /// Statuses a source analysis found each service can answer.
-    analysed: BTreeMap<String, BTreeSet<u16>>,
+    analysed: BTreeMap<String, BTreeSet<FaultSpec>>,
     /// Statuses each service was seen answering; `None`: not learning.
-    learned: Option<BTreeMap<String, BTreeSet<u16>>>,
+    learned: Option<BTreeMap<String, BTreeSet<FaultSpec>>>,
 }
 
 impl FaultSpace {
@@ -163,7 +194,7 @@ impl FaultSpace {
         }
     }
 
-    pub fn with_analysis(mut self, analysed: BTreeMap<String, BTreeSet<u16>>) -> Self {
+    pub fn with_analysis(mut self, analysed: BTreeMap<String, BTreeSet<FaultSpec>>) -> Self {
         self.analysed = analysed;
         self
     }
@@ -175,24 +206,31 @@ impl FaultSpace {
 
     /// `callee` answered `status` on its own: when learning, an error
     /// status becomes a candidate fault on later calls to it.
-    pub fn observe(&mut self, callee: &str, status: u16) {
-        if let (Some(learned), Some(FaultSpec::Status(code))) =
-            (self.learned.as_mut(), FaultSpec::status(status.into()))
-        {
-            learned.entry(callee.to_string()).or_default().insert(code);
+    pub fn observe(&mut self, callee: &str, outcome: &Outcome) {
+        let learned_fault = match *outcome {
+            Outcome::Status(status) => FaultSpec::status(status.into()),
+            Outcome::Grpc(code) if code != 0 => Some(FaultSpec::Grpc(code)),
+            _ => None,
+        };
+        if let (Some(learned), Some(fault)) = (self.learned.as_mut(), learned_fault) {
+            learned.entry(callee.to_string()).or_default().insert(fault);
         }
     }
 
     /// The faults to try on a call of `site`, in the order they are tried.
     pub fn faults_for(&self, site: &CallSite, fresh_connection: bool) -> Vec<Fault> {
-        let found = |map: Option<&BTreeMap<String, BTreeSet<u16>>>| {
+        let found = |map: Option<&BTreeMap<String, BTreeSet<FaultSpec>>>| {
             map.and_then(|m| m.get(&site.callee))
                 .into_iter()
                 .flatten()
-                .map(|&code| FaultSpec::Status(code))
+                .copied()
                 .collect::<Vec<_>>()
         };
-        let mut specs = DEFAULT_HTTP_FAULTS.to_vec();
+        let mut specs = match site.protocol {
+            Protocol::Http | Protocol::Http2 => DEFAULT_HTTP_FAULTS.to_vec(),
+            Protocol::Grpc => DEFAULT_GRPC_FAULTS.to_vec(),
+            Protocol::Tcp => DEFAULT_TCP_FAULTS.to_vec(),
+        };
         specs.extend(found(Some(&self.analysed)));
         let rules: Vec<&FaultRule> = self
             .rules
@@ -216,7 +254,7 @@ impl FaultSpace {
         let mut seen = BTreeSet::new();
         specs
             .into_iter()
-            .map(|s| s.enact(fresh_connection))
+            .filter_map(|s| s.enact(site.protocol, fresh_connection))
             .filter(|f| seen.insert(f.clone()))
             .collect()
     }
@@ -230,7 +268,7 @@ mod tests {
         CallSite {
             caller: "users".into(),
             callee: callee.into(),
-            protocol: "http".into(),
+            protocol: Protocol::Http,
             method: method.into(),
             target: target.into(),
         }
@@ -286,12 +324,15 @@ mod tests {
         let mut no_418 = rule("bookings", None);
         no_418.remove = vec![FaultSpec::Status(418)];
         let mut space = FaultSpace::new(vec![no_418])
-            .with_analysis(BTreeMap::from([("bookings".into(), BTreeSet::from([404]))]))
+            .with_analysis(BTreeMap::from([(
+                "bookings".into(),
+                BTreeSet::from([FaultSpec::Status(404)]),
+            )]))
             .learning();
-        space.observe("bookings", 409);
-        space.observe("bookings", 418);
-        space.observe("bookings", 200);
-        space.observe("bookings", 503); // already a default: tried once
+        for status in [409, 418, 200, 503] {
+            // 503 is already a default: tried once.
+            space.observe("bookings", &Outcome::Status(status));
+        }
         let faults = space.faults_for(&site("bookings", "GET", "/"), true);
         assert_eq!(
             &faults[5..],

@@ -18,7 +18,9 @@ pub use progress::Terminal;
 pub use summary::{DiscoveredCall, discovered_calls, render as render_calls, traffic};
 
 use crate::{
-    explore::{CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress},
+    explore::{
+        CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress, Protocol,
+    },
     json_file,
     session::ConnectTarget,
 };
@@ -169,6 +171,7 @@ pub struct ExecutionEntry<'a> {
     pub faults: &'a [PlannedFault],
     pub result: &'a str,
     pub seconds: f64,
+    pub calls: Vec<CallReport<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,7 +198,10 @@ pub struct CallReport<'a> {
     pub callee: &'a str,
     pub method: &'a str,
     pub target: &'a str,
+    pub protocol: Protocol,
     pub outcome: &'a Outcome,
+    /// The run's number for the connection that carried the call.
+    pub connection: Option<u32>,
 }
 
 impl<'a> Report<'a> {
@@ -221,6 +227,7 @@ impl<'a> Report<'a> {
                         faults: &finished.faults,
                         result: &result.verdict,
                         seconds: result.duration.as_secs_f64(),
+                        calls: finished.calls.iter().map(CallReport::from).collect(),
                     }
                 })
                 .collect(),
@@ -265,7 +272,9 @@ impl<'a> From<&'a CallRecord> for CallReport<'a> {
             callee: &call.site.callee,
             method: &call.site.method,
             target: &call.site.target,
+            protocol: call.site.protocol,
             outcome: &call.outcome,
+            connection: call.connection,
         }
     }
 }

@@ -168,14 +168,14 @@ pub fn traffic(calls: &[CallRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explore::{Explorer, Options, Outcome};
+    use crate::explore::{Explorer, Options, Outcome, Protocol};
 
     /// test → users → bookings, where users does not survive a 503.
     fn explore_chain() -> Vec<Finished> {
         let site = |caller: &str, callee: &str| CallSite {
             caller: caller.into(),
             callee: callee.into(),
-            protocol: "http".into(),
+            protocol: Protocol::Http,
             method: "GET".into(),
             target: format!("/{callee}"),
         };

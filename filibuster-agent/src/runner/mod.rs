@@ -70,7 +70,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         .transpose()?;
     let mut faults = FaultSpace::new(config.fault_rules.clone());
     if let Some(path) = &options.analysis_file {
-        faults = faults.with_analysis(Analysis::read(path)?.statuses());
+        faults = faults.with_analysis(Analysis::read(path)?.faults());
     }
     if options.learn_faults {
         faults = faults.learning();

@@ -1,0 +1,316 @@
+//! HTTP/1.1 and HTTP/2 calls: the caller's connection is served by hyper
+//! (HTTP/2 through h2, so header compression state stays consistent on
+//! each side), every request or stream is admitted as a call, then either
+//! failed here or forwarded on the caller connection's own upstream
+//! connection.
+
+use std::{
+    os::fd::{AsRawFd, BorrowedFd, RawFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::{
+    HeaderMap, Request, Response, StatusCode,
+    body::Incoming,
+    client::conn::{http1, http2},
+    header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE},
+    service::service_fn,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{net::TcpStream, sync::Mutex};
+use tracing::debug;
+
+use super::reset;
+use crate::{
+    explore::{CallId, Fault, Outcome, Protocol},
+    session::{Connection, Session},
+};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type Error = std::io::Error;
+
+/// Header on every response the agent made up, so a person reading a
+/// service's logs can tell an injected failure from a real one.
+pub const INJECTED_HEADER: &str = "x-filibuster-injected";
+
+pub async fn serve_http1(stream: TcpStream, connection: Connection, session: Arc<Session>) {
+    let caller = CallerConnection::new(&stream, connection, session, Upstream::http1());
+    let result = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(stream), caller.service())
+        .await;
+    if let Err(e) = result {
+        debug!("caller connection ended: {e}");
+    }
+}
+
+pub async fn serve_http2(stream: TcpStream, connection: Connection, session: Arc<Session>) {
+    let caller = CallerConnection::new(&stream, connection, session, Upstream::http2());
+    let result = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), caller.service())
+        .await;
+    if let Err(e) = result {
+        debug!("caller connection ended: {e}");
+    }
+}
+
+/// The connection to the callee that carries a caller connection's calls.
+enum Upstream {
+    /// One request at a time: the lock is held for each exchange.
+    Http1(Mutex<Option<http1::SendRequest<Incoming>>>),
+    /// Streams run side by side on one connection.
+    Http2(Mutex<Option<http2::SendRequest<Incoming>>>),
+}
+
+impl Upstream {
+    fn http1() -> Self {
+        Self::Http1(Mutex::new(None))
+    }
+
+    fn http2() -> Self {
+        Self::Http2(Mutex::new(None))
+    }
+}
+
+struct CallerConnection {
+    connection: Connection,
+    session: Arc<Session>,
+    /// The caller's socket, for resetting it.
+    fd: RawFd,
+    upstream: Upstream,
+    used: AtomicBool,
+}
+
+impl CallerConnection {
+    fn new(
+        stream: &TcpStream,
+        connection: Connection,
+        session: Arc<Session>,
+        upstream: Upstream,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            connection,
+            session,
+            fd: stream.as_raw_fd(),
+            upstream,
+            used: AtomicBool::new(false),
+        })
+    }
+
+    fn service(
+        self: Arc<Self>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Error,
+        Future = impl Future<Output = Result<Response<Body>, Error>> + Send,
+    > + Clone {
+        service_fn(move |request| {
+            let caller = self.clone();
+            async move { caller.handle(request).await }
+        })
+    }
+
+    fn protocol(&self, request: &Request<Incoming>) -> Protocol {
+        let grpc = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+        match &self.upstream {
+            Upstream::Http1(_) => Protocol::Http,
+            Upstream::Http2(_) if grpc => Protocol::Grpc,
+            Upstream::Http2(_) => Protocol::Http2,
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Error> {
+        let first = !self.used.swap(true, Ordering::Relaxed);
+        let protocol = self.protocol(&request);
+        let target = request.uri().path().to_string();
+        let admission = self.session.admit(
+            &self.connection,
+            protocol,
+            request.method().as_str(),
+            &target,
+            first,
+        );
+        match (admission.fault, admission.call) {
+            (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
+            (Some(Fault::GrpcStatus(code)), _) => Ok(injected_grpc_status(code)),
+            (Some(Fault::Timeout), Some((execution, _))) => {
+                self.session.hold(execution).await;
+                Err(Error::other("held until the execution ended"))
+            }
+            // hyper answers a failed HTTP/2 stream with RST_STREAM.
+            (Some(Fault::StreamReset), _) => Err(Error::other("stream reset by fault injection")),
+            (Some(_), _) => {
+                // Refusals happen in the kernel; a call on a reused
+                // connection is failed by resetting that connection.
+                self.reset();
+                Err(Error::other("connection reset by fault injection"))
+            }
+            (None, call) => {
+                let result = self.forward(request).await;
+                let Some(call) = call else {
+                    return result
+                        .map(|response| response.map(BodyExt::boxed))
+                        .inspect_err(|_| self.reset());
+                };
+                match result {
+                    Ok(response) => Ok(self.finish(call, protocol, response)),
+                    Err(e) => {
+                        let callee = &self.connection.callee;
+                        self.session
+                            .finish_call(call, callee, Outcome::ConnectionError);
+                        self.reset();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records how a forwarded call ended: at its response headers, or for
+    /// gRPC at its trailers, where the status of a call with a body is.
+    fn finish(
+        &self,
+        call: (usize, CallId),
+        protocol: Protocol,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        let callee = self.connection.callee.clone();
+        let status = response.status().as_u16();
+        if protocol != Protocol::Grpc {
+            self.session
+                .finish_call(call, &callee, Outcome::Status(status));
+            return response.map(BodyExt::boxed);
+        }
+        if let Some(code) = grpc_status(response.headers()) {
+            self.session.finish_call(call, &callee, Outcome::Grpc(code));
+            return response.map(BodyExt::boxed);
+        }
+        // The call is answered (its callee no longer serves it); its
+        // status follows.
+        self.session
+            .finish_call(call, &callee, Outcome::Status(status));
+        let session = self.session.clone();
+        response.map(|body| {
+            body.map_frame(move |frame| {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                    session.amend_outcome(call, &callee, Outcome::Grpc(code));
+                }
+                frame
+            })
+            .boxed()
+        })
+    }
+
+    async fn forward(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Error> {
+        let destination = self.connection.destination;
+        match &self.upstream {
+            Upstream::Http1(upstream) => {
+                decline_h2c_upgrade(&mut request);
+                let mut upstream = upstream.lock().await;
+                let sender = match upstream.as_mut() {
+                    Some(sender) if !sender.is_closed() => sender,
+                    _ => {
+                        let stream = connect(destination).await?;
+                        let (sender, connection) = http1::Builder::new()
+                            .preserve_header_case(true)
+                            .handshake(TokioIo::new(stream))
+                            .await
+                            .map_err(Error::other)?;
+                        tokio::spawn(connection);
+                        upstream.insert(sender)
+                    }
+                };
+                sender.ready().await.map_err(Error::other)?;
+                sender.send_request(request).await.map_err(Error::other)
+            }
+            Upstream::Http2(upstream) => {
+                let mut sender = {
+                    let mut upstream = upstream.lock().await;
+                    match upstream.as_ref() {
+                        Some(sender) if !sender.is_closed() => sender.clone(),
+                        _ => {
+                            let stream = connect(destination).await?;
+                            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                                .handshake(TokioIo::new(stream))
+                                .await
+                                .map_err(Error::other)?;
+                            tokio::spawn(connection);
+                            upstream.insert(sender).clone()
+                        }
+                    }
+                };
+                sender.ready().await.map_err(Error::other)?;
+                sender.send_request(request).await.map_err(Error::other)
+            }
+        }
+    }
+
+    fn reset(&self) {
+        // SAFETY: the socket stays open while hyper serves the connection,
+        // and this runs inside that service.
+        reset(unsafe { BorrowedFd::borrow_raw(self.fd) });
+    }
+}
+
+async fn connect(destination: std::net::SocketAddr) -> Result<TcpStream, Error> {
+    let stream = TcpStream::connect(destination).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// An HTTP/1.1 request asking to upgrade to cleartext HTTP/2 (`Upgrade:
+/// h2c`) is forwarded without the offer, as RFC 9113 lets a server
+/// decline it: the exchange stays HTTP/1.1 and its requests stay calls.
+fn decline_h2c_upgrade(request: &mut Request<Incoming>) {
+    let headers = request.headers_mut();
+    if headers
+        .get(UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"h2c"))
+    {
+        headers.remove(UPGRADE);
+        headers.remove("http2-settings");
+        headers.remove(CONNECTION);
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<u8> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+fn injected_status(code: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = format!("{status} (injected by filibuster)\n");
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(INJECTED_HEADER, HeaderValue::from_static("1"));
+    response
+}
+
+/// A trailers-only gRPC response: one HEADERS frame that ends the stream.
+fn injected_grpc_status(code: u8) -> Response<Body> {
+    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static("injected by filibuster"),
+    );
+    headers.insert(INJECTED_HEADER, HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,42 @@
+//! Connections of protocols the proxy does not speak (a database, a
+//! cache): each is one call, faultable only as a connection, and otherwise
+//! passed through byte for byte.
+
+use std::sync::Arc;
+
+use tokio::{io::copy_bidirectional, net::TcpStream};
+use tracing::debug;
+
+use super::reset;
+use crate::{
+    explore::{Fault, Outcome, Protocol},
+    session::{Connection, Session},
+};
+
+pub async fn pass_through(mut stream: TcpStream, connection: Connection, session: Arc<Session>) {
+    let admission = session.admit(&connection, Protocol::Tcp, "", "", true);
+    match (admission.fault, admission.call) {
+        (Some(Fault::Timeout), Some((execution, _))) => session.hold(execution).await,
+        // Refusals happen in the kernel; anything else planned here
+        // resets the connection.
+        (Some(_), _) => reset(&stream),
+        (None, call) => match TcpStream::connect(connection.destination).await {
+            Ok(mut upstream) => {
+                let _ = upstream.set_nodelay(true);
+                if let Some(call) = call {
+                    session.finish_call(call, &connection.callee, Outcome::Connected);
+                }
+                if let Err(e) = copy_bidirectional(&mut stream, &mut upstream).await {
+                    debug!("passed-through connection ended: {e}");
+                }
+            }
+            Err(e) => {
+                debug!("cannot reach {}: {e}", connection.destination);
+                if let Some(call) = call {
+                    session.finish_call(call, &connection.callee, Outcome::ConnectionError);
+                }
+                reset(&stream);
+            }
+        },
+    }
+}
