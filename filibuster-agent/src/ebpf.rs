@@ -114,6 +114,11 @@ impl Kernel {
         Ok(())
     }
 
+    /// Lets the caller's connects through again where a refusal was armed.
+    pub fn disarm(&mut self, attempt: &ConnectAttempt) {
+        let _ = self.refusals.remove(attempt);
+    }
+
     /// The connect that the kernel redirected to the agent's listener and
     /// that arrived from `peer`.
     pub fn take_redirect(&mut self, peer: SocketAddr) -> Option<ConnectAttempt> {

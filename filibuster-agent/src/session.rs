@@ -250,6 +250,26 @@ impl Session {
             }
         });
         execution.set_connection(id, connection.number);
+        let fault = match fault {
+            // Planned when the call opened its connection, but this time it
+            // reused a pooled one: reset that instead, and disarm the
+            // kernel so the caller's reconnect goes through.
+            Some(Fault::ConnectionRefused) if !first_on_connection => {
+                let index = &execution.call(id).index;
+                let armed = state.armed.iter().find(|(_, p)| p.index == *index);
+                if let Some((&attempt, _)) = armed {
+                    state.armed.remove(&attempt);
+                    state.kernel.disarm(&attempt);
+                }
+                let enacted = match protocol {
+                    Protocol::Http2 | Protocol::Grpc => Fault::StreamReset,
+                    Protocol::Http | Protocol::Tcp => Fault::ConnectionReset,
+                };
+                execution.enacted_as(id, enacted.clone());
+                Some(enacted)
+            }
+            fault => fault,
+        };
         if first_on_connection {
             let index = execution.call(id).index.clone();
             state

@@ -15,7 +15,9 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `filibuster` binary, built from this workspace once per test process.
+/// The `filibuster` binary, built from this workspace once per test
+/// process (with the examples' Rust service, which configs run from
+/// `target/debug`).
 pub fn filibuster() -> Command {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     let binary = BINARY.get_or_init(|| {
@@ -25,8 +27,8 @@ pub fn filibuster() -> Command {
                 "--quiet",
                 "--package",
                 "filibuster-agent",
-                "--bin",
-                "filibuster",
+                "--package",
+                "polyglot-gateway",
             ])
             .current_dir(workspace())
             .status()

@@ -155,6 +155,15 @@ fn setup(root: &Path) -> Result<()> {
             .env("LLVM_PREFIX", "/usr/lib/llvm-22")
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
     }
+    // The polyglot example's Node.js service, from the npm registry, as
+    // its lock file pins it.
+    let cart = root.join("examples/polyglot/cart");
+    if !cart.join("node_modules/@grpc/grpc-js").is_dir() {
+        println!("setup: installing the polyglot example's npm packages");
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&cart))?;
+    }
     // The helpers are installed editable, so the repo's copy is the one used.
     let client = root.join("clients/python");
     let python_ready = output(Command::new("python3").args([

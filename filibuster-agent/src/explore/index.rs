@@ -60,11 +60,11 @@ impl CallSite {
 
 impl fmt::Display for CallSite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} → {} {} {}",
-            self.caller, self.callee, self.method, self.target
-        )
+        write!(f, "{} → {}", self.caller, self.callee)?;
+        match self.protocol {
+            Protocol::Tcp => f.write_str(" (tcp)"),
+            _ => write!(f, " {} {}", self.method, self.target),
+        }
     }
 }
 

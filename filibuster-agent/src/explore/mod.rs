@@ -188,6 +188,12 @@ impl Execution {
         self.log[id.0].connection = Some(connection);
     }
 
+    /// The fault planned for this call was enacted as `fault` (a refusal
+    /// planned on a connect that did not happen this time).
+    pub fn enacted_as(&mut self, id: CallId, fault: Fault) {
+        self.log[id.0].outcome = Outcome::Injected(fault);
+    }
+
     /// Records how a call ended (for an injected fault, nothing to add).
     pub fn end_call(&mut self, id: CallId, outcome: Outcome) {
         let record = &mut self.log[id.0];

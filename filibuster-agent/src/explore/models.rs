@@ -41,7 +41,8 @@ struct World<'a> {
 }
 
 impl World<'_> {
-    /// `caller`, serving `parent`, calls `callee`, whose handler answers.
+    /// `caller`, serving `parent`, calls `callee`, whose handler answers;
+    /// `None` when the call failed without an HTTP status.
     fn call(
         &mut self,
         parent: Option<CallId>,
@@ -49,6 +50,17 @@ impl World<'_> {
         callee: &'static str,
         handler: impl FnOnce(&mut Self, CallId) -> u16,
     ) -> Option<u16> {
+        self.attempt(parent, caller, callee, handler).ok()
+    }
+
+    /// As [`World::call`], telling which fault failed the call.
+    fn attempt(
+        &mut self,
+        parent: Option<CallId>,
+        caller: &str,
+        callee: &'static str,
+        handler: impl FnOnce(&mut Self, CallId) -> u16,
+    ) -> Result<u16, Fault> {
         let site = CallSite {
             caller: caller.into(),
             callee: callee.into(),
@@ -61,14 +73,21 @@ impl World<'_> {
         } else {
             self.faults.get(callee).cloned().unwrap_or_default()
         };
+        // A callee with gRPC faults answers gRPC: OK, or UNAVAILABLE.
+        let grpc = applicable.iter().any(|f| matches!(f, Fault::GrpcStatus(_)));
         let (id, fault) = self.execution.begin_call(parent, site, |_| applicable);
         match fault {
-            Some(Fault::HttpStatus(code)) => Some(code),
-            Some(_) => None,
+            Some(Fault::HttpStatus(code)) => Ok(code),
+            Some(fault) => Err(fault),
             None => {
                 let status = handler(self, id);
-                self.execution.end_call(id, Outcome::Status(status));
-                Some(status)
+                let outcome = match (grpc, status) {
+                    (true, OK) => Outcome::Grpc(0),
+                    (true, _) => Outcome::Grpc(14),
+                    (false, status) => Outcome::Status(status),
+                };
+                self.execution.end_call(id, outcome);
+                Ok(status)
             }
         }
     }
@@ -380,4 +399,83 @@ fn paths_that_change_between_runs_are_reported_not_explored_forever() {
             .iter()
             .all(|f| f.vanished.len() == 1 && f.vanished[0].target == "/bookings/1")
     );
+}
+
+/// The gRPC shop of `examples/grpc`, fixed: frontend needs accounts, which
+/// shows a page without the ledger's balance; both recommendation calls
+/// may fail (a chain and a fan-out).
+fn grpc_shop(w: &mut World) {
+    w.call(None, "test", "frontend", |w, me| {
+        let accounts = w.call(Some(me), "frontend", "accounts", |w, me| {
+            w.call(Some(me), "accounts", "ledger", leaf);
+            OK
+        });
+        if !ok(accounts) {
+            return UNAVAILABLE;
+        }
+        w.call(Some(me), "frontend", "recommendations", leaf);
+        w.call(Some(me), "frontend", "recommendations", leaf);
+        OK
+    });
+}
+
+#[test]
+fn grpc_shop_chain_and_fan_out() {
+    let grpc = vec![Fault::Timeout, Fault::GrpcStatus(14), Fault::GrpcStatus(13)];
+    let faults = [
+        ("accounts", grpc.clone()),
+        ("ledger", grpc.clone()),
+        ("recommendations", grpc),
+    ];
+    // 1 + 3 (accounts) + 3 (ledger) + 3 + 3 (each recommendation alone)
+    // + 18 (ledger with either recommendation) + 9 (both recommendations)
+    // + 27 (all three).
+    assert_eq!(explore(grpc_shop, &faults, false), (67, 0));
+    assert_eq!(explore(grpc_shop, &faults, true), (22, 18));
+}
+
+/// The polyglot example (`examples/polyglot`), fixed: gateway retries its
+/// call to cart once after a connection error; cart and inventory answer
+/// 503 / UNAVAILABLE when what they call fails.
+fn polyglot(w: &mut World) {
+    fn inventory(w: &mut World, me: CallId) -> u16 {
+        if ok(w.call(Some(me), "inventory", "redis", leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
+    }
+    fn cart(w: &mut World, me: CallId) -> u16 {
+        if ok(w.call(Some(me), "cart", "inventory", inventory)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
+    }
+    w.call(None, "test", "gateway", |w, me| {
+        for _attempt in 0..2 {
+            match w.attempt(Some(me), "gateway", "cart", cart) {
+                Err(Fault::ConnectionRefused | Fault::ConnectionReset) => continue,
+                Ok(OK) => return OK,
+                _ => return UNAVAILABLE,
+            }
+        }
+        UNAVAILABLE
+    });
+}
+
+#[test]
+fn polyglot_retry_over_three_protocols() {
+    let faults = [
+        ("cart", five()),
+        (
+            "inventory",
+            vec![Fault::Timeout, Fault::GrpcStatus(14), Fault::GrpcStatus(13)],
+        ),
+        ("redis", one()),
+    ];
+    // 1 + 4 (cart's faults but refusal) + 3 (inventory) + 1 (redis)
+    // + 10 (cart refused, then the retry and its calls: 1 + 5 + 3 + 1).
+    assert_eq!(explore(polyglot, &faults, false), (19, 0));
+    assert_eq!(explore(polyglot, &faults, true), (15, 4));
 }
