@@ -1,0 +1,195 @@
+//! HTTP/2, gRPC, pooled HTTP/1.1 and TCP pass-through end to end: the gRPC
+//! shop (Python grpcio) and the polyglot app (Rust hyper, Node.js
+//! @grpc/grpc-js, Python grpcio, Redis), each with a seeded bug found and
+//! a fixed variant explored in the count its model predicts
+//! (`explore::models`).
+
+use std::path::PathBuf;
+
+use filibuster_tests::{config_variant, read_json, run_test, scratch, workspace};
+use serde_json::Value;
+
+fn example(name: &str) -> PathBuf {
+    workspace().join("examples").join(name)
+}
+
+fn config(example_name: &str, file: &str) -> String {
+    example(example_name).join(file).display().to_string()
+}
+
+/// Runs `filibuster test` in a fresh directory; returns its exit code and
+/// JSON report.
+fn explore(scratch_name: &str, config: &str, flags: &[&str]) -> (Option<i32>, Value) {
+    let dir = scratch(scratch_name);
+    let mut args = vec!["--config", config, "--report-json", "report.json"];
+    args.extend(flags);
+    let output = run_test(&dir, &args);
+    let report = read_json(&dir.join("report.json"));
+    (output.status.code(), report)
+}
+
+fn executions(report: &Value) -> &Vec<Value> {
+    report["execution_log"].as_array().expect("execution log")
+}
+
+fn calls<'a>(execution: &'a Value, caller: &str, callee: &str) -> Vec<&'a Value> {
+    execution["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter(|c| c["caller"] == caller && c["callee"] == callee)
+        .collect()
+}
+
+/// Runs the counterexample the search wrote in `dir`; it must fail again.
+fn replays(scratch_name: &str, config: &str) {
+    let dir = std::env::temp_dir().join(format!("filibuster-tests-{scratch_name}"));
+    let replay = run_test(
+        &dir,
+        &[
+            "--config",
+            config,
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    );
+    assert_eq!(
+        replay.status.code(),
+        Some(1),
+        "the replay fails the same way"
+    );
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("counterexample reproduced"));
+}
+
+#[test]
+fn grpc_shop_bug_found_on_one_stream_and_replayed() {
+    let buggy = config("grpc", "filibuster.toml");
+    let (code, report) = explore("grpc-bug", &buggy, &[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "frontend's unhandled Trending failure is found"
+    );
+    let failure = &report["failures"][0];
+    let faults = failure["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{failure}");
+    assert_eq!(
+        faults[0]["site"]["target"],
+        "/shop.Recommendations/Trending"
+    );
+    assert_eq!(faults[0]["site"]["protocol"], "grpc");
+    let test_call = &failure["calls"][0];
+    assert_eq!(test_call["outcome"]["kind"], "grpc");
+    assert_eq!(test_call["outcome"]["detail"], 2, "frontend failed UNKNOWN");
+    replays("grpc-bug", &buggy);
+}
+
+#[test]
+fn grpc_shop_fixed_explores_as_modelled_one_stream_failing_at_a_time() {
+    let (code, report) = explore("grpc-fixed", &config("grpc", "fixed.toml"), &[]);
+    assert_eq!(code, Some(0), "every combination passes");
+    assert_eq!(
+        (report["executions"].as_u64(), report["pruned"].as_u64()),
+        (Some(22), Some(18))
+    );
+    assert_eq!(report["unstable"], Value::Array(Vec::new()));
+
+    // ForYou fails with UNAVAILABLE; Trending, next on the same HTTP/2
+    // connection, succeeds.
+    let survived = executions(&report).iter().any(|execution| {
+        let recommendations = calls(execution, "frontend", "recommendations");
+        let [for_you, trending] = recommendations.as_slice() else {
+            return false;
+        };
+        for_you["outcome"]["detail"]["kind"] == "grpc-status"
+            && for_you["outcome"]["detail"]["code"] == 14
+            && trending["outcome"]["kind"] == "grpc"
+            && trending["outcome"]["detail"] == 0
+            && for_you["connection"] == trending["connection"]
+    });
+    assert!(survived, "a failed stream leaves its connection serving");
+}
+
+#[test]
+fn polyglot_bug_found_through_redis_and_replayed() {
+    let buggy = config("polyglot", "filibuster.toml");
+    let (code, report) = explore("polyglot-bug", &buggy, &[]);
+    assert_eq!(code, Some(1), "cart's 200 without items is found");
+    let failure = &report["failures"][0];
+    let faults = failure["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{failure}");
+    assert_eq!(faults[0]["site"]["callee"], "redis");
+    assert_eq!(faults[0]["site"]["protocol"], "tcp");
+    assert_eq!(faults[0]["fault"]["kind"], "connection-refused");
+    replays("polyglot-bug", &buggy);
+}
+
+#[test]
+fn polyglot_fixed_explores_as_modelled() {
+    let (code, report) = explore("polyglot-fixed", &config("polyglot", "fixed.toml"), &[]);
+    assert_eq!(code, Some(0), "every combination passes");
+    assert_eq!(
+        (report["executions"].as_u64(), report["pruned"].as_u64()),
+        (Some(15), Some(4))
+    );
+    // Redis works untouched through the proxy when not failed.
+    let first = &executions(&report)[0];
+    assert_eq!(
+        calls(first, "inventory", "redis")[0]["outcome"]["kind"],
+        "connected"
+    );
+    assert_eq!(calls(first, "test", "gateway")[0]["outcome"]["detail"], 200);
+}
+
+#[test]
+fn pooled_http1_connection_reset_then_next_request_succeeds() {
+    // Only connection errors on gateway's calls to cart.
+    let dir = scratch("polyglot-pooled");
+    let variant = config_variant(
+        &example("polyglot"),
+        r#"
+[[faults]]
+service = "cart"
+replace = ["connection-error"]
+
+[[faults]]
+service = "{inventory,redis}"
+replace = []
+"#,
+        &dir,
+    );
+    let text = std::fs::read_to_string(&variant).expect("variant");
+    std::fs::write(&variant, text.replace("server.js buggy", "server.js")).expect("fixed");
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &variant.display().to_string(),
+            "--report-json",
+            "report.json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let report = read_json(&dir.join("report.json"));
+    let log = executions(&report);
+    // No fault; the first call failed, then retried; both failed.
+    assert_eq!(log.len(), 3, "{report}");
+    let pooled = calls(&log[0], "gateway", "cart")[0]["connection"].clone();
+    let [reset, retried] = calls(&log[1], "gateway", "cart")[..] else {
+        panic!("gateway calls cart twice: {}", log[1]);
+    };
+    assert_eq!(
+        reset["connection"], pooled,
+        "the pooled connection was reused"
+    );
+    assert_eq!(reset["outcome"]["detail"]["kind"], "connection-reset");
+    assert_ne!(
+        retried["connection"], pooled,
+        "the retry opened a connection"
+    );
+    assert_eq!(retried["outcome"]["detail"], 200);
+    assert_eq!(
+        calls(&log[1], "test", "gateway")[0]["outcome"]["detail"],
+        200
+    );
+}
