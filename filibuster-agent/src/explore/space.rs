@@ -341,20 +341,63 @@ mod tests {
     }
 
     #[test]
+    fn each_protocol_has_its_own_faults() {
+        let space = FaultSpace::new(Vec::new()).with_analysis(BTreeMap::from([(
+            "accounts".into(),
+            BTreeSet::from([FaultSpec::Status(404), FaultSpec::Grpc(5)]),
+        )]));
+        let mut grpc = site("accounts", "POST", "/shop.Accounts/GetUser");
+        grpc.protocol = Protocol::Grpc;
+        assert_eq!(
+            space.faults_for(&grpc, false),
+            vec![
+                Fault::Timeout,
+                Fault::GrpcStatus(14),
+                Fault::GrpcStatus(13),
+                Fault::GrpcStatus(5), // NOT_FOUND, from the analysis
+            ]
+        );
+        let http = space.faults_for(&site("accounts", "GET", "/"), true);
+        assert!(http.contains(&Fault::HttpStatus(404)));
+        assert!(!http.iter().any(|f| matches!(f, Fault::GrpcStatus(_))));
+
+        let mut connection_errors = rule("accounts", None);
+        connection_errors.replace = Some(vec![FaultSpec::ConnectionError]);
+        let space = FaultSpace::new(vec![connection_errors]);
+        let mut http2 = site("accounts", "GET", "/");
+        http2.protocol = Protocol::Http2;
+        // A reused HTTP/2 connection carries other streams: reset only this one.
+        assert_eq!(space.faults_for(&http2, false), vec![Fault::StreamReset]);
+        assert_eq!(
+            space.faults_for(&http2, true),
+            vec![Fault::ConnectionRefused]
+        );
+        let mut tcp = site("redis", "", "");
+        tcp.protocol = Protocol::Tcp;
+        assert_eq!(
+            FaultSpace::default().faults_for(&tcp, true),
+            vec![Fault::ConnectionRefused]
+        );
+    }
+
+    #[test]
     fn faults_are_read_from_config_values() {
         #[derive(Deserialize)]
         struct Holder {
             faults: Vec<FaultSpec>,
         }
-        let holder: Holder =
-            toml::from_str(r#"faults = ["timeout", 404, "503", "connection-error"]"#).unwrap();
+        let holder: Holder = toml::from_str(
+            r#"faults = ["timeout", 404, "503", "connection-error", "UNAVAILABLE"]"#,
+        )
+        .unwrap();
         assert_eq!(
             holder.faults,
             vec![
                 FaultSpec::Timeout,
                 FaultSpec::Status(404),
                 FaultSpec::Status(503),
-                FaultSpec::ConnectionError
+                FaultSpec::ConnectionError,
+                FaultSpec::Grpc(14),
             ]
         );
         let err = toml::from_str::<Holder>("faults = [200]").err().unwrap();
