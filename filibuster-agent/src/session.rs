@@ -45,6 +45,17 @@ pub struct ConnectTarget {
     pub ordinal: u32,
 }
 
+/// What the proxy read of a request before admitting it as a call.
+#[derive(Debug)]
+pub struct CallRequest<'a> {
+    pub protocol: Protocol,
+    pub method: &'a str,
+    pub target: &'a str,
+    /// The W3C trace id of its `traceparent` header, if it has one.
+    pub trace: Option<&'a str>,
+    pub first_on_connection: bool,
+}
+
 /// A request the proxy is about to handle, and what to do with it.
 #[derive(Debug)]
 pub struct Admission {
@@ -62,8 +73,9 @@ struct State {
     /// Service port → name (calls elsewhere are named by address).
     services: HashMap<u16, String>,
     faults: FaultSpace,
-    /// Calls being served, per service: the parents of its outgoing calls.
-    serving: HashMap<String, Vec<CallId>>,
+    /// Calls being served, per service, with their trace ids: the parents
+    /// of its outgoing calls.
+    serving: HashMap<String, Vec<(CallId, Option<String>)>>,
     /// Where each call that opened a connection did so, learned when the
     /// call was first seen: what a refusal of that call must target.
     connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
@@ -178,10 +190,7 @@ impl Session {
             let Some(planned) = state.armed.get(&event.attempt).cloned() else {
                 continue;
             };
-            let parent = state
-                .serving
-                .get(&planned.site.caller)
-                .and_then(|s| s.last().copied());
+            let parent = Self::parent(&state.serving, &planned.site.caller, None);
             if let Some(execution) = state.execution.as_mut() {
                 execution.begin_call(parent, planned.site, |_| Vec::new());
             }
@@ -210,16 +219,29 @@ impl Session {
         })
     }
 
+    /// The request `caller` is serving that a call it makes belongs to:
+    /// the one of the same trace, when the call carries a trace id its
+    /// caller propagated; otherwise the most recent still in flight.
+    fn parent(
+        serving: &HashMap<String, Vec<(CallId, Option<String>)>>,
+        caller: &str,
+        trace: Option<&str>,
+    ) -> Option<CallId> {
+        let in_flight = serving.get(caller)?;
+        let same_trace = trace.and_then(|trace| {
+            in_flight
+                .iter()
+                .rev()
+                .find(|(_, t)| t.as_deref() == Some(trace))
+        });
+        same_trace.or(in_flight.last()).map(|(id, _)| *id)
+    }
+
     /// A request on `connection`: records the call and says which fault,
     /// if any, to inject.
-    pub fn admit(
-        &self,
-        connection: &Connection,
-        protocol: Protocol,
-        method: &str,
-        target: &str,
-        first_on_connection: bool,
-    ) -> Admission {
+    pub fn admit(&self, connection: &Connection, request: &CallRequest) -> Admission {
+        let first_on_connection = request.first_on_connection;
+        let protocol = request.protocol;
         let mut state = self.lock();
         Self::absorb_events(&mut state);
         let state = &mut *state;
@@ -233,13 +255,10 @@ impl Session {
             caller: connection.caller.clone(),
             callee: connection.callee.clone(),
             protocol,
-            method: method.into(),
-            target: target.into(),
+            method: request.method.into(),
+            target: request.target.into(),
         };
-        let parent = state
-            .serving
-            .get(&connection.caller)
-            .and_then(|s| s.last().copied());
+        let parent = Self::parent(&state.serving, &connection.caller, request.trace);
         let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
             // The test's own calls are watched, not failed: the test is what judges.
@@ -286,7 +305,7 @@ impl Session {
                 .serving
                 .entry(connection.callee.clone())
                 .or_default()
-                .push(id);
+                .push((id, request.trace.map(str::to_string)));
         }
         Admission {
             call: Some((execution.number, id)),
@@ -308,7 +327,7 @@ impl Session {
         state.faults.observe(callee, &outcome);
         execution.end_call(call.1, outcome);
         if let Some(serving) = state.serving.get_mut(callee) {
-            serving.retain(|id| *id != call.1);
+            serving.retain(|(id, _)| *id != call.1);
         }
     }
 

@@ -28,7 +28,7 @@ use tracing::debug;
 use super::reset;
 use crate::{
     explore::{CallId, Fault, Outcome, Protocol},
-    session::{Connection, Session},
+    session::{CallRequest, Connection, Session},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -131,13 +131,15 @@ impl CallerConnection {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Error> {
         let first = !self.used.swap(true, Ordering::Relaxed);
         let protocol = self.protocol(&request);
-        let target = request.uri().path().to_string();
         let admission = self.session.admit(
             &self.connection,
-            protocol,
-            request.method().as_str(),
-            &target,
-            first,
+            &CallRequest {
+                protocol,
+                method: request.method().as_str(),
+                target: request.uri().path(),
+                trace: trace_id(request.headers()),
+                first_on_connection: first,
+            },
         );
         match (admission.fault, admission.call) {
             (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
@@ -280,6 +282,15 @@ fn decline_h2c_upgrade(request: &mut Request<Incoming>) {
         headers.remove("http2-settings");
         headers.remove(CONNECTION);
     }
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span
+/// id>-<flags>`): the same along a request's whole path through services
+/// that propagate it.
+fn trace_id(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let trace = value.split('-').nth(1)?;
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u8> {

@@ -10,11 +10,18 @@ use tracing::debug;
 use super::reset;
 use crate::{
     explore::{Fault, Outcome, Protocol},
-    session::{Connection, Session},
+    session::{CallRequest, Connection, Session},
 };
 
 pub async fn pass_through(mut stream: TcpStream, connection: Connection, session: Arc<Session>) {
-    let admission = session.admit(&connection, Protocol::Tcp, "", "", true);
+    let request = CallRequest {
+        protocol: Protocol::Tcp,
+        method: "",
+        target: "",
+        trace: None,
+        first_on_connection: true,
+    };
+    let admission = session.admit(&connection, &request);
     match (admission.fault, admission.call) {
         (Some(Fault::Timeout), Some((execution, _))) => session.hold(execution).await,
         // Refusals happen in the kernel; anything else planned here
