@@ -240,8 +240,6 @@ impl Session {
     /// A request on `connection`: records the call and says which fault,
     /// if any, to inject.
     pub fn admit(&self, connection: &Connection, request: &CallRequest) -> Admission {
-        let first_on_connection = request.first_on_connection;
-        let protocol = request.protocol;
         let mut state = self.lock();
         Self::absorb_events(&mut state);
         let state = &mut *state;
@@ -254,7 +252,7 @@ impl Session {
         let site = CallSite {
             caller: connection.caller.clone(),
             callee: connection.callee.clone(),
-            protocol,
+            protocol: request.protocol,
             method: request.method.into(),
             target: request.target.into(),
         };
@@ -265,7 +263,7 @@ impl Session {
             if site.caller == TEST_CALLER {
                 Vec::new()
             } else {
-                faults.faults_for(site, first_on_connection)
+                faults.faults_for(site, request.first_on_connection)
             }
         });
         execution.set_connection(id, connection.number);
@@ -273,23 +271,20 @@ impl Session {
             // Planned when the call opened its connection, but this time it
             // reused a pooled one: reset that instead, and disarm the
             // kernel so the caller's reconnect goes through.
-            Some(Fault::ConnectionRefused) if !first_on_connection => {
+            Some(Fault::ConnectionRefused) if !request.first_on_connection => {
                 let index = &execution.call(id).index;
                 let armed = state.armed.iter().find(|(_, p)| p.index == *index);
                 if let Some((&attempt, _)) = armed {
                     state.armed.remove(&attempt);
                     state.kernel.disarm(&attempt);
                 }
-                let enacted = match protocol {
-                    Protocol::Http2 | Protocol::Grpc => Fault::StreamReset,
-                    Protocol::Http | Protocol::Tcp => Fault::ConnectionReset,
-                };
+                let enacted = Fault::connection_error(request.protocol, false);
                 execution.enacted_as(id, enacted.clone());
                 Some(enacted)
             }
             fault => fault,
         };
-        if first_on_connection {
+        if request.first_on_connection {
             let index = execution.call(id).index.clone();
             state
                 .connect_targets
@@ -320,13 +315,9 @@ impl Session {
         // before the callee could answer: record it while its parent is
         // still being served.
         Self::absorb_events(&mut state);
-        let state = &mut *state;
-        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
-            return;
-        };
-        state.faults.observe(callee, &outcome);
-        execution.end_call(call.1, outcome);
-        if let Some(serving) = state.serving.get_mut(callee) {
+        if Self::record_outcome(&mut state, call, callee, outcome)
+            && let Some(serving) = state.serving.get_mut(callee)
+        {
             serving.retain(|(id, _)| *id != call.1);
         }
     }
@@ -334,13 +325,23 @@ impl Session {
     /// A call already finished ended differently than its caller first
     /// saw: a gRPC call's status comes in the trailers after its headers.
     pub fn amend_outcome(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
-        let mut state = self.lock();
-        let state = &mut *state;
+        Self::record_outcome(&mut self.lock(), call, callee, outcome);
+    }
+
+    /// Records `outcome` for `call` if its execution is still the current
+    /// one; says whether it was.
+    fn record_outcome(
+        state: &mut State,
+        call: (usize, CallId),
+        callee: &str,
+        outcome: Outcome,
+    ) -> bool {
         let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
-            return;
+            return false;
         };
         state.faults.observe(callee, &outcome);
         execution.end_call(call.1, outcome);
+        true
     }
 
     /// Holds a call until the execution it belongs to ends (or the caller

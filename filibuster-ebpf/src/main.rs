@@ -75,25 +75,11 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     let Some(settings) = settings() else {
         return ALLOW;
     };
-    let destination = SockAddr {
-        addr: [sa.user_ip4, 0, 0, 0],
-        family: AF_INET,
-        port: u16::from_be(sa.user_port as u16),
-    };
-    let loopback = (sa.user_ip4 & 0xff) == 127;
-    if loopback && destination.port == settings.control_port {
-        return ALLOW;
-    }
-    if loopback && !has_listener_v4(&ctx, sa.user_ip4, sa.user_port as u16) {
-        return ALLOW;
-    }
-    match decide(&ctx, destination) {
-        Decision::Refuse => DENY,
-        Decision::Redirect => {
-            if settings.listener_port_v4 == 0 {
-                return ALLOW;
-            }
-            sa.user_ip4 = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+    match decide_v4(&ctx, settings, sa.user_ip4, sa.user_port as u16) {
+        None => ALLOW,
+        Some(Decision::Refuse) => DENY,
+        Some(Decision::Redirect) => {
+            sa.user_ip4 = LOOPBACK_V4;
             sa.user_port = u32::from(settings.listener_port_v4.to_be());
             ALLOW
         }
@@ -110,8 +96,20 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     };
     let ip6 = read_ip6(&sa.user_ip6);
+    // A dual-stack socket connecting to an IPv4 address (`::ffff:a.b.c.d`,
+    // as gRPC's C core does) takes the IPv4 path of the stack without
+    // passing through connect4: it is the IPv4 connect it names, redirected
+    // to the IPv4 listener through its mapped address.
     if is_v4_mapped(ip6) {
-        return connect_v4_mapped(&ctx, settings, ip6[3], sa.user_port as u16);
+        return match decide_v4(&ctx, settings, ip6[3], sa.user_port as u16) {
+            None => ALLOW,
+            Some(Decision::Refuse) => DENY,
+            Some(Decision::Redirect) => {
+                write_ip6(&mut sa.user_ip6, [0, 0, 0xffff_u32.to_be(), LOOPBACK_V4]);
+                sa.user_port = u32::from(settings.listener_port_v4.to_be());
+                ALLOW
+            }
+        };
     }
     let destination = SockAddr {
         addr: ip6,
@@ -138,11 +136,18 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     }
 }
 
-/// A dual-stack socket connecting to an IPv4 address (`::ffff:a.b.c.d`,
-/// as gRPC's C core does): it takes the IPv4 path of the stack without
-/// passing through connect4, so it is handled here as the IPv4 connect it
-/// is, and redirected to the IPv4 listener through its mapped address.
-fn connect_v4_mapped(ctx: &SockAddrContext, settings: Settings, ip4: u32, port_be: u16) -> i32 {
+/// 127.0.0.1, as the kernel stores it.
+const LOOPBACK_V4: u32 = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+
+/// What to do with a TCP connect to `ip4`:`port_be` (both in network
+/// order): `None` leaves it alone (the control port, a loopback address
+/// nobody listens on, or no listener of ours yet).
+fn decide_v4(
+    ctx: &SockAddrContext,
+    settings: Settings,
+    ip4: u32,
+    port_be: u16,
+) -> Option<Decision> {
     let destination = SockAddr {
         addr: [ip4, 0, 0, 0],
         family: AF_INET,
@@ -150,23 +155,14 @@ fn connect_v4_mapped(ctx: &SockAddrContext, settings: Settings, ip4: u32, port_b
     };
     let loopback = (ip4 & 0xff) == 127;
     if loopback && destination.port == settings.control_port {
-        return ALLOW;
+        return None;
     }
     if loopback && !has_listener_v4(ctx, ip4, port_be) {
-        return ALLOW;
+        return None;
     }
     match decide(ctx, destination) {
-        Decision::Refuse => DENY,
-        Decision::Redirect => {
-            if settings.listener_port_v4 == 0 {
-                return ALLOW;
-            }
-            let sa = unsafe { &mut *ctx.sock_addr };
-            let listener = u32::from_be_bytes([127, 0, 0, 1]).to_be();
-            write_ip6(&mut sa.user_ip6, [0, 0, 0xffff_u32.to_be(), listener]);
-            sa.user_port = u32::from(settings.listener_port_v4.to_be());
-            ALLOW
-        }
+        Decision::Redirect if settings.listener_port_v4 == 0 => None,
+        decision => Some(decision),
     }
 }
 

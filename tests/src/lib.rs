@@ -62,6 +62,20 @@ pub fn run_test(dir: &Path, args: &[&str]) -> Output {
     output
 }
 
+/// Replays, from `dir`, the `counterexample.json` a run wrote there, with
+/// `config`.
+pub fn replay(dir: &Path, config: &str) -> Output {
+    run_test(
+        dir,
+        &[
+            "--config",
+            config,
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    )
+}
+
 /// A copy of `example`'s config in `dir`, with `extra` appended: its
 /// commands still run in the example's directory.
 pub fn config_variant(example: &Path, extra: &str, dir: &Path) -> PathBuf {

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filibuster_tests::{cgroup_mount, filibuster, read_json, run_test, scratch, workspace};
+use filibuster_tests::{cgroup_mount, filibuster, read_json, replay, run_test, scratch, workspace};
 
 /// A service started by the harness in a cgroup of its own; ended and its
 /// cgroup removed on drop.
@@ -103,17 +103,9 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
     assert_eq!(fault["site"]["callee"], "bar");
     assert_eq!(fault["fault"]["kind"], "connection-refused");
 
-    let replay = run_test(
-        &dir,
-        &[
-            "--config",
-            &config,
-            "--counterexample-file",
-            "counterexample.json",
-        ],
-    );
+    let replayed = replay(&dir, &config);
     assert_eq!(
-        replay.status.code(),
+        replayed.status.code(),
         Some(1),
         "the replay fails the same way"
     );

@@ -4,9 +4,9 @@
 //! a fixed variant explored in the count its model predicts
 //! (`explore::models`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use filibuster_tests::{config_variant, read_json, run_test, scratch, workspace};
+use filibuster_tests::{config_variant, read_json, replay, run_test, scratch, workspace};
 use serde_json::Value;
 
 fn example(name: &str) -> PathBuf {
@@ -17,15 +17,15 @@ fn config(example_name: &str, file: &str) -> String {
     example(example_name).join(file).display().to_string()
 }
 
-/// Runs `filibuster test` in a fresh directory; returns its exit code and
-/// JSON report.
-fn explore(scratch_name: &str, config: &str, flags: &[&str]) -> (Option<i32>, Value) {
+/// Runs `filibuster test` in a fresh directory; returns the directory, the
+/// exit code and the JSON report.
+fn explore(scratch_name: &str, config: &str, flags: &[&str]) -> (PathBuf, Option<i32>, Value) {
     let dir = scratch(scratch_name);
     let mut args = vec!["--config", config, "--report-json", "report.json"];
     args.extend(flags);
     let output = run_test(&dir, &args);
     let report = read_json(&dir.join("report.json"));
-    (output.status.code(), report)
+    (dir, output.status.code(), report)
 }
 
 fn executions(report: &Value) -> &Vec<Value> {
@@ -42,29 +42,20 @@ fn calls<'a>(execution: &'a Value, caller: &str, callee: &str) -> Vec<&'a Value>
 }
 
 /// Runs the counterexample the search wrote in `dir`; it must fail again.
-fn replays(scratch_name: &str, config: &str) {
-    let dir = std::env::temp_dir().join(format!("filibuster-tests-{scratch_name}"));
-    let replay = run_test(
-        &dir,
-        &[
-            "--config",
-            config,
-            "--counterexample-file",
-            "counterexample.json",
-        ],
-    );
+fn replays(dir: &Path, config: &str) {
+    let replayed = replay(dir, config);
     assert_eq!(
-        replay.status.code(),
+        replayed.status.code(),
         Some(1),
         "the replay fails the same way"
     );
-    assert!(String::from_utf8_lossy(&replay.stderr).contains("counterexample reproduced"));
+    assert!(String::from_utf8_lossy(&replayed.stderr).contains("counterexample reproduced"));
 }
 
 #[test]
 fn grpc_shop_bug_found_on_one_stream_and_replayed() {
     let buggy = config("grpc", "filibuster.toml");
-    let (code, report) = explore("grpc-bug", &buggy, &[]);
+    let (dir, code, report) = explore("grpc-bug", &buggy, &[]);
     assert_eq!(
         code,
         Some(1),
@@ -81,12 +72,12 @@ fn grpc_shop_bug_found_on_one_stream_and_replayed() {
     let test_call = &failure["calls"][0];
     assert_eq!(test_call["outcome"]["kind"], "grpc");
     assert_eq!(test_call["outcome"]["detail"], 2, "frontend failed UNKNOWN");
-    replays("grpc-bug", &buggy);
+    replays(&dir, &buggy);
 }
 
 #[test]
 fn grpc_shop_fixed_explores_as_modelled_one_stream_failing_at_a_time() {
-    let (code, report) = explore("grpc-fixed", &config("grpc", "fixed.toml"), &[]);
+    let (_, code, report) = explore("grpc-fixed", &config("grpc", "fixed.toml"), &[]);
     assert_eq!(code, Some(0), "every combination passes");
     assert_eq!(
         (report["executions"].as_u64(), report["pruned"].as_u64()),
@@ -113,7 +104,7 @@ fn grpc_shop_fixed_explores_as_modelled_one_stream_failing_at_a_time() {
 #[test]
 fn polyglot_bug_found_through_redis_and_replayed() {
     let buggy = config("polyglot", "filibuster.toml");
-    let (code, report) = explore("polyglot-bug", &buggy, &[]);
+    let (dir, code, report) = explore("polyglot-bug", &buggy, &[]);
     assert_eq!(code, Some(1), "cart's 200 without items is found");
     let failure = &report["failures"][0];
     let faults = failure["faults"].as_array().expect("faults");
@@ -121,12 +112,12 @@ fn polyglot_bug_found_through_redis_and_replayed() {
     assert_eq!(faults[0]["site"]["callee"], "redis");
     assert_eq!(faults[0]["site"]["protocol"], "tcp");
     assert_eq!(faults[0]["fault"]["kind"], "connection-refused");
-    replays("polyglot-bug", &buggy);
+    replays(&dir, &buggy);
 }
 
 #[test]
 fn polyglot_fixed_explores_as_modelled() {
-    let (code, report) = explore("polyglot-fixed", &config("polyglot", "fixed.toml"), &[]);
+    let (_, code, report) = explore("polyglot-fixed", &config("polyglot", "fixed.toml"), &[]);
     assert_eq!(code, Some(0), "every combination passes");
     assert_eq!(
         (report["executions"].as_u64(), report["pruned"].as_u64()),

@@ -1,7 +1,7 @@
 //! The tutorial end to end: three unmodified Flask services, the real
 //! kernel programs and proxy, the original tool's functional test.
 
-use filibuster_tests::{leftover_cgroups, read_json, run_test, scratch, workspace};
+use filibuster_tests::{leftover_cgroups, read_json, replay, run_test, scratch, workspace};
 
 fn config(name: &str) -> String {
     workspace()
@@ -71,31 +71,15 @@ fn finds_foos_missing_handler_and_replays_it() {
         "foo answered 500: {test_call}"
     );
 
-    let replay = run_test(
-        &dir,
-        &[
-            "--config",
-            &config("filibuster.toml"),
-            "--counterexample-file",
-            "counterexample.json",
-        ],
-    );
+    let replayed = replay(&dir, &config("filibuster.toml"));
     assert_eq!(
-        replay.status.code(),
+        replayed.status.code(),
         Some(1),
         "the replay must fail the same way"
     );
-    assert!(String::from_utf8_lossy(&replay.stderr).contains("counterexample reproduced"));
+    assert!(String::from_utf8_lossy(&replayed.stderr).contains("counterexample reproduced"));
 
-    let fixed = run_test(
-        &dir,
-        &[
-            "--config",
-            &config("fixed.toml"),
-            "--counterexample-file",
-            "counterexample.json",
-        ],
-    );
+    let fixed = replay(&dir, &config("fixed.toml"));
     assert_eq!(
         fixed.status.code(),
         Some(0),

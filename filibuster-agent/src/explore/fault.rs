@@ -2,6 +2,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::Protocol;
+
 /// A fault the agent can enact on one call.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "code")]
@@ -24,6 +26,17 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// A connection error on a call of `protocol`: a refusal when the call
+    /// opens its connection; on a reused one, a reset, of the stream alone
+    /// where the connection carries others.
+    pub fn connection_error(protocol: Protocol, fresh_connection: bool) -> Self {
+        match protocol {
+            _ if fresh_connection => Fault::ConnectionRefused,
+            Protocol::Http2 | Protocol::Grpc => Fault::StreamReset,
+            Protocol::Http | Protocol::Tcp => Fault::ConnectionReset,
+        }
+    }
+
     /// Whether a call that ended with `outcome` on its own, with no fault
     /// injected, looked to its caller the same as this fault.
     pub fn matches_organic(&self, outcome: &Outcome) -> bool {

@@ -40,11 +40,8 @@ impl FaultSpec {
 
     /// The fault this is on a call of `protocol`, if it applies to one.
     fn enact(self, protocol: Protocol, fresh_connection: bool) -> Option<Fault> {
-        let multiplexed = matches!(protocol, Protocol::Http2 | Protocol::Grpc);
         match self {
-            Self::ConnectionError if fresh_connection => Some(Fault::ConnectionRefused),
-            Self::ConnectionError if multiplexed => Some(Fault::StreamReset),
-            Self::ConnectionError => Some(Fault::ConnectionReset),
+            Self::ConnectionError => Some(Fault::connection_error(protocol, fresh_connection)),
             // The caller's deadline ends a held gRPC call: DEADLINE_EXCEEDED.
             Self::Timeout | Self::Grpc(GRPC_DEADLINE_EXCEEDED) => Some(Fault::Timeout),
             Self::Status(code) if matches!(protocol, Protocol::Http | Protocol::Http2) => {

@@ -177,30 +177,32 @@ impl CallerConnection {
         }
     }
 
-    /// Records how a forwarded call ended: at its response headers, or for
-    /// gRPC at its trailers, where the status of a call with a body is.
+    /// Records how a forwarded call ended: at its response headers, and for
+    /// a gRPC call with a body, again at its trailers.
     fn finish(
         &self,
         call: (usize, CallId),
         protocol: Protocol,
         response: Response<Incoming>,
     ) -> Response<Body> {
-        let callee = self.connection.callee.clone();
-        let status = response.status().as_u16();
-        if protocol != Protocol::Grpc {
-            self.session
-                .finish_call(call, &callee, Outcome::Status(status));
+        let callee = &self.connection.callee;
+        // A trailers-only gRPC answer has its status in the headers; one
+        // with a body, in the trailers that follow it.
+        let grpc = match protocol {
+            Protocol::Grpc => Some(grpc_status(response.headers())),
+            _ => None,
+        };
+        let outcome = match grpc {
+            Some(Some(code)) => Outcome::Grpc(code),
+            _ => Outcome::Status(response.status().as_u16()),
+        };
+        self.session.finish_call(call, callee, outcome);
+        let trailers_pending = grpc == Some(None);
+        if !trailers_pending {
             return response.map(BodyExt::boxed);
         }
-        if let Some(code) = grpc_status(response.headers()) {
-            self.session.finish_call(call, &callee, Outcome::Grpc(code));
-            return response.map(BodyExt::boxed);
-        }
-        // The call is answered (its callee no longer serves it); its
-        // status follows.
-        self.session
-            .finish_call(call, &callee, Outcome::Status(status));
         let session = self.session.clone();
+        let callee = callee.clone();
         response.map(|body| {
             body.map_frame(move |frame| {
                 if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
