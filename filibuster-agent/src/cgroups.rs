@@ -76,17 +76,6 @@ impl Cgroup {
         Self::existing(&mount.join(relative.trim_start_matches('/')))
     }
 
-    /// The processes in this cgroup that are in another network namespace
-    /// than the agent.
-    pub fn pids_in_other_netns(&self) -> Vec<i32> {
-        let netns = |pid: &str| fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
-        let ours = netns("self").ok();
-        self.pids()
-            .into_iter()
-            .filter(|pid| netns(&pid.to_string()).ok() != ours)
-            .collect()
-    }
-
     /// The id the kernel programs see (`bpf_get_current_cgroup_id`).
     pub fn id(&self) -> u64 {
         self.id

@@ -70,6 +70,9 @@ struct ServiceSection {
     cgroup: Option<PathBuf>,
     /// Attach to this running process's cgroup instead of launching.
     pid: Option<u32>,
+    /// Attach to this running container's cgroup (an id, a unique id
+    /// prefix, or a Docker or Podman name).
+    container: Option<String>,
     port: u16,
 }
 
@@ -82,6 +85,8 @@ pub enum ServiceSource {
     Cgroup(PathBuf),
     /// It runs already, as this process: attached through its cgroup.
     Process(u32),
+    /// It runs already, as this container: attached through its cgroup.
+    Container(String),
 }
 
 /// A service of the application under test.
@@ -89,8 +94,8 @@ pub enum ServiceSource {
 pub struct Service {
     pub name: String,
     pub source: ServiceSource,
-    /// Where it listens: how the agent knows it is ready, and how calls to
-    /// it are recognised.
+    /// Where it listens, in its network namespace: how the agent knows it
+    /// is ready, and how calls to it are recognised.
     pub port: u16,
 }
 
@@ -154,7 +159,6 @@ impl Config {
                 .unwrap_or_default();
             anyhow::anyhow!("{line}{}", e.message().trim())
         })?;
-        let mut ports = BTreeMap::new();
         let mut services = Vec::new();
         for (name, section) in file.services {
             if name == TEST_CALLER {
@@ -165,21 +169,21 @@ impl Config {
             if section.port == 0 {
                 bail!("[services.{name}].port must be the port the service listens on, not 0");
             }
-            if let Some(other) = ports.insert(section.port, name.clone()) {
-                bail!(
-                    "[services.{name}] and [services.{other}] both claim port {}",
-                    section.port
-                );
-            }
-            let source = match (section.command, section.cgroup, section.pid) {
-                (Some(command), None, None) if command.trim().is_empty() => {
+            let source = match (
+                section.command,
+                section.cgroup,
+                section.pid,
+                section.container,
+            ) {
+                (Some(command), None, None, None) if command.trim().is_empty() => {
                     bail!("[services.{name}].command is empty: give the command that starts it")
                 }
-                (Some(command), None, None) => ServiceSource::Command(command),
-                (None, Some(cgroup), None) => ServiceSource::Cgroup(cgroup),
-                (None, None, Some(pid)) => ServiceSource::Process(pid),
+                (Some(command), None, None, None) => ServiceSource::Command(command),
+                (None, Some(cgroup), None, None) => ServiceSource::Cgroup(cgroup),
+                (None, None, Some(pid), None) => ServiceSource::Process(pid),
+                (None, None, None, Some(container)) => ServiceSource::Container(container),
                 _ => bail!(
-                    "[services.{name}] needs exactly one of command (launch it), cgroup or pid (attach to it running)"
+                    "[services.{name}] needs exactly one of command (launch it), cgroup, pid or container (attach to it running)"
                 ),
             };
             services.push(Service {
@@ -295,13 +299,13 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_keys_and_shared_ports() {
+    fn rejects_unknown_keys_and_reads_containers() {
         let err = parse("[services.foo]\ncommand = \"y\"\nport = 1\nprot = 2\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `prot`"), "{err}");
-        let err = parse(
-            "[services.a]\ncommand = \"y\"\nport = 1\n[services.b]\ncommand = \"z\"\nport = 1\n",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("both claim port 1"), "{err}");
+        let config = parse("[services.cart]\ncontainer = \"shop-cart\"\nport = 8080\n").unwrap();
+        assert_eq!(
+            config.services[0].source,
+            ServiceSource::Container("shop-cart".into())
+        );
     }
 }

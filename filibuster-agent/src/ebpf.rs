@@ -17,8 +17,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey, PeerKey, Settings, SockAddr, maps,
-    programs,
+    AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey, Settings,
+    SockAddr, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -26,6 +26,7 @@ use crate::cgroups::Cgroup;
 pub struct Kernel {
     ebpf: Ebpf,
     settings: Array<MapData, Settings>,
+    listeners: HashMap<MapData, u64, Listeners>,
     connect_counts: HashMap<MapData, ConnectKey, u32>,
     refusals: HashMap<MapData, ConnectAttempt, u8>,
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
@@ -61,6 +62,7 @@ impl Kernel {
             .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SOCK_OPS))?;
         Ok(Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
+            listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
             connect_counts: HashMap::try_from(take_map(&mut ebpf, maps::CONNECT_COUNTS)?)?,
             refusals: HashMap::try_from(take_map(&mut ebpf, maps::REFUSALS)?)?,
             redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
@@ -73,6 +75,14 @@ impl Kernel {
         self.settings
             .set(0, settings, 0)
             .context("cannot configure the kernel programs")
+    }
+
+    /// Redirects the connects of callers in network namespace `netns` (a
+    /// cookie) to these listeners, which live in that namespace.
+    pub fn add_listeners(&mut self, netns: u64, listeners: Listeners) -> Result<()> {
+        self.listeners
+            .insert(netns, listeners, 0)
+            .context("cannot register a listener with the kernel programs")
     }
 
     /// Attaches every program to `cgroup`, alongside any other program
@@ -119,10 +129,11 @@ impl Kernel {
         let _ = self.refusals.remove(attempt);
     }
 
-    /// The connect that the kernel redirected to the agent's listener and
-    /// that arrived from `peer`.
-    pub fn take_redirect(&mut self, peer: SocketAddr) -> Option<ConnectAttempt> {
+    /// The connect that the kernel redirected to the agent's listener in
+    /// network namespace `netns` (a cookie) and that arrived from `peer`.
+    pub fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
         let key = PeerKey {
+            netns,
             port: peer.port(),
             family: if peer.is_ipv4() { AF_INET } else { AF_INET6 },
             _pad: 0,

@@ -5,10 +5,12 @@
 pub mod analyze;
 pub mod cgroups;
 pub mod config;
+pub mod containers;
 pub mod control;
 pub mod ebpf;
 pub mod explore;
 pub mod json_file;
+pub mod netns;
 pub mod proxy;
 pub mod report;
 pub mod runner;

@@ -5,8 +5,8 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
-    sync::{Mutex, MutexGuard},
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -22,6 +22,7 @@ use crate::{
         CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
         Protocol,
     },
+    netns::NetNs,
 };
 
 /// A connection the kernel redirected to the agent.
@@ -30,10 +31,65 @@ pub struct Connection {
     pub caller: String,
     pub callee: String,
     pub destination: SocketAddr,
+    /// The caller's network namespace, where its upstream connection is
+    /// made.
+    pub netns: Arc<NetNs>,
     pub attempt: ConnectAttempt,
     /// Numbers the run's connections from 1: calls with the same number
     /// shared a connection.
     pub number: u32,
+}
+
+/// Where a service listens: how the callee of a connect is named.
+#[derive(Clone, Debug)]
+pub struct ServiceAddress {
+    pub name: String,
+    pub port: u16,
+    /// Cookie of its network namespace.
+    pub netns: u64,
+    /// Its namespace's interface addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Fails if two services claim one port in one network namespace: calls to
+/// it could not be told apart.
+pub fn check_unique_ports(services: &[ServiceAddress]) -> Result<()> {
+    for (i, service) in services.iter().enumerate() {
+        if let Some(other) = services[..i]
+            .iter()
+            .find(|s| s.port == service.port && s.netns == service.netns)
+        {
+            anyhow::bail!(
+                "[services.{}] and [services.{}] both claim port {} in one network namespace: fix one of their ports",
+                other.name,
+                service.name,
+                service.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The service a caller in namespace `caller_netns` reaches at
+/// `destination`: loopback reaches the caller's own namespace, any other
+/// address the namespace that has it. Calls elsewhere are named by address.
+fn callee_name(
+    services: &[ServiceAddress],
+    destination: SocketAddr,
+    caller_netns: u64,
+) -> Option<&str> {
+    let ip = destination.ip();
+    services
+        .iter()
+        .find(|s| {
+            s.port == destination.port()
+                && if ip.is_loopback() {
+                    s.netns == caller_netns
+                } else {
+                    s.addresses.contains(&ip)
+                }
+        })
+        .map(|s| s.name.as_str())
 }
 
 /// Which connect a refusal targets, in terms that survive a restart
@@ -70,8 +126,7 @@ struct State {
     /// Managed cgroup id → caller name.
     callers: HashMap<u64, String>,
     caller_cgroups: HashMap<String, u64>,
-    /// Service port → name (calls elsewhere are named by address).
-    services: HashMap<u16, String>,
+    services: Vec<ServiceAddress>,
     faults: FaultSpace,
     /// Calls being served, per service, with their trace ids: the parents
     /// of its outgoing calls.
@@ -94,7 +149,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(kernel: Kernel, services: HashMap<u16, String>, faults: FaultSpace) -> Self {
+    pub fn new(kernel: Kernel, services: Vec<ServiceAddress>, faults: FaultSpace) -> Self {
         Self {
             state: Mutex::new(State {
                 kernel,
@@ -197,23 +252,23 @@ impl Session {
         }
     }
 
-    /// A connection arrived at the proxy from `peer`: who made it, to where.
-    pub fn accept(&self, peer: SocketAddr) -> Option<Connection> {
+    /// A connection arrived at the proxy's listener in `netns` from `peer`:
+    /// who made it, to where.
+    pub fn accept(&self, netns: &Arc<NetNs>, peer: SocketAddr) -> Option<Connection> {
         let mut state = self.lock();
         // Refusals reported before this connect belong before its calls.
         Self::absorb_events(&mut state);
-        let attempt = state.kernel.take_redirect(peer)?;
+        let attempt = state.kernel.take_redirect(netns.cookie(), peer)?;
         let caller = state.callers.get(&attempt.key.cgroup_id)?.clone();
         let destination = Destination::from_kernel(&attempt.key.destination).0;
-        let callee = match state.services.get(&destination.port()) {
-            Some(name) if destination.ip().is_loopback() => name.clone(),
-            _ => destination.to_string(),
-        };
+        let callee = callee_name(&state.services, destination, netns.cookie())
+            .map_or_else(|| destination.to_string(), str::to_string);
         state.connections += 1;
         Some(Connection {
             caller,
             callee,
             destination,
+            netns: netns.clone(),
             attempt,
             number: state.connections,
         })
@@ -378,5 +433,42 @@ impl Session {
                 .iter()
                 .any(|c| c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callees_are_named_by_namespace_and_address() {
+        let service = |name: &str, port, netns, addresses: &[&str]| ServiceAddress {
+            name: name.into(),
+            port,
+            netns,
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let services = [
+            service("host-app", 5000, 1, &["127.0.0.1", "10.9.0.1"]),
+            service("foo", 8080, 2, &["127.0.0.1", "10.9.0.2"]),
+            service("bar", 8080, 3, &["127.0.0.1", "10.9.0.3"]),
+        ];
+        let name = |destination: &str, caller_netns| {
+            callee_name(&services, destination.parse().unwrap(), caller_netns)
+        };
+        // Loopback stays in the caller's namespace.
+        assert_eq!(name("127.0.0.1:5000", 1), Some("host-app"));
+        assert_eq!(name("127.0.0.1:8080", 3), Some("bar"));
+        assert_eq!(name("127.0.0.1:5000", 2), None);
+        // Other addresses belong to the namespace that has them.
+        assert_eq!(name("10.9.0.3:8080", 2), Some("bar"));
+        assert_eq!(name("10.9.0.1:5000", 3), Some("host-app"));
+        assert_eq!(name("10.9.0.3:5000", 1), None);
+        assert_eq!(name("192.0.2.7:8080", 1), None);
+
+        assert!(check_unique_ports(&services).is_ok());
+        let clash = [services[1].clone(), service("baz", 8080, 2, &[])];
+        let err = check_unique_ports(&clash).unwrap_err().to_string();
+        assert!(err.contains("[services.foo] and [services.baz] both claim port 8080"), "{err}");
     }
 }

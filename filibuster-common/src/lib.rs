@@ -15,6 +15,7 @@ pub mod maps {
     pub const CONNECT_COUNTS: &str = "CONNECT_COUNTS";
     pub const REFUSALS: &str = "REFUSALS";
     pub const REDIRECTS_BY_PORT: &str = "REDIRECTS_BY_PORT";
+    pub const LISTENERS: &str = "LISTENERS";
     pub const EVENTS: &str = "EVENTS";
 }
 
@@ -43,14 +44,24 @@ pub struct SockAddr {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Settings {
-    /// Port of the agent's transparent listener on 127.0.0.1 (0: not running).
-    pub listener_port_v4: u16,
-    /// Port of the agent's transparent listener on [::1] (0: not running).
-    pub listener_port_v6: u16,
     /// Loopback port of the agent's control API: never redirected, so a test
     /// can always ask the agent what it injected.
     pub control_port: u16,
-    pub _pad: u16,
+    pub _pad: [u16; 3],
+}
+
+/// The agent's transparent listeners in one network namespace (a value of
+/// `LISTENERS`, keyed by the namespace's cookie): connects are redirected
+/// to the listener of the caller's own namespace, the only one its
+/// loopback reaches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// Port on 127.0.0.1 (0: none).
+    pub port_v4: u16,
+    /// Port on [::1] (0: none, IPv6 being off there).
+    pub port_v6: u16,
+    pub _pad: u32,
 }
 
 /// One caller (a managed cgroup) connecting to one destination.
@@ -74,10 +85,12 @@ pub struct ConnectAttempt {
 }
 
 /// Key of `REDIRECTS_BY_PORT`: the local (client) port of a redirected
-/// connection and its family, which the agent reads as its peer's port.
+/// connection, its family and its network namespace's cookie, which the
+/// agent reads as its peer's port and its listener's namespace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct PeerKey {
+    pub netns: u64,
     pub port: u16,
     pub family: u16,
     pub _pad: u32,
@@ -104,6 +117,7 @@ mod pod {
     // SAFETY: all of these are repr(C), Copy, padding-free and valid for any bit pattern.
     unsafe impl aya::Pod for super::SockAddr {}
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::Listeners {}
     unsafe impl aya::Pod for super::ConnectKey {}
     unsafe impl aya::Pod for super::ConnectAttempt {}
     unsafe impl aya::Pod for super::PeerKey {}

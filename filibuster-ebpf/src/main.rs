@@ -2,11 +2,12 @@
 //!
 //! - `connect4`/`connect6`: count each TCP connect per (caller cgroup,
 //!   destination), refuse it with ECONNREFUSED when the agent armed that
-//!   attempt, otherwise redirect it to the agent's transparent listener,
-//!   remembering the original destination under the socket cookie.
+//!   attempt, otherwise redirect it to the agent's transparent listener in
+//!   the caller's network namespace, remembering the original destination
+//!   under the socket cookie.
 //! - `established` (sock_ops): once the redirected connection is up, file
-//!   the original destination under the client's port, where the agent
-//!   finds it from its accepted socket's peer address.
+//!   the original destination under the client's port and namespace, where
+//!   the agent finds it from its accepted socket's peer address.
 //! - `getpeername4`/`getpeername6`: show the caller its original peer.
 //!
 //! Dual-stack sockets connecting to IPv4-mapped addresses count as the
@@ -24,8 +25,8 @@ use aya_ebpf::{
         BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple,
     },
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_set_retval,
-        bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
+        bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
     },
     macros::{cgroup_sock_addr, map, sock_ops},
     maps::{Array, HashMap, LruHashMap, RingBuf},
@@ -33,7 +34,7 @@ use aya_ebpf::{
 };
 use filibuster_common::{
     ACTION_REDIRECTED, ACTION_REFUSED, AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey,
-    PeerKey, Settings, SockAddr,
+    Listeners, PeerKey, Settings, SockAddr,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -44,6 +45,10 @@ const DENY: i32 = 0;
 
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// The agent's listeners, by network namespace cookie.
+#[map]
+static LISTENERS: HashMap<u64, Listeners> = HashMap::with_max_entries(256, 0);
 
 /// Connects seen per (caller, destination) in the current execution.
 #[map]
@@ -72,15 +77,15 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     if sa.protocol != IPPROTO_TCP {
         return ALLOW;
     }
-    let Some(settings) = settings() else {
+    let Some((settings, listeners)) = settings(&ctx) else {
         return ALLOW;
     };
-    match decide_v4(&ctx, settings, sa.user_ip4, sa.user_port as u16) {
+    match decide_v4(&ctx, settings, listeners, sa.user_ip4, sa.user_port as u16) {
         None => ALLOW,
         Some(Decision::Refuse) => DENY,
         Some(Decision::Redirect) => {
             sa.user_ip4 = LOOPBACK_V4;
-            sa.user_port = u32::from(settings.listener_port_v4.to_be());
+            sa.user_port = u32::from(listeners.port_v4.to_be());
             ALLOW
         }
     }
@@ -92,7 +97,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     if sa.protocol != IPPROTO_TCP {
         return ALLOW;
     }
-    let Some(settings) = settings() else {
+    let Some((settings, listeners)) = settings(&ctx) else {
         return ALLOW;
     };
     let ip6 = read_ip6(&sa.user_ip6);
@@ -101,12 +106,12 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     // passing through connect4: it is the IPv4 connect it names, redirected
     // to the IPv4 listener through its mapped address.
     if is_v4_mapped(ip6) {
-        return match decide_v4(&ctx, settings, ip6[3], sa.user_port as u16) {
+        return match decide_v4(&ctx, settings, listeners, ip6[3], sa.user_port as u16) {
             None => ALLOW,
             Some(Decision::Refuse) => DENY,
             Some(Decision::Redirect) => {
                 write_ip6(&mut sa.user_ip6, [0, 0, 0xffff_u32.to_be(), LOOPBACK_V4]);
-                sa.user_port = u32::from(settings.listener_port_v4.to_be());
+                sa.user_port = u32::from(listeners.port_v4.to_be());
                 ALLOW
             }
         };
@@ -126,11 +131,11 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     match decide(&ctx, destination) {
         Decision::Refuse => DENY,
         Decision::Redirect => {
-            if settings.listener_port_v6 == 0 {
+            if listeners.port_v6 == 0 {
                 return ALLOW;
             }
             write_ip6(&mut sa.user_ip6, [0, 0, 0, 1_u32.to_be()]);
-            sa.user_port = u32::from(settings.listener_port_v6.to_be());
+            sa.user_port = u32::from(listeners.port_v6.to_be());
             ALLOW
         }
     }
@@ -145,6 +150,7 @@ const LOOPBACK_V4: u32 = u32::from_be_bytes([127, 0, 0, 1]).to_be();
 fn decide_v4(
     ctx: &SockAddrContext,
     settings: Settings,
+    listeners: Listeners,
     ip4: u32,
     port_be: u16,
 ) -> Option<Decision> {
@@ -161,7 +167,7 @@ fn decide_v4(
         return None;
     }
     match decide(ctx, destination) {
-        Decision::Redirect if settings.listener_port_v4 == 0 => None,
+        Decision::Redirect if listeners.port_v4 == 0 => None,
         decision => Some(decision),
     }
 }
@@ -185,6 +191,7 @@ pub fn established(ctx: SockOpsContext) -> u32 {
             AF_INET
         };
         let key = PeerKey {
+            netns: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) },
             port: ctx.local_port() as u16,
             family,
             _pad: 0,
@@ -243,8 +250,12 @@ enum Decision {
     Refuse,
 }
 
-fn settings() -> Option<Settings> {
-    SETTINGS.get(0).copied()
+/// The agent's settings and its listeners in the caller's network
+/// namespace; `None` leaves the connect alone (no listener there).
+fn settings(ctx: &SockAddrContext) -> Option<(Settings, Listeners)> {
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let listeners = unsafe { LISTENERS.get(netns) }.copied()?;
+    Some((SETTINGS.get(0).copied()?, listeners))
 }
 
 /// Counts this connect, then refuses it if the agent armed this attempt,

@@ -165,16 +165,24 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
 #[test]
 fn a_service_to_attach_that_does_not_listen_is_named() {
     let dir = scratch("attach-missing");
+    let mut ghost = Command::new("sleep").arg("30").spawn().unwrap();
     fs::write(
         dir.join("filibuster.toml"),
-        "[test]\ncommand = \"true\"\n[services.ghost]\npid = 1\nport = 5997\n",
+        format!(
+            "[test]\ncommand = \"true\"\n[services.ghost]\npid = {}\nport = 5997\n",
+            ghost.id()
+        ),
     )
     .unwrap();
     let output = run_test(&dir, &["--config", "filibuster.toml"]);
+    let _ = ghost.kill();
+    let _ = ghost.wait();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("service `ghost` is to be attached, but nothing listens on port 5997"),
+        stderr.contains(
+            "service `ghost` is to be attached, but nothing listens on port 5997 in its network namespace"
+        ),
         "{stderr}"
     );
 }

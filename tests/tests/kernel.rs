@@ -14,8 +14,11 @@ use std::{
 use filibuster::{
     cgroups::{RunCgroups, cgroup2_mount},
     ebpf::{Destination, Kernel},
+    netns::NetNs,
 };
-use filibuster_common::{ACTION_REDIRECTED, ACTION_REFUSED, ConnectAttempt, ConnectKey, Settings};
+use filibuster_common::{
+    ACTION_REDIRECTED, ACTION_REFUSED, ConnectAttempt, ConnectKey, Listeners, Settings,
+};
 
 /// Connects twice to the given address and says what happened.
 const CLIENT: &str = r#"
@@ -63,11 +66,16 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
 
     let mut kernel = Kernel::load().expect("programs load (run as root)");
+    kernel.configure(Settings::default()).unwrap();
+    let netns = NetNs::own().unwrap().cookie();
     kernel
-        .configure(Settings {
-            listener_port_v4: agent.local_addr().unwrap().port(),
-            ..Settings::default()
-        })
+        .add_listeners(
+            netns,
+            Listeners {
+                port_v4: agent.local_addr().unwrap().port(),
+                ..Listeners::default()
+            },
+        )
         .unwrap();
     let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
     let cgroup = cgroups.add("client").unwrap();
@@ -90,7 +98,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let child = client(cgroup, upstream_addr);
     let (mut redirected, peer) = accept_within(&agent, Duration::from_secs(10));
     let attempt = kernel
-        .take_redirect(peer)
+        .take_redirect(netns, peer)
         .expect("the kernel recorded the redirect");
     assert_eq!(
         Destination::from_kernel(&attempt.key.destination).0,

@@ -215,7 +215,7 @@ impl CallerConnection {
     }
 
     async fn forward(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Error> {
-        let destination = self.connection.destination;
+        let (netns, destination) = (&self.connection.netns, self.connection.destination);
         match &self.upstream {
             Upstream::Http1(upstream) => {
                 decline_h2c_upgrade(&mut request);
@@ -223,7 +223,7 @@ impl CallerConnection {
                 let sender = match upstream.as_mut() {
                     Some(sender) if !sender.is_closed() => sender,
                     _ => {
-                        let stream = connect(destination).await?;
+                        let stream = netns.connect(destination).await?;
                         let (sender, connection) = http1::Builder::new()
                             .preserve_header_case(true)
                             .handshake(TokioIo::new(stream))
@@ -242,7 +242,7 @@ impl CallerConnection {
                     match upstream.as_ref() {
                         Some(sender) if !sender.is_closed() => sender.clone(),
                         _ => {
-                            let stream = connect(destination).await?;
+                            let stream = netns.connect(destination).await?;
                             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                                 .handshake(TokioIo::new(stream))
                                 .await
@@ -263,12 +263,6 @@ impl CallerConnection {
         // and this runs inside that service.
         reset(unsafe { BorrowedFd::borrow_raw(self.fd) });
     }
-}
-
-async fn connect(destination: std::net::SocketAddr) -> Result<TcpStream, Error> {
-    let stream = TcpStream::connect(destination).await?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// An HTTP/1.1 request asking to upgrade to cleartext HTTP/2 (`Upgrade:

@@ -19,15 +19,19 @@ use tracing::debug;
 pub use http::INJECTED_HEADER;
 use sniff::Wire;
 
-use crate::session::{Connection, Session};
+use crate::{
+    netns::NetNs,
+    session::{Connection, Session},
+};
 
-/// Accepts redirected connections until the task is dropped.
-pub async fn serve(listener: TcpListener, session: Arc<Session>) {
+/// Accepts the connections redirected to `listener`, which lives in
+/// `netns`, until the task is dropped.
+pub async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let Some(connection) = session.accept(peer) else {
+        let Some(connection) = session.accept(&netns, peer) else {
             // Not redirected by our programs: nobody should connect here.
             debug!(%peer, "dropping a connection the kernel did not redirect");
             continue;

@@ -27,9 +27,8 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
         // Refusals happen in the kernel; anything else planned here
         // resets the connection.
         (Some(_), _) => reset(&stream),
-        (None, call) => match TcpStream::connect(connection.destination).await {
+        (None, call) => match connection.netns.connect(connection.destination).await {
             Ok(mut upstream) => {
-                let _ = upstream.set_nodelay(true);
                 if let Some(call) = call {
                     session.finish_call(call, &connection.callee, Outcome::Connected);
                 }

@@ -5,25 +5,28 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use filibuster_common::Settings;
+use filibuster_common::{Listeners, Settings};
 use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 
 use super::{functional::FunctionalTest, host_lock::HostLock, services};
 use crate::{
     cgroups::{self, Cgroup, RunCgroups},
     config::{Config, Service, ServiceSource, TEST_CALLER, TestSpec},
+    containers,
     control::{self, LoopResult, TestLoop},
     ebpf::Kernel,
     explore::FaultSpace,
+    netns::NetNs,
     proxy,
-    session::Session,
+    session::{ServiceAddress, Session, check_unique_ports},
 };
 
 pub struct Host {
@@ -70,34 +73,62 @@ impl Host {
             .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", control_port))?;
 
         let mut kernel = Kernel::load()?;
-        let listener_v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        // IPv6 may be disabled on the host; IPv4 then carries every call.
-        let listener_v6 = TcpListener::bind("[::1]:0").await.ok();
         kernel.configure(Settings {
-            listener_port_v4: listener_v4.local_addr()?.port(),
-            listener_port_v6: listener_v6
-                .as_ref()
-                .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
             control_port,
-            _pad: 0,
+            _pad: [0; 3],
         })?;
 
+        let own = Arc::new(NetNs::own()?);
+        let mut namespaces = vec![own.clone()];
         let mut cgroups = RunCgroups::create(&mount)?;
         let mut attached = Vec::new();
+        let mut placed = Vec::new();
         for service in &config.services {
-            match &service.source {
+            let (cgroup, pid) = match &service.source {
                 ServiceSource::Command(_) => {
                     cgroups.add(&service.name)?;
+                    placed.push((service, own.clone()));
+                    continue;
                 }
-                ServiceSource::Cgroup(path) => {
-                    attached.push(attach_to(service, Cgroup::existing(path)?)?)
-                }
-                ServiceSource::Process(pid) => {
-                    attached.push(attach_to(service, Cgroup::of_process(&mount, *pid)?)?)
-                }
+                ServiceSource::Cgroup(path) => (Cgroup::existing(path)?, None),
+                ServiceSource::Process(pid) => (Cgroup::of_process(&mount, *pid)?, Some(*pid)),
+                ServiceSource::Container(reference) => (
+                    Cgroup::existing(&containers::cgroup_of(&mount, reference)?)?,
+                    None,
+                ),
+            };
+            let netns = namespace_of(service, &cgroup, pid, &mut namespaces)?;
+            if !netns.listens_on(service.port) {
+                bail!(
+                    "service `{}` is to be attached, but nothing listens on port {} in its network namespace: start it first, or fix [services.{}].port",
+                    service.name,
+                    service.port,
+                    service.name
+                );
             }
+            attached.push((service.name.as_str(), cgroup));
+            placed.push((service, netns));
         }
         cgroups.add(TEST_CALLER)?;
+
+        // A listener in every namespace a caller lives in, registered
+        // before any program is attached.
+        let mut listeners = Vec::new();
+        for netns in &namespaces {
+            let (v4, v6) = netns.bind_listeners()?;
+            kernel.add_listeners(
+                netns.cookie(),
+                Listeners {
+                    port_v4: v4.local_addr()?.port(),
+                    port_v6: v6
+                        .as_ref()
+                        .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
+                    _pad: 0,
+                },
+            )?;
+            listeners.extend([Some(v4), v6].into_iter().flatten().map(|l| (l, netns.clone())));
+        }
+
         let callers: Vec<(&str, &Cgroup)> = cgroups
             .children()
             .iter()
@@ -123,29 +154,20 @@ impl Host {
             kernel.attach(cgroup)?;
         }
         let attached_at = started.elapsed();
-        let ports: HashMap<u16, String> = config
-            .services
-            .iter()
-            .map(|s| (s.port, s.name.clone()))
-            .collect();
-        let session = Arc::new(Session::new(kernel, ports, faults));
+        let session = Arc::new(Session::new(kernel, directory(&placed)?, faults));
         for (name, cgroup) in &callers {
             session.add_caller(cgroup.id(), name);
         }
         let (test_loop, loop_results) = TestLoop::new(run_token()?);
-        let tasks = vec![
-            tokio::spawn(control::serve(
-                control_listener,
-                session.clone(),
-                test_loop.clone(),
-            )),
-            tokio::spawn(proxy::serve(listener_v4, session.clone())),
-        ];
-        let mut tasks = Tasks(tasks);
-        if let Some(listener) = listener_v6 {
+        let mut tasks = Tasks(vec![tokio::spawn(control::serve(
+            control_listener,
+            session.clone(),
+            test_loop.clone(),
+        ))]);
+        for (listener, netns) in listeners {
             tasks
                 .0
-                .push(tokio::spawn(proxy::serve(listener, session.clone())));
+                .push(tokio::spawn(proxy::serve(listener, netns, session.clone())));
         }
 
         let logs = services::log_dir()?;
@@ -199,17 +221,68 @@ impl Host {
     }
 }
 
-/// An attached service's cgroup, if the agent can reach its processes.
-fn attach_to(service: &Service, cgroup: Cgroup) -> Result<(&str, Cgroup)> {
-    let elsewhere = cgroup.pids_in_other_netns();
-    if !elsewhere.is_empty() {
-        bail!(
-            "service `{}` (cgroup {}) runs in another network namespace (pids {elsewhere:?}): attaching across namespaces is not supported yet; run the agent in that namespace",
-            service.name,
-            cgroup.path().display()
-        );
+/// The network namespace of an attached service: its process's, or the
+/// one all processes of its cgroup share. Namespaces already open are
+/// reused, so each gets one listener.
+fn namespace_of(
+    service: &Service,
+    cgroup: &Cgroup,
+    pid: Option<u32>,
+    namespaces: &mut Vec<Arc<NetNs>>,
+) -> Result<Arc<NetNs>> {
+    let pid = match pid {
+        Some(pid) => pid,
+        None => {
+            let pids = cgroup.pids();
+            let Some(&first) = pids.first() else {
+                bail!(
+                    "service `{}` is to be attached, but cgroup {} has no process: start it first",
+                    service.name,
+                    cgroup.path().display()
+                );
+            };
+            let netns_of = |pid: i32| {
+                std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| (m.dev(), m.ino())).ok()
+            };
+            let distinct: HashSet<_> = pids.iter().filter_map(|&p| netns_of(p)).collect();
+            if distinct.len() > 1 {
+                bail!(
+                    "the processes of service `{}` (cgroup {}) live in {} network namespaces: attach each by pid as a service of its own",
+                    service.name,
+                    cgroup.path().display(),
+                    distinct.len()
+                );
+            }
+            first as u32
+        }
+    };
+    let netns = NetNs::of_process(pid)?;
+    if let Some(known) = namespaces.iter().find(|n| n.cookie() == netns.cookie()) {
+        return Ok(known.clone());
     }
-    Ok((&service.name, cgroup))
+    let netns = Arc::new(netns);
+    namespaces.push(netns.clone());
+    Ok(netns)
+}
+
+/// Where every service listens, for naming the callees of connects.
+fn directory(placed: &[(&Service, Arc<NetNs>)]) -> Result<Vec<ServiceAddress>> {
+    let mut addresses: HashMap<u64, Vec<IpAddr>> = HashMap::new();
+    let mut directory = Vec::new();
+    for (service, netns) in placed {
+        let cookie = netns.cookie();
+        if !addresses.contains_key(&cookie) {
+            addresses.insert(cookie, netns.addresses()?);
+        }
+        directory.push(ServiceAddress {
+            name: service.name.clone(),
+            port: service.port,
+            netns: cookie,
+            addresses: addresses[&cookie].clone(),
+        });
+    }
+    check_unique_ports(&directory)?;
+    Ok(directory)
 }
 
 /// The secret a looping test process presents: only the process the run

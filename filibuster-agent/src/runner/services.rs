@@ -12,10 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use crate::{
-    cgroups::RunCgroups,
-    config::{Config, ServiceSource},
-};
+use crate::{cgroups::RunCgroups, config::Config};
 
 /// Whether something accepts connections on loopback `port`.
 pub fn listening(port: u16) -> bool {
@@ -26,20 +23,10 @@ pub fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// Fails if another process holds a port a launched service needs, or if
-/// an attached service does not listen on its port.
+/// Fails if another process holds a port a launched service needs.
 pub fn check_ports(config: &Config) -> Result<()> {
-    for service in &config.services {
-        let launched = matches!(service.source, ServiceSource::Command(_));
-        if !launched && !listening(service.port) {
-            bail!(
-                "service `{}` is to be attached, but nothing listens on port {}: start it first, or fix [services.{}].port",
-                service.name,
-                service.port,
-                service.name
-            );
-        }
-        if launched && listening(service.port) {
+    for (service, _) in config.launched() {
+        if listening(service.port) {
             bail!(
                 "port {} of service `{}` is already in use by another process: stop it, or change [services.{}].port",
                 service.port,

@@ -1,0 +1,203 @@
+//! Network namespaces. A container's services live in a namespace of their
+//! own, where the agent's loopback listener is out of reach and where
+//! addresses mean what that namespace's routes say. So the agent opens a
+//! listener inside each namespace a managed caller lives in, and makes a
+//! caller's upstream connections from the caller's namespace.
+//!
+//! A socket belongs to the namespace of the thread that created it, and a
+//! thread may switch namespace (`setns`): sockets for another namespace are
+//! created on a short-lived thread that enters it, then used from anywhere.
+
+use std::{
+    fs::{self, File},
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::{fd::AsFd, unix::fs::MetadataExt},
+};
+
+use anyhow::{Context, Result};
+use nix::sched::{CloneFlags, setns};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// An open handle on a network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    file: File,
+    /// The kernel's identity of the namespace (`bpf_get_netns_cookie`).
+    cookie: u64,
+    /// A process inside it, whose `/proc` entry shows the namespace's
+    /// sockets; `None` for the agent's own.
+    pid: Option<u32>,
+}
+
+impl NetNs {
+    /// The namespace the agent runs in.
+    pub fn own() -> Result<Self> {
+        Self::open("/proc/self/ns/net", None)
+    }
+
+    /// The namespace process `pid` runs in.
+    pub fn of_process(pid: u32) -> Result<Self> {
+        Self::open(&format!("/proc/{pid}/ns/net"), Some(pid))
+    }
+
+    fn open(path: &str, pid: Option<u32>) -> Result<Self> {
+        let file = File::open(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open network namespace {path} ({e}): the process must be running, and the agent needs root in the host's namespaces"
+            )
+        })?;
+        let mut netns = Self {
+            file,
+            cookie: 0,
+            pid: pid.filter(|_| !Self::is_own(path)),
+        };
+        netns.cookie = netns
+            .enter(|| netns_cookie(&std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?))
+            .with_context(|| format!("cannot read the cookie of network namespace {path}"))?;
+        Ok(netns)
+    }
+
+    fn is_own(path: &str) -> bool {
+        let inode = |p: &str| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        inode(path) == inode("/proc/self/ns/net")
+    }
+
+    pub fn cookie(&self) -> u64 {
+        self.cookie
+    }
+
+    /// Runs `work` inside this namespace: here when it is the agent's own,
+    /// on a thread of its own otherwise (which ends with it).
+    pub fn enter<T: Send>(&self, work: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        if self.pid.is_none() {
+            return work();
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                    work()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+        })
+    }
+
+    /// The agent's transparent listeners on this namespace's loopback:
+    /// IPv4, and IPv6 unless it is off there.
+    pub fn bind_listeners(&self) -> Result<(TcpListener, Option<TcpListener>)> {
+        let (v4, v6) = self
+            .enter(|| {
+                let v4 = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+                let v6 = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).ok();
+                Ok((v4, v6))
+            })
+            .context("cannot open a listener on loopback in a service's network namespace (is its `lo` up?)")?;
+        let into_tokio = |listener: std::net::TcpListener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        };
+        Ok((into_tokio(v4)?, v6.map(into_tokio).transpose()?))
+    }
+
+    /// A connection to `destination`, made from this namespace.
+    pub async fn connect(&self, destination: SocketAddr) -> io::Result<TcpStream> {
+        let socket = self.enter(|| {
+            if destination.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+        })?;
+        socket.set_nodelay(true)?;
+        socket.connect(destination).await
+    }
+
+    /// The addresses of this namespace's interfaces: where its services
+    /// are reached from elsewhere.
+    pub fn addresses(&self) -> Result<Vec<IpAddr>> {
+        self.enter(|| {
+            Ok(nix::ifaddrs::getifaddrs()?
+                .filter_map(|interface| {
+                    let address = interface.address?;
+                    if let Some(v4) = address.as_sockaddr_in() {
+                        Some(IpAddr::V4(v4.ip()))
+                    } else {
+                        address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                    }
+                })
+                .collect())
+        })
+        .context("cannot list the addresses of a service's network namespace")
+    }
+
+    /// Whether a socket of this namespace listens on TCP `port`, on any
+    /// address (read from `/proc/<pid>/net/tcp*`, which show the sockets of
+    /// that process's namespace).
+    pub fn listens_on(&self, port: u16) -> bool {
+        let process = self.pid.map_or("self".to_string(), |pid| pid.to_string());
+        ["tcp", "tcp6"].iter().any(|table| {
+            fs::read_to_string(format!("/proc/{process}/net/{table}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .any(|line| is_listening_on(line, port))
+        })
+    }
+}
+
+/// Whether one row of `/proc/net/tcp` is a socket listening on `port`:
+/// `sl local_address rem_address st ...`, the local address as
+/// `HEXIP:HEXPORT` and the state `0A` (LISTEN).
+fn is_listening_on(row: &str, port: u16) -> bool {
+    let mut fields = row.split_whitespace().skip(1);
+    let (Some(local), Some(_remote), Some(state)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    state == "0A"
+        && local
+            .rsplit_once(':')
+            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+            == Some(port)
+}
+
+/// The cookie of the namespace `socket` was created in.
+fn netns_cookie(socket: &impl AsFd) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `cookie`. nix has
+    // no wrapper for SO_NETNS_COOKIE (Linux 5.14).
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_listening_rows_of_proc_net_tcp() {
+        let listening =
+            "   0: 0100007F:1389 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0";
+        let connected =
+            "   1: 0100007F:1389 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0";
+        assert!(is_listening_on(listening, 5001));
+        assert!(!is_listening_on(listening, 5000));
+        assert!(!is_listening_on(connected, 5001));
+        assert!(!is_listening_on("garbage", 5001));
+    }
+}
