@@ -148,13 +148,17 @@ mod tests {
             assert!(names_container(&name, "4f1c2d"), "{name}");
             assert!(!names_container(&name, "4f1c2e"), "{name}");
         }
-        assert!(!names_container(&format!("libpod-conmon-{ID}.scope"), "4f1c"));
+        assert!(!names_container(
+            &format!("libpod-conmon-{ID}.scope"),
+            "4f1c"
+        ));
         assert!(!names_container("docker-4f1c.scope", "4f1c"));
     }
 
     #[test]
     fn finds_ids_by_name_in_docker_and_podman_state() {
-        let root = std::env::temp_dir().join(format!("filibuster-containers-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("filibuster-containers-{}", std::process::id()));
         let docker = root.join("docker");
         let podman = root.join("podman");
         fs::create_dir_all(docker.join("containers").join(ID)).unwrap();
@@ -169,8 +173,14 @@ mod tests {
             r#"[{"id":"abc123","names":["ledger"],"image":"x"}]"#,
         )
         .unwrap();
-        assert_eq!(id_of_name(&docker, &podman, "shop-cart").as_deref(), Some(ID));
-        assert_eq!(id_of_name(&docker, &podman, "ledger").as_deref(), Some("abc123"));
+        assert_eq!(
+            id_of_name(&docker, &podman, "shop-cart").as_deref(),
+            Some(ID)
+        );
+        assert_eq!(
+            id_of_name(&docker, &podman, "ledger").as_deref(),
+            Some("abc123")
+        );
         assert_eq!(id_of_name(&docker, &podman, "nobody"), None);
         fs::remove_dir_all(root).unwrap();
     }

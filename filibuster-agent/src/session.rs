@@ -469,6 +469,9 @@ mod tests {
         assert!(check_unique_ports(&services).is_ok());
         let clash = [services[1].clone(), service("baz", 8080, 2, &[])];
         let err = check_unique_ports(&clash).unwrap_err().to_string();
-        assert!(err.contains("[services.foo] and [services.baz] both claim port 8080"), "{err}");
+        assert!(
+            err.contains("[services.foo] and [services.baz] both claim port 8080"),
+            "{err}"
+        );
     }
 }

@@ -48,6 +48,9 @@ const APT_PACKAGES: &[&str] = &[
     // A cache for the examples, passed through as TCP. (Node.js and npm
     // come with the machine, from NodeSource; Debian's npm would conflict.)
     "redis-server",
+    // `ip` and `nsenter`: the container tests build namespaces and bridges.
+    "iproute2",
+    "util-linux",
 ];
 const PYTHON_PACKAGES: &[&str] = &["flask", "requests", "pytest", "grpcio", "redis"];
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -4,14 +4,18 @@ fault was injected somewhere, fails gracefully with 503 or 404.
 
 Runs as a script (per execution, or looping with `--test-loop`) and under
 pytest (`[test] pytest = "functional/"`)."""
+import os
 import requests
 
 import filibuster
 from filibuster.assertions import was_fault_injected
 
+# Where foo is reached (a container is given its address).
+FOO_URL = os.environ.get("FOO_URL", "http://localhost:5000")
+
 
 def test_functional_foo_bar_baz():
-    response = requests.get("http://localhost:5000/foo/bar/baz", timeout=5)
+    response = requests.get(FOO_URL + "/foo/bar/baz", timeout=5)
     if response.status_code == 200:
         assert (not was_fault_injected()) and response.text == "foo bar baz"
     else:

@@ -4,7 +4,7 @@
 //! (closing the programs' links) and removes the cgroups, in that order.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     net::{IpAddr, Ipv4Addr},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -126,7 +126,12 @@ impl Host {
                     _pad: 0,
                 },
             )?;
-            listeners.extend([Some(v4), v6].into_iter().flatten().map(|l| (l, netns.clone())));
+            listeners.extend(
+                [Some(v4), v6]
+                    .into_iter()
+                    .flatten()
+                    .map(|l| (l, netns.clone())),
+            );
         }
 
         let callers: Vec<(&str, &Cgroup)> = cgroups
@@ -242,7 +247,9 @@ fn namespace_of(
                 );
             };
             let netns_of = |pid: i32| {
-                std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| (m.dev(), m.ino())).ok()
+                std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .map(|m| (m.dev(), m.ino()))
+                    .ok()
             };
             let distinct: HashSet<_> = pids.iter().filter_map(|&p| netns_of(p)).collect();
             if distinct.len() > 1 {
@@ -271,14 +278,15 @@ fn directory(placed: &[(&Service, Arc<NetNs>)]) -> Result<Vec<ServiceAddress>> {
     let mut directory = Vec::new();
     for (service, netns) in placed {
         let cookie = netns.cookie();
-        if !addresses.contains_key(&cookie) {
-            addresses.insert(cookie, netns.addresses()?);
-        }
+        let addresses = match addresses.entry(cookie) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(netns.addresses()?),
+        };
         directory.push(ServiceAddress {
             name: service.name.clone(),
             port: service.port,
             netns: cookie,
-            addresses: addresses[&cookie].clone(),
+            addresses: addresses.clone(),
         });
     }
     check_unique_ports(&directory)?;

@@ -1,7 +1,11 @@
 """bar: calls baz and handles every way that call can fail."""
+import os
 import requests
 from flask import Flask, jsonify
 from werkzeug.exceptions import ServiceUnavailable
+
+# Where baz is reached (a container is given its address).
+BAZ_URL = os.environ.get("BAZ_URL", "http://localhost:5002")
 
 app = Flask(__name__)
 
@@ -14,7 +18,7 @@ def health_check():
 @app.route("/bar/baz", methods=["GET"])
 def bar():
     try:
-        response = requests.get("http://localhost:5002/baz", timeout=0.5)
+        response = requests.get(BAZ_URL + "/baz", timeout=0.5)
     except requests.exceptions.ConnectionError:
         raise ServiceUnavailable("The baz service is unavailable.")
     except requests.exceptions.Timeout:

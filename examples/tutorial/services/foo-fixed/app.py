@@ -1,7 +1,11 @@
 """foo, fixed: a connection error to bar is answered with 503 too."""
+import os
 import requests
 from flask import Flask, jsonify
 from werkzeug.exceptions import ServiceUnavailable
+
+# Where bar is reached (a container is given its address).
+BAR_URL = os.environ.get("BAR_URL", "http://localhost:5001")
 
 app = Flask(__name__)
 
@@ -14,7 +18,7 @@ def health_check():
 @app.route("/foo/bar/baz", methods=["GET"])
 def foo():
     try:
-        response = requests.get("http://localhost:5001/bar/baz", timeout=1.5)
+        response = requests.get(BAR_URL + "/bar/baz", timeout=1.5)
     except requests.exceptions.ConnectionError:
         raise ServiceUnavailable("The bar service is unavailable.")
     except requests.exceptions.Timeout:

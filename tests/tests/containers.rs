@@ -1,0 +1,332 @@
+//! Services in containers the agent did not start, built from the parts a
+//! container engine uses (no engine runs on these machines): each service
+//! runs in a network namespace of its own, joined to the host by a veth
+//! pair on a bridge, and in a cgroup of its own, named as Docker names its
+//! scopes. The tutorial's foo is attached by pid, bar by `container =`
+//! (its id prefix); baz is launched by the agent on the host, which bar
+//! reaches at the bridge's address. The agent finds foo's bug and replays
+//! it, `trace` prints the call tree, a load of outside requests running
+//! alongside sees no redirection and changes nothing in the run, and
+//! afterwards the containers serve unintercepted with no listener of ours
+//! left in their namespaces.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use filibuster_tests::{cgroup_mount, filibuster, read_json, replay, run_test, scratch, workspace};
+
+const BRIDGE: &str = "fbt0";
+const HOST_IP: &str = "10.203.0.1";
+const FOO_IP: &str = "10.203.0.2";
+const BAR_IP: &str = "10.203.0.3";
+/// bar's container id, as Docker would have made it.
+const BAR_ID: &str = "b4a7c0de5eed0fa11ab1e5eed0fa11ab1e5eed0fa11ab1e5eed0fa11ab1e5eed";
+
+fn ip(args: &str) {
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .expect("ip (iproute2) runs");
+    assert!(status.success(), "ip {args} failed");
+}
+
+/// A bridge on the host with an address, like docker0; removed on drop
+/// with every namespace made on it.
+struct Network {
+    namespaces: Vec<String>,
+}
+
+impl Network {
+    fn create() -> Self {
+        let _ = Command::new("ip")
+            .args(["link", "del", BRIDGE])
+            .stderr(std::process::Stdio::null())
+            .status();
+        ip(&format!("link add {BRIDGE} type bridge"));
+        ip(&format!("addr add {HOST_IP}/24 dev {BRIDGE}"));
+        ip(&format!("link set {BRIDGE} up"));
+        Self {
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// A network namespace with `address` on its eth0, plugged into the
+    /// bridge, its loopback up.
+    fn namespace(&mut self, name: &str, address: &str) -> String {
+        let netns = format!("fbt-{name}");
+        let _ = Command::new("ip")
+            .args(["netns", "del", &netns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        ip(&format!("netns add {netns}"));
+        self.namespaces.push(netns.clone());
+        let host_end = format!("fbt-{name}-h");
+        ip(&format!(
+            "link add {host_end} type veth peer name eth0 netns {netns}"
+        ));
+        ip(&format!("link set {host_end} master {BRIDGE} up"));
+        ip(&format!("-n {netns} addr add {address}/24 dev eth0"));
+        ip(&format!("-n {netns} link set eth0 up"));
+        ip(&format!("-n {netns} link set lo up"));
+        netns
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for netns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+    }
+}
+
+/// A tutorial service in its own cgroup and network namespace.
+struct Container {
+    process: Child,
+    cgroup: PathBuf,
+}
+
+impl Container {
+    fn start(cgroup: PathBuf, netns: &str, script: &str, env: (&str, String)) -> Self {
+        fs::create_dir_all(&cgroup).expect("the container's cgroup");
+        let process = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec nsenter --net=/run/netns/{netns} python3 {script}",
+                cgroup.display()
+            ))
+            .env(env.0, env.1)
+            .current_dir(workspace().join("examples/tutorial"))
+            .spawn()
+            .expect("the service starts");
+        Self { process, cgroup }
+    }
+
+    /// The TCP ports something listens on in the container's namespace.
+    fn listening_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = ["tcp", "tcp6"]
+            .iter()
+            .flat_map(|table| {
+                fs::read_to_string(format!("/proc/{}/net/{table}", self.process.id()))
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .filter_map(|row| {
+                        let fields: Vec<&str> = row.split_whitespace().collect();
+                        let port = fields.get(1)?.rsplit_once(':')?.1;
+                        (fields.get(3) == Some(&"0A"))
+                            .then(|| u16::from_str_radix(port, 16).ok())?
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
+        ports
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir(&self.cgroup).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(parent) = self.cgroup.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// One HTTP/1.0 GET; the status line's code and the body.
+fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+fn wait_until_serving(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(get(address, "/health-check"), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "nothing serves at {address}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Requests from outside every managed cgroup, for as long as `running`:
+/// to bar's health check across the bridge, and to a server on the host's
+/// loopback that answers each client with the port it sees it on.
+/// Returns (requests, failures, requests that arrived through a proxy).
+fn outside_load(running: Arc<AtomicBool>) -> thread::JoinHandle<(u32, u32, u32)> {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_address = server.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        while let Ok((mut stream, peer)) = server.accept() {
+            // Read the request first: closing on unread bytes sends a reset.
+            let mut request = [0u8; 64];
+            let _ = stream.read(&mut request);
+            let _ = write!(stream, "HTTP/1.0 200 OK\r\n\r\n{}", peer.port());
+        }
+    });
+    let bar = format!("{BAR_IP}:5001");
+    thread::spawn(move || {
+        let (mut requests, mut failures, mut proxied) = (0, 0, 0);
+        while running.load(Ordering::Relaxed) {
+            requests += 2;
+            if !matches!(get(&bar, "/health-check"), Ok((200, _))) {
+                failures += 1;
+            }
+            match seen_directly(&server_address) {
+                Ok(true) => {}
+                Ok(false) => proxied += 1,
+                Err(_) => failures += 1,
+            }
+        }
+        (requests, failures, proxied)
+    })
+}
+
+/// Whether the server at `address` sees this client's own port as its peer.
+fn seen_directly(address: &str) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect(address)?;
+    let port = stream.local_addr()?.port();
+    write!(stream, "GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer.ends_with(&format!("\r\n\r\n{port}")))
+}
+
+/// A run's executions as its JSON report lists them, without timings.
+fn executions(report: PathBuf) -> serde_json::Value {
+    let mut log = read_json(&report)["execution_log"].clone();
+    for execution in log.as_array_mut().expect("an execution log") {
+        execution["seconds"] = serde_json::Value::Null;
+    }
+    log
+}
+
+#[test]
+fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
+    let mut network = Network::create();
+    let foo_netns = network.namespace("foo", FOO_IP);
+    let bar_netns = network.namespace("bar", BAR_IP);
+    let engine = cgroup_mount().unwrap().join("fbtest-docker");
+    let foo = Container::start(
+        engine.join(format!("docker-{}.scope", "f00".repeat(21) + "f")),
+        &foo_netns,
+        "services/foo/app.py",
+        ("BAR_URL", format!("http://{BAR_IP}:5001")),
+    );
+    let bar = Container::start(
+        engine.join(format!("docker-{BAR_ID}.scope")),
+        &bar_netns,
+        "services/bar/app.py",
+        ("BAZ_URL", format!("http://{HOST_IP}:5002")),
+    );
+    wait_until_serving(&format!("{FOO_IP}:5000"));
+    wait_until_serving(&format!("{BAR_IP}:5001"));
+
+    let dir = scratch("containers");
+    let tutorial = workspace().join("examples/tutorial");
+    let config = dir.join("filibuster.toml");
+    fs::write(
+        &config,
+        format!(
+            "[test]\ncommand = \"cd {t} && FOO_URL=http://{FOO_IP}:5000 python3 functional/test_foo_bar_baz.py\"\n\
+             [services.foo]\npid = {pid}\nport = 5000\n\
+             [services.bar]\ncontainer = \"{bar_id}\"\nport = 5001\n\
+             [services.baz]\ncommand = \"cd {t} && python3 services/baz/app.py\"\nport = 5002\n",
+            t = tutorial.display(),
+            pid = foo.process.id(),
+            bar_id = &BAR_ID[..12],
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+
+    let output = run_test(&dir, &["--config", &config, "--report-json", "quiet.json"]);
+    assert_eq!(output.status.code(), Some(1), "foo's bug is found");
+    let counterexample = read_json(&dir.join("counterexample.json"));
+    let fault = &counterexample["faults"][0];
+    assert_eq!(fault["site"]["caller"], "foo");
+    assert_eq!(fault["site"]["callee"], "bar");
+    assert_eq!(fault["fault"]["kind"], "connection-refused");
+    assert_eq!(
+        replay(&dir, &config).status.code(),
+        Some(1),
+        "the replay fails the same way"
+    );
+
+    // The same run with outside traffic alongside: none of it is
+    // redirected or failed, and the run explores exactly as before.
+    let running = Arc::new(AtomicBool::new(true));
+    let load = outside_load(running.clone());
+    let loaded = run_test(&dir, &["--config", &config, "--report-json", "loaded.json"]);
+    running.store(false, Ordering::Relaxed);
+    let (requests, failures, proxied) = load.join().unwrap();
+    assert!(requests >= 20, "only {requests} outside requests ran");
+    assert_eq!(
+        (failures, proxied),
+        (0, 0),
+        "of {requests} outside requests"
+    );
+    assert_eq!(loaded.status.code(), Some(1));
+    assert_eq!(
+        executions(dir.join("loaded.json")),
+        executions(dir.join("quiet.json"))
+    );
+
+    let trace = filibuster()
+        .args(["trace", "--config", &config])
+        .output()
+        .expect("filibuster trace runs");
+    assert!(trace.status.success(), "{trace:?}");
+    let tree = String::from_utf8_lossy(&trace.stdout);
+    for line in [
+        "  test → foo GET /foo/bar/baz  ×1 (200 ×1)",
+        "    foo → bar GET /bar/baz  ×1 (200 ×1)",
+        "      bar → baz GET /baz  ×1 (200 ×1)",
+    ] {
+        assert!(tree.contains(line), "{tree}");
+    }
+
+    // Left as found: no listener of ours in their namespaces, their
+    // cgroups in place, and foo reaches bar directly (bar answers 503, as
+    // baz, which the agent launched, is gone; a redirect left behind would
+    // make foo's connect fail and foo answer 500).
+    assert_eq!(foo.listening_ports(), [5000]);
+    assert_eq!(bar.listening_ports(), [5001]);
+    assert!(foo.cgroup.exists() && bar.cgroup.exists());
+    assert_eq!(
+        get(&format!("{FOO_IP}:5000"), "/foo/bar/baz").unwrap().0,
+        503
+    );
+    drop((foo, bar));
+    drop(network);
+}
