@@ -128,3 +128,31 @@ pub fn cgroup_mount() -> anyhow::Result<PathBuf> {
         })
         .ok_or_else(|| anyhow::anyhow!("no cgroup2 mount"))
 }
+
+/// Filibuster's kernel programs still loaded in the kernel (by anyone),
+/// after giving the kernel a moment to free those whose last link closed.
+pub fn our_programs_loaded() -> Vec<String> {
+    use filibuster_common::programs;
+    let ours = [
+        programs::CONNECT4,
+        programs::CONNECT6,
+        programs::GETPEERNAME4,
+        programs::GETPEERNAME6,
+        programs::SOCK_OPS,
+    ];
+    let loaded = || -> Vec<String> {
+        aya::programs::loaded_programs()
+            .flatten()
+            .filter_map(|program| program.name_as_str().map(str::to_string))
+            .filter(|name| ours.contains(&name.as_str()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let left = loaded();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -3,12 +3,12 @@
 //! runs in a network namespace of its own, joined to the host by a veth
 //! pair on a bridge, and in a cgroup of its own, named as Docker names its
 //! scopes. The tutorial's foo is attached by pid, bar by `container =`
-//! (its id prefix); baz is launched by the agent on the host, which bar
-//! reaches at the bridge's address. The agent finds foo's bug and replays
-//! it, `trace` prints the call tree, a load of outside requests running
-//! alongside sees no redirection and changes nothing in the run, and
-//! afterwards the containers serve unintercepted with no listener of ours
-//! left in their namespaces.
+//! (its id prefix), baz, on the host (bar reaches it at the bridge's
+//! address), by cgroup path. The agent finds foo's bug and replays it,
+//! `trace` prints the call tree, a load of outside requests running
+//! alongside sees no redirection and changes nothing in the run; however
+//! the agent ends (SIGINT, SIGTERM, SIGKILL), the services serve on
+//! unintercepted, with no program, cgroup or listener of ours left.
 
 use std::{
     fs,
@@ -24,7 +24,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filibuster_tests::{cgroup_mount, filibuster, read_json, replay, run_test, scratch, workspace};
+use filibuster_tests::{
+    cgroup_mount, filibuster, leftover_cgroups, our_programs_loaded, read_json, replay, run_test,
+    scratch, workspace,
+};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 
 const BRIDGE: &str = "fbt0";
 const HOST_IP: &str = "10.203.0.1";
@@ -92,19 +99,23 @@ impl Drop for Network {
     }
 }
 
-/// A tutorial service in its own cgroup and network namespace.
+/// A tutorial service in its own cgroup and network namespace (`None`:
+/// the host's).
 struct Container {
     process: Child,
     cgroup: PathBuf,
 }
 
 impl Container {
-    fn start(cgroup: PathBuf, netns: &str, script: &str, env: (&str, String)) -> Self {
+    fn start(cgroup: PathBuf, netns: Option<&str>, script: &str, env: (&str, String)) -> Self {
         fs::create_dir_all(&cgroup).expect("the container's cgroup");
+        let enter = netns.map_or(String::new(), |netns| {
+            format!("nsenter --net=/run/netns/{netns} ")
+        });
         let process = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec nsenter --net=/run/netns/{netns} python3 {script}",
+                "echo $$ > {}/cgroup.procs && exec {enter}python3 {script}",
                 cgroup.display()
             ))
             .env(env.0, env.1)
@@ -231,46 +242,95 @@ fn executions(report: PathBuf) -> serde_json::Value {
     log
 }
 
+/// The three services up in their containers, and a config attaching to
+/// them.
+struct Cluster {
+    foo: Container,
+    bar: Container,
+    baz: Container,
+    dir: PathBuf,
+    config: String,
+    // Dropped last: the namespaces outlive the processes in them.
+    _network: Network,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Self {
+        let mut network = Network::create();
+        let foo_netns = network.namespace("foo", FOO_IP);
+        let bar_netns = network.namespace("bar", BAR_IP);
+        let engine = cgroup_mount().unwrap().join("fbtest-docker");
+        let foo = Container::start(
+            engine.join(format!("docker-{}.scope", "f00".repeat(21) + "f")),
+            Some(&foo_netns),
+            "services/foo/app.py",
+            ("BAR_URL", format!("http://{BAR_IP}:5001")),
+        );
+        let bar = Container::start(
+            engine.join(format!("docker-{BAR_ID}.scope")),
+            Some(&bar_netns),
+            "services/bar/app.py",
+            ("BAZ_URL", format!("http://{HOST_IP}:5002")),
+        );
+        let baz = Container::start(
+            cgroup_mount().unwrap().join("fbtest-baz.service"),
+            None,
+            "services/baz/app.py",
+            ("PYTHONUNBUFFERED", "1".into()),
+        );
+        wait_until_serving(&format!("{FOO_IP}:5000"));
+        wait_until_serving(&format!("{BAR_IP}:5001"));
+        wait_until_serving("127.0.0.1:5002");
+
+        let dir = scratch(name);
+        let config = dir.join("filibuster.toml");
+        fs::write(
+            &config,
+            format!(
+                "[test]\ncommand = \"cd {t} && FOO_URL=http://{FOO_IP}:5000 python3 functional/test_foo_bar_baz.py\"\n\
+                 [services.foo]\npid = {pid}\nport = 5000\n\
+                 [services.bar]\ncontainer = \"{bar_id}\"\nport = 5001\n\
+                 [services.baz]\ncgroup = \"{baz}\"\nport = 5002\n",
+                t = workspace().join("examples/tutorial").display(),
+                pid = foo.process.id(),
+                bar_id = &BAR_ID[..12],
+                baz = baz.cgroup.display(),
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        Self {
+            foo,
+            bar,
+            baz,
+            dir,
+            config,
+            _network: network,
+        }
+    }
+
+    /// Left as found: no program or cgroup of ours, no listener of ours in
+    /// their namespaces, their cgroups in place, and the services calling
+    /// each other directly (a redirect left behind would fail foo's call).
+    fn assert_left_as_found(&self) {
+        assert_eq!(our_programs_loaded(), Vec::<String>::new());
+        assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
+        assert_eq!(self.foo.listening_ports(), [5000]);
+        assert_eq!(self.bar.listening_ports(), [5001]);
+        for container in [&self.foo, &self.bar, &self.baz] {
+            assert!(container.cgroup.exists());
+        }
+        let answer = get(&format!("{FOO_IP}:5000"), "/foo/bar/baz").unwrap();
+        assert_eq!(answer, (200, "foo bar baz".to_string()));
+    }
+}
+
 #[test]
 fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
-    let mut network = Network::create();
-    let foo_netns = network.namespace("foo", FOO_IP);
-    let bar_netns = network.namespace("bar", BAR_IP);
-    let engine = cgroup_mount().unwrap().join("fbtest-docker");
-    let foo = Container::start(
-        engine.join(format!("docker-{}.scope", "f00".repeat(21) + "f")),
-        &foo_netns,
-        "services/foo/app.py",
-        ("BAR_URL", format!("http://{BAR_IP}:5001")),
-    );
-    let bar = Container::start(
-        engine.join(format!("docker-{BAR_ID}.scope")),
-        &bar_netns,
-        "services/bar/app.py",
-        ("BAZ_URL", format!("http://{HOST_IP}:5002")),
-    );
-    wait_until_serving(&format!("{FOO_IP}:5000"));
-    wait_until_serving(&format!("{BAR_IP}:5001"));
+    let cluster = Cluster::start("containers");
+    let (dir, config) = (&cluster.dir, cluster.config.as_str());
 
-    let dir = scratch("containers");
-    let tutorial = workspace().join("examples/tutorial");
-    let config = dir.join("filibuster.toml");
-    fs::write(
-        &config,
-        format!(
-            "[test]\ncommand = \"cd {t} && FOO_URL=http://{FOO_IP}:5000 python3 functional/test_foo_bar_baz.py\"\n\
-             [services.foo]\npid = {pid}\nport = 5000\n\
-             [services.bar]\ncontainer = \"{bar_id}\"\nport = 5001\n\
-             [services.baz]\ncommand = \"cd {t} && python3 services/baz/app.py\"\nport = 5002\n",
-            t = tutorial.display(),
-            pid = foo.process.id(),
-            bar_id = &BAR_ID[..12],
-        ),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-
-    let output = run_test(&dir, &["--config", &config, "--report-json", "quiet.json"]);
+    let output = run_test(dir, &["--config", config, "--report-json", "quiet.json"]);
     assert_eq!(output.status.code(), Some(1), "foo's bug is found");
     let counterexample = read_json(&dir.join("counterexample.json"));
     let fault = &counterexample["faults"][0];
@@ -278,7 +338,7 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     assert_eq!(fault["site"]["callee"], "bar");
     assert_eq!(fault["fault"]["kind"], "connection-refused");
     assert_eq!(
-        replay(&dir, &config).status.code(),
+        replay(dir, config).status.code(),
         Some(1),
         "the replay fails the same way"
     );
@@ -287,7 +347,7 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     // redirected or failed, and the run explores exactly as before.
     let running = Arc::new(AtomicBool::new(true));
     let load = outside_load(running.clone());
-    let loaded = run_test(&dir, &["--config", &config, "--report-json", "loaded.json"]);
+    let loaded = run_test(dir, &["--config", config, "--report-json", "loaded.json"]);
     running.store(false, Ordering::Relaxed);
     let (requests, failures, proxied) = load.join().unwrap();
     assert!(requests >= 20, "only {requests} outside requests ran");
@@ -303,7 +363,7 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     );
 
     let trace = filibuster()
-        .args(["trace", "--config", &config])
+        .args(["trace", "--config", config])
         .output()
         .expect("filibuster trace runs");
     assert!(trace.status.success(), "{trace:?}");
@@ -315,18 +375,39 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     ] {
         assert!(tree.contains(line), "{tree}");
     }
+    cluster.assert_left_as_found();
+}
 
-    // Left as found: no listener of ours in their namespaces, their
-    // cgroups in place, and foo reaches bar directly (bar answers 503, as
-    // baz, which the agent launched, is gone; a redirect left behind would
-    // make foo's connect fail and foo answer 500).
-    assert_eq!(foo.listening_ports(), [5000]);
-    assert_eq!(bar.listening_ports(), [5001]);
-    assert!(foo.cgroup.exists() && bar.cgroup.exists());
-    assert_eq!(
-        get(&format!("{FOO_IP}:5000"), "/foo/bar/baz").unwrap().0,
-        503
-    );
-    drop((foo, bar));
-    drop(network);
+#[test]
+fn however_the_agent_ends_the_containers_are_left_as_found() {
+    let cluster = Cluster::start("containers-killed");
+    for sent in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL] {
+        let agent = filibuster()
+            .args(["test", "--config", &cluster.config])
+            .current_dir(&cluster.dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("filibuster starts");
+        // Mid-run: the run's cgroup is there, a few executions in.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leftover_cgroups().is_empty() {
+            assert!(Instant::now() < deadline, "the run never started");
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(1500));
+        kill(Pid::from_raw(agent.id() as i32), sent).expect("signal sent");
+        let output = agent.wait_with_output().expect("the agent ends");
+        if sent == Signal::SIGKILL {
+            // Only the test's cgroup is left, empty; the next start removes it.
+            assert_eq!(leftover_cgroups().len(), 1);
+            let next = run_test(
+                &cluster.dir,
+                &["--config", &cluster.config, "--only-initial-execution"],
+            );
+            assert_eq!(next.status.code(), Some(0));
+        } else {
+            assert_eq!(output.status.code(), Some(130), "{sent}: {output:?}");
+        }
+        cluster.assert_left_as_found();
+    }
 }

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filibuster_tests::{filibuster, leftover_cgroups, run_test, scratch, workspace};
+use filibuster_tests::{
+    filibuster, leftover_cgroups, our_programs_loaded, run_test, scratch, workspace,
+};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -50,6 +52,7 @@ fn signal(child: &Child, signal: Signal) {
 }
 
 fn assert_host_clean() {
+    assert_eq!(our_programs_loaded(), Vec::<String>::new());
     assert!(
         leftover_cgroups().is_empty(),
         "cgroups left: {:?}",
@@ -80,6 +83,7 @@ fn after_sigkill_the_next_start_removes_what_was_left() {
     agent.wait().expect("reaped");
     // The kernel detached the programs with the agent's links; the
     // services, in our cgroups, are ended by the next start.
+    assert_eq!(our_programs_loaded(), Vec::<String>::new());
     assert_eq!(leftover_cgroups().len(), 1);
     let dir = scratch("after-sigkill");
     let next = run_test(
