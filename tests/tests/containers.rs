@@ -260,19 +260,19 @@ impl Cluster {
         let foo_netns = network.namespace("foo", FOO_IP);
         let bar_netns = network.namespace("bar", BAR_IP);
         let engine = cgroup_mount().unwrap().join("fbtest-docker");
-        let foo = Container::start(
+        let foo_container = Container::start(
             engine.join(format!("docker-{}.scope", "f00".repeat(21) + "f")),
             Some(&foo_netns),
             "services/foo/app.py",
             ("BAR_URL", format!("http://{BAR_IP}:5001")),
         );
-        let bar = Container::start(
+        let bar_container = Container::start(
             engine.join(format!("docker-{BAR_ID}.scope")),
             Some(&bar_netns),
             "services/bar/app.py",
             ("BAZ_URL", format!("http://{HOST_IP}:5002")),
         );
-        let baz = Container::start(
+        let baz_container = Container::start(
             cgroup_mount().unwrap().join("fbtest-baz.service"),
             None,
             "services/baz/app.py",
@@ -292,17 +292,17 @@ impl Cluster {
                  [services.bar]\ncontainer = \"{bar_id}\"\nport = 5001\n\
                  [services.baz]\ncgroup = \"{baz}\"\nport = 5002\n",
                 t = workspace().join("examples/tutorial").display(),
-                pid = foo.process.id(),
+                pid = foo_container.process.id(),
                 bar_id = &BAR_ID[..12],
-                baz = baz.cgroup.display(),
+                baz = baz_container.cgroup.display(),
             ),
         )
         .unwrap();
         let config = config.display().to_string();
         Self {
-            foo,
-            bar,
-            baz,
+            foo: foo_container,
+            bar: bar_container,
+            baz: baz_container,
             dir,
             config,
             _network: network,
