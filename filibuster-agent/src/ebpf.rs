@@ -13,12 +13,12 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
+    maps::{Array, HashMap, MapData, RingBuf, SockHash},
+    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SkMsg, SockOps},
 };
 use filibuster_common::{
     AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey, Settings,
-    SockAddr, maps, programs,
+    SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -31,6 +31,11 @@ pub struct Kernel {
     refusals: HashMap<MapData, ConnectAttempt, u8>,
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
     events: RingBuf<MapData>,
+    managed: HashMap<MapData, u64, u8>,
+    senders: HashMap<MapData, PeerKey, u32>,
+    reads: HashMap<MapData, ThreadPort, u16>,
+    /// Holds the map `sends` is attached to.
+    _sockets: SockHash<MapData, u64>,
 }
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = [
@@ -60,6 +65,25 @@ impl Kernel {
         sock_ops
             .load()
             .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SOCK_OPS))?;
+        let sockets: SockHash<MapData, u64> =
+            SockHash::try_from(take_map(&mut ebpf, maps::SOCKETS)?)?;
+        let sends: &mut SkMsg = program(&mut ebpf, programs::SK_MSG)?.try_into()?;
+        sends
+            .load()
+            .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SK_MSG))?;
+        sends
+            .attach(sockets.fd())
+            .map_err(|e| anyhow!("cannot attach {}: {e}", programs::SK_MSG))?;
+        let reads: &mut RawTracePoint = program(&mut ebpf, programs::READS)?.try_into()?;
+        reads
+            .load()
+            .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::READS))?;
+        reads.attach(programs::READS_TRACEPOINT).map_err(|e| {
+            anyhow!(
+                "cannot attach to tracepoint {} ({e}): the kernel needs CONFIG_BPF_EVENTS",
+                programs::READS_TRACEPOINT
+            )
+        })?;
         Ok(Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
@@ -67,6 +91,10 @@ impl Kernel {
             refusals: HashMap::try_from(take_map(&mut ebpf, maps::REFUSALS)?)?,
             redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
             events: RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?,
+            managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
+            senders: HashMap::try_from(take_map(&mut ebpf, maps::SENDERS)?)?,
+            reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
+            _sockets: sockets,
             ebpf,
         })
     }
@@ -103,7 +131,9 @@ impl Kernel {
         sock_ops
             .attach(&dir, CgroupAttachMode::Single)
             .map_err(|e| attach_error(programs::SOCK_OPS, e))?;
-        Ok(())
+        self.managed
+            .insert(cgroup.id(), 1, 0)
+            .context("cannot register a managed cgroup with the kernel programs")
     }
 
     /// Starts counting connects afresh and arms these refusals.
@@ -132,15 +162,24 @@ impl Kernel {
     /// The connect that the kernel redirected to the agent's listener in
     /// network namespace `netns` (a cookie) and that arrived from `peer`.
     pub fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
-        let key = PeerKey {
-            netns,
-            port: peer.port(),
-            family: if peer.is_ipv4() { AF_INET } else { AF_INET6 },
-            _pad: 0,
-        };
+        let key = peer_key(netns, peer);
         let attempt = self.redirects.get(&key, 0).ok()?;
         let _ = self.redirects.remove(&key);
         Some(attempt)
+    }
+
+    /// The thread that last sent on the redirected connection that arrived
+    /// from `peer` at the listener in network namespace `netns`.
+    pub fn sender(&self, netns: u64, peer: SocketAddr) -> Option<u32> {
+        self.senders.get(&peer_key(netns, peer), 0).ok()
+    }
+
+    /// The peer port of the connection on local `port` that thread `tid`
+    /// last read from: for a service's listening port, the inbound
+    /// connection whose request the thread is serving.
+    pub fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
+        let key = ThreadPort { tid, port, _pad: 0 };
+        self.reads.get(&key, 0).ok()
     }
 
     /// Connect events reported since the last call.
@@ -154,6 +193,17 @@ impl Kernel {
             }
         }
         events
+    }
+}
+
+/// How the kernel programs key a redirected connection: by the caller's
+/// port, as the agent's listener in `netns` sees it.
+fn peer_key(netns: u64, peer: SocketAddr) -> PeerKey {
+    PeerKey {
+        netns,
+        port: peer.port(),
+        family: if peer.is_ipv4() { AF_INET } else { AF_INET6 },
+        _pad: 0,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Connection {
     pub caller: String,
     pub callee: String,
     pub destination: SocketAddr,
+    /// The caller's socket, as the agent's listener sees it.
+    pub peer: SocketAddr,
     /// The caller's network namespace, where its upstream connection is
     /// made.
     pub netns: Arc<NetNs>,
@@ -128,9 +130,8 @@ struct State {
     caller_cgroups: HashMap<String, u64>,
     services: Vec<ServiceAddress>,
     faults: FaultSpace,
-    /// Calls being served, per service, with their trace ids: the parents
-    /// of its outgoing calls.
-    serving: HashMap<String, Vec<(CallId, Option<String>)>>,
+    /// Calls being served, per service: the parents of its outgoing calls.
+    serving: HashMap<String, Vec<InFlight>>,
     /// Where each call that opened a connection did so, learned when the
     /// call was first seen: what a refusal of that call must target.
     connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
@@ -139,6 +140,16 @@ struct State {
     held: Duration,
     holding: usize,
     connections: u32,
+}
+
+/// A call a service is serving.
+struct InFlight {
+    id: CallId,
+    /// Its W3C trace id, if it carried one.
+    trace: Option<String>,
+    /// The agent's port on the connection that carries it to the service:
+    /// what the service's thread serving it last read from.
+    upstream_port: Option<u16>,
 }
 
 pub struct Session {
@@ -245,7 +256,13 @@ impl Session {
             let Some(planned) = state.armed.get(&event.attempt).cloned() else {
                 continue;
             };
-            let parent = Self::parent(&state.serving, &planned.site.caller, None);
+            let serving = Self::served_by_thread(
+                &state.services,
+                &state.kernel,
+                &planned.site.caller,
+                Some(event.tid),
+            );
+            let parent = Self::parent(&state.serving, &planned.site.caller, None, serving);
             if let Some(execution) = state.execution.as_mut() {
                 execution.begin_call(parent, planned.site, |_| Vec::new());
             }
@@ -268,6 +285,7 @@ impl Session {
             caller,
             callee,
             destination,
+            peer,
             netns: netns.clone(),
             attempt,
             number: state.connections,
@@ -276,20 +294,57 @@ impl Session {
 
     /// The request `caller` is serving that a call it makes belongs to:
     /// the one of the same trace, when the call carries a trace id its
-    /// caller propagated; otherwise the most recent still in flight.
+    /// caller propagated; else the one the calling thread is serving, when
+    /// the kernel saw that thread read it (`upstream_port`); otherwise the
+    /// most recent still in flight.
     fn parent(
-        serving: &HashMap<String, Vec<(CallId, Option<String>)>>,
+        serving: &HashMap<String, Vec<InFlight>>,
         caller: &str,
         trace: Option<&str>,
+        upstream_port: Option<u16>,
     ) -> Option<CallId> {
         let in_flight = serving.get(caller)?;
         let same_trace = trace.and_then(|trace| {
             in_flight
                 .iter()
                 .rev()
-                .find(|(_, t)| t.as_deref() == Some(trace))
+                .find(|call| call.trace.as_deref() == Some(trace))
         });
-        same_trace.or(in_flight.last()).map(|(id, _)| *id)
+        let same_thread = upstream_port.and_then(|port| {
+            in_flight
+                .iter()
+                .rev()
+                .find(|call| call.upstream_port == Some(port))
+        });
+        same_trace
+            .or(same_thread)
+            .or(in_flight.last())
+            .map(|call| call.id)
+    }
+
+    /// The agent's port on the inbound connection whose request thread
+    /// `tid` of service `caller` last read (on the service's port).
+    fn served_by_thread(
+        services: &[ServiceAddress],
+        kernel: &Kernel,
+        caller: &str,
+        tid: Option<u32>,
+    ) -> Option<u16> {
+        let port = services.iter().find(|s| s.name == caller)?.port;
+        kernel.last_read_peer(tid?, port)
+    }
+
+    /// The call `call` is carried to its callee on the agent's connection
+    /// from local `port`.
+    pub fn set_upstream_port(&self, call: (usize, CallId), callee: &str, port: u16) {
+        let mut state = self.lock();
+        if let Some(in_flight) = state
+            .serving
+            .get_mut(callee)
+            .and_then(|calls| calls.iter_mut().find(|c| c.id == call.1))
+        {
+            in_flight.upstream_port = Some(port);
+        }
     }
 
     /// A request on `connection`: records the call and says which fault,
@@ -311,7 +366,12 @@ impl Session {
             method: request.method.into(),
             target: request.target.into(),
         };
-        let parent = Self::parent(&state.serving, &connection.caller, request.trace);
+        let sender = state
+            .kernel
+            .sender(connection.netns.cookie(), connection.peer);
+        let serving =
+            Self::served_by_thread(&state.services, &state.kernel, &connection.caller, sender);
+        let parent = Self::parent(&state.serving, &connection.caller, request.trace, serving);
         let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
             // The test's own calls are watched, not failed: the test is what judges.
@@ -355,7 +415,11 @@ impl Session {
                 .serving
                 .entry(connection.callee.clone())
                 .or_default()
-                .push((id, request.trace.map(str::to_string)));
+                .push(InFlight {
+                    id,
+                    trace: request.trace.map(str::to_string),
+                    upstream_port: None,
+                });
         }
         Admission {
             call: Some((execution.number, id)),
@@ -373,7 +437,7 @@ impl Session {
         if Self::record_outcome(&mut state, call, callee, outcome)
             && let Some(serving) = state.serving.get_mut(callee)
         {
-            serving.retain(|(id, _)| *id != call.1);
+            serving.retain(|in_flight| in_flight.id != call.1);
         }
     }
 

@@ -16,6 +16,10 @@ pub mod maps {
     pub const REFUSALS: &str = "REFUSALS";
     pub const REDIRECTS_BY_PORT: &str = "REDIRECTS_BY_PORT";
     pub const LISTENERS: &str = "LISTENERS";
+    pub const MANAGED: &str = "MANAGED";
+    pub const SOCKETS: &str = "SOCKETS";
+    pub const SENDERS: &str = "SENDERS";
+    pub const READS: &str = "READS";
     pub const EVENTS: &str = "EVENTS";
 }
 
@@ -26,6 +30,10 @@ pub mod programs {
     pub const GETPEERNAME4: &str = "getpeername4";
     pub const GETPEERNAME6: &str = "getpeername6";
     pub const SOCK_OPS: &str = "established";
+    pub const SK_MSG: &str = "sends";
+    pub const READS: &str = "reads";
+    /// The tracepoint `READS` is attached to.
+    pub const READS_TRACEPOINT: &str = "tcp_rcv_space_adjust";
 }
 
 /// An IPv4 or IPv6 socket address.
@@ -96,6 +104,16 @@ pub struct PeerKey {
     pub _pad: u32,
 }
 
+/// Key of `READS`: a thread of a managed process and the local port of a
+/// TCP socket it read from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ThreadPort {
+    pub tid: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
 /// A connect from a managed cgroup, reported through the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -121,5 +139,6 @@ mod pod {
     unsafe impl aya::Pod for super::ConnectKey {}
     unsafe impl aya::Pod for super::ConnectAttempt {}
     unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::ThreadPort {}
     unsafe impl aya::Pod for super::ConnectEvent {}
 }

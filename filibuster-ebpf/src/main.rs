@@ -9,6 +9,16 @@
 //!   the original destination under the client's port and namespace, where
 //!   the agent finds it from its accepted socket's peer address.
 //! - `getpeername4`/`getpeername6`: show the caller its original peer.
+//! - `sends` (sk_msg, on every redirected socket, which `established` puts
+//!   in `SOCKETS`): records the thread that sent each message, by the
+//!   client's port, so the agent knows which thread made a call.
+//! - `reads` (raw tracepoint `tcp_rcv_space_adjust`, which fires in the
+//!   reading thread each time `tcp_recvmsg` copies data; managed cgroups
+//!   only): records, per thread and local port, the peer port of the socket
+//!   the thread last read; for a service's listening port, that names the
+//!   inbound connection (the agent's upstream one) whose request the thread
+//!   is serving. A tracepoint, not a kprobe: kernels built without
+//!   CONFIG_KPROBES (this project's CI among them) still have it.
 //!
 //! Dual-stack sockets connecting to IPv4-mapped addresses count as the
 //! IPv4 connects they are.
@@ -24,17 +34,18 @@ use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple,
     },
+    helpers::bpf_probe_read_kernel,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
         bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
     },
-    macros::{cgroup_sock_addr, map, sock_ops},
-    maps::{Array, HashMap, LruHashMap, RingBuf},
-    programs::{SockAddrContext, SockOpsContext},
+    macros::{cgroup_sock_addr, map, raw_tracepoint, sk_msg, sock_ops},
+    maps::{Array, HashMap, LruHashMap, RingBuf, SockHash},
+    programs::{RawTracePointContext, SkMsgContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
     ACTION_REDIRECTED, ACTION_REFUSED, AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey,
-    Listeners, PeerKey, Settings, SockAddr,
+    Listeners, PeerKey, Settings, SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -70,6 +81,22 @@ static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> =
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// The managed cgroups, whose reads `reads` records.
+#[map]
+static MANAGED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Redirected sockets, by cookie: what `sends` runs on.
+#[map]
+static SOCKETS: SockHash<u64> = SockHash::with_max_entries(65536, 0);
+
+/// The thread that last sent on a redirected connection, by client port.
+#[map]
+static SENDERS: LruHashMap<PeerKey, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// The peer port of the socket a thread last read, per local port.
+#[map]
+static READS: LruHashMap<ThreadPort, u16> = LruHashMap::with_max_entries(65536, 0);
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -181,7 +208,7 @@ pub fn established(ctx: SockOpsContext) -> u32 {
     if ctx.op() != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
         return 1;
     }
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let mut cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
         // A v4-mapped connection reaches the IPv4 listener, which sees an
         // IPv4 peer.
@@ -197,8 +224,61 @@ pub fn established(ctx: SockOpsContext) -> u32 {
             _pad: 0,
         };
         let _ = REDIRECTS_BY_PORT.insert(key, *attempt, 0);
+        // From now on `sends` sees what the caller sends on it.
+        let _ = SOCKETS.update(&mut cookie, unsafe { &mut *ctx.ops }, 0);
     }
     1
+}
+
+/// Where the verdict of an sk_msg program lets a message go on its way.
+const SK_PASS: u32 = 1;
+
+#[sk_msg]
+pub fn sends(ctx: SkMsgContext) -> u32 {
+    let msg = unsafe { &*ctx.msg };
+    let family = if msg.family == u32::from(AF_INET6) && !is_v4_mapped(read_ip6(&msg.remote_ip6)) {
+        AF_INET6
+    } else {
+        AF_INET
+    };
+    let key = PeerKey {
+        netns: unsafe { bpf_get_netns_cookie(ctx.msg.cast()) },
+        port: msg.local_port as u16,
+        family,
+        _pad: 0,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = SENDERS.insert(key, tid, 0);
+    SK_PASS
+}
+
+/// Offsets in `struct sock_common` (stable since Linux 2.6): the peer port
+/// (network order) and the local port (host order).
+const SKC_DPORT: usize = 12;
+const SKC_NUM: usize = 14;
+
+#[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
+pub fn reads(ctx: RawTracePointContext) -> i32 {
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    if unsafe { MANAGED.get(cgroup) }.is_none() {
+        return 0;
+    }
+    let sock: *const u8 = ctx.arg(0);
+    let (Ok(peer_port), Ok(local_port)) = (unsafe {
+        (
+            bpf_probe_read_kernel(sock.add(SKC_DPORT).cast::<u16>()),
+            bpf_probe_read_kernel(sock.add(SKC_NUM).cast::<u16>()),
+        )
+    }) else {
+        return 0;
+    };
+    let key = ThreadPort {
+        tid: bpf_get_current_pid_tgid() as u32,
+        port: local_port,
+        _pad: 0,
+    };
+    let _ = READS.insert(key, u16::from_be(peer_port), 0);
+    0
 }
 
 #[cgroup_sock_addr(getpeername4)]

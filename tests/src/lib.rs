@@ -139,6 +139,8 @@ pub fn our_programs_loaded() -> Vec<String> {
         programs::GETPEERNAME4,
         programs::GETPEERNAME6,
         programs::SOCK_OPS,
+        programs::SK_MSG,
+        programs::READS,
     ];
     let loaded = || -> Vec<String> {
         aya::programs::loaded_programs()

@@ -1,8 +1,10 @@
 //! Causality under concurrency: front serves two overlapping requests,
 //! each calling leaf with the same signature. The W3C traceparent front
-//! propagates ties each call to its own request, so the execution indices
-//! are the same run after run and a fault planned on one request's call
-//! fails that request, not the other.
+//! propagates ties each call to its own request; without it, and with
+//! front's threads sharing pooled connections to leaf, the kernel's record
+//! of which thread read which request and sent which call does. Either way
+//! the execution indices are the same run after run and a fault planned on
+//! one request's call fails that request, not the other.
 
 use filibuster_tests::{read_json, run_test, scratch, workspace};
 use serde_json::Value;
@@ -10,9 +12,9 @@ use serde_json::Value;
 /// (planned faults, every call's index) of each execution.
 type Shape = Vec<(Value, Vec<Value>)>;
 
-fn explore(name: &str) -> Value {
+fn explore(name: &str, config: &str) -> Value {
     let dir = scratch(name);
-    let config = workspace().join("examples/traced/filibuster.toml");
+    let config = workspace().join("examples/traced").join(config);
     let output = run_test(
         &dir,
         &[
@@ -43,12 +45,10 @@ fn shape(report: &Value) -> Shape {
         .collect()
 }
 
-#[test]
-fn overlapping_requests_keep_their_own_calls() {
-    let first = explore("traced-1");
-    // No fault; a's leaf call; b's; both (b's call is new once a's failed).
-    assert_eq!(first["executions"], 4, "{first}");
-    for execution in first["execution_log"].as_array().expect("log") {
+/// Every fault fails the request whose call it was planned on, and only
+/// those requests fail.
+fn assert_faults_land_on_their_requests(report: &Value) {
+    for execution in report["execution_log"].as_array().expect("log") {
         let calls = execution["calls"].as_array().expect("calls");
         for fault in execution["faults"].as_array().expect("faults") {
             let index = fault["index"].as_array().expect("index");
@@ -72,10 +72,32 @@ fn overlapping_requests_keep_their_own_calls() {
             "only requests with a failed call fail: {execution}"
         );
     }
-    let second = explore("traced-2");
+}
+
+#[test]
+fn overlapping_requests_keep_their_own_calls() {
+    let first = explore("traced-1", "filibuster.toml");
+    // No fault; a's leaf call; b's; both (b's call is new once a's failed).
+    assert_eq!(first["executions"], 4, "{first}");
+    assert_faults_land_on_their_requests(&first);
+    let second = explore("traced-2", "filibuster.toml");
     assert_eq!(
         shape(&first),
         shape(&second),
         "the same executions, run after run"
+    );
+}
+
+#[test]
+fn without_traceparent_the_sending_thread_ties_calls_to_requests() {
+    let first = explore("untraced-1", "untraced.toml");
+    assert_eq!(first["executions"], 4, "{first}");
+    assert_faults_land_on_their_requests(&first);
+    let second = explore("untraced-2", "untraced.toml");
+    assert_eq!(shape(&first), shape(&second));
+    // The same executions as when front propagates traceparent.
+    assert_eq!(
+        shape(&first),
+        shape(&explore("traced-3", "filibuster.toml"))
     );
 }

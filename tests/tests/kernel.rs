@@ -1,8 +1,9 @@
 //! The kernel programs, loaded and attached for real: a process in a
 //! managed cgroup is redirected to the agent (which learns the original
 //! destination, while the process still sees it as its peer), an armed
-//! refusal gives it ECONNREFUSED, a process outside is untouched, and
-//! nothing is left once the agent lets go.
+//! refusal gives it ECONNREFUSED, the thread that sent on a redirected
+//! connection is known, a process outside is untouched, and nothing is
+//! left once the agent lets go.
 
 use std::{
     io::Read,
@@ -108,6 +109,8 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let mut greeting = String::new();
     redirected.read_to_string(&mut greeting).unwrap();
     assert_eq!(greeting, "hello");
+    // sk_msg saw who sent it: the client's one thread.
+    assert_eq!(kernel.sender(netns, peer), Some(child.id()));
 
     // A process outside the managed cgroup, meanwhile, connects directly.
     let outsider = TcpStream::connect(upstream_addr).unwrap();

@@ -8,7 +8,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU16, Ordering},
     },
 };
 
@@ -83,6 +83,9 @@ struct CallerConnection {
     /// The caller's socket, for resetting it.
     fd: RawFd,
     upstream: Upstream,
+    /// The agent's port on the upstream connection (0: none yet): how the
+    /// callee's threads are matched to the calls they serve.
+    upstream_port: AtomicU16,
     used: AtomicBool,
 }
 
@@ -98,6 +101,7 @@ impl CallerConnection {
             session,
             fd: stream.as_raw_fd(),
             upstream,
+            upstream_port: AtomicU16::new(0),
             used: AtomicBool::new(false),
         })
     }
@@ -157,7 +161,7 @@ impl CallerConnection {
                 Err(Error::other("connection reset by fault injection"))
             }
             (None, call) => {
-                let result = self.forward(request).await;
+                let result = self.forward(request, call).await;
                 let Some(call) = call else {
                     return result
                         .map(|response| response.map(BodyExt::boxed))
@@ -214,8 +218,11 @@ impl CallerConnection {
         })
     }
 
-    async fn forward(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Error> {
-        let (netns, destination) = (&self.connection.netns, self.connection.destination);
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        call: Option<(usize, CallId)>,
+    ) -> Result<Response<Incoming>, Error> {
         match &self.upstream {
             Upstream::Http1(upstream) => {
                 decline_h2c_upgrade(&mut request);
@@ -223,7 +230,7 @@ impl CallerConnection {
                 let sender = match upstream.as_mut() {
                     Some(sender) if !sender.is_closed() => sender,
                     _ => {
-                        let stream = netns.connect(destination).await?;
+                        let stream = self.connect_upstream().await?;
                         let (sender, connection) = http1::Builder::new()
                             .preserve_header_case(true)
                             .handshake(TokioIo::new(stream))
@@ -234,6 +241,7 @@ impl CallerConnection {
                     }
                 };
                 sender.ready().await.map_err(Error::other)?;
+                self.note_upstream_port(call);
                 sender.send_request(request).await.map_err(Error::other)
             }
             Upstream::Http2(upstream) => {
@@ -242,7 +250,7 @@ impl CallerConnection {
                     match upstream.as_ref() {
                         Some(sender) if !sender.is_closed() => sender.clone(),
                         _ => {
-                            let stream = netns.connect(destination).await?;
+                            let stream = self.connect_upstream().await?;
                             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                                 .handshake(TokioIo::new(stream))
                                 .await
@@ -253,8 +261,30 @@ impl CallerConnection {
                     }
                 };
                 sender.ready().await.map_err(Error::other)?;
+                self.note_upstream_port(call);
                 sender.send_request(request).await.map_err(Error::other)
             }
+        }
+    }
+
+    async fn connect_upstream(&self) -> Result<TcpStream, Error> {
+        let stream = self
+            .connection
+            .netns
+            .connect(self.connection.destination)
+            .await?;
+        self.upstream_port
+            .store(stream.local_addr()?.port(), Ordering::Relaxed);
+        Ok(stream)
+    }
+
+    /// Tells the session which upstream connection carries `call`, before
+    /// the callee can read it.
+    fn note_upstream_port(&self, call: Option<(usize, CallId)>) {
+        let port = self.upstream_port.load(Ordering::Relaxed);
+        if let Some(call) = call.filter(|_| port != 0) {
+            self.session
+                .set_upstream_port(call, &self.connection.callee, port);
         }
     }
 
