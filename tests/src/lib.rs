@@ -3,8 +3,9 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output},
     sync::OnceLock,
+    time::{Duration, Instant},
 };
 
 /// The workspace's root directory.
@@ -74,6 +75,24 @@ pub fn replay(dir: &Path, config: &str) -> Output {
             "counterexample.json",
         ],
     )
+}
+
+/// Runs the tutorial's buggy application, however it is deployed, under
+/// `config` with `args`, and checks that foo's bug is found (foo's call to
+/// bar refused) and that its replay fails the same way.
+pub fn assert_finds_foos_bug(dir: &Path, config: &str, args: &[&str]) {
+    let output = run_test(dir, &[&["--config", config], args].concat());
+    assert_eq!(output.status.code(), Some(1), "foo's bug is found");
+    let counterexample = read_json(&dir.join("counterexample.json"));
+    let fault = &counterexample["faults"][0];
+    assert_eq!(fault["site"]["caller"], "foo");
+    assert_eq!(fault["site"]["callee"], "bar");
+    assert_eq!(fault["fault"]["kind"], "connection-refused");
+    assert_eq!(
+        replay(dir, config).status.code(),
+        Some(1),
+        "the replay fails the same way"
+    );
 }
 
 /// A copy of `example`'s config in `dir`, with `extra` appended: its
@@ -156,5 +175,57 @@ pub fn our_programs_loaded() -> Vec<String> {
             return left;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A tutorial service the harness starts itself, as a container engine or
+/// systemd would: in a cgroup of its own and, if given, a network namespace
+/// of its own (a name under `/run/netns`). Ended, and its cgroup removed
+/// (with its parent, if that is a harness cgroup), on drop.
+pub struct HarnessService {
+    pub process: Child,
+    pub cgroup: PathBuf,
+}
+
+impl HarnessService {
+    pub fn start(
+        cgroup: PathBuf,
+        netns: Option<&str>,
+        script: &str,
+        env: &[(&str, String)],
+    ) -> Self {
+        std::fs::create_dir_all(&cgroup).expect("the service's cgroup");
+        let enter = netns.map_or(String::new(), |netns| {
+            format!("nsenter --net=/run/netns/{netns} ")
+        });
+        let process = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec {enter}python3 {script}",
+                cgroup.display()
+            ))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(workspace().join("examples/tutorial"))
+            .spawn()
+            .expect("the service starts");
+        Self { process, cgroup }
+    }
+}
+
+impl Drop for HarnessService {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.cgroup).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(parent) = self.cgroup.parent().filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("fbtest-"))
+        }) {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }

@@ -6,49 +6,21 @@
 use std::{
     fs,
     net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use filibuster_tests::{cgroup_mount, filibuster, read_json, replay, run_test, scratch, workspace};
+use filibuster_tests::{
+    HarnessService, assert_finds_foos_bug, cgroup_mount, filibuster, run_test, scratch, workspace,
+};
 
-/// A service started by the harness in a cgroup of its own; ended and its
-/// cgroup removed on drop.
-struct Outside {
-    process: Child,
-    cgroup: PathBuf,
-}
-
-impl Outside {
-    fn start(name: &str, script: &str) -> Self {
-        let cgroup = cgroup_mount()
-            .expect("cgroup v2")
-            .join(format!("fbtest-{name}"));
-        let _ = fs::create_dir(&cgroup);
-        let process = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec python3 {script}",
-                cgroup.display()
-            ))
-            .current_dir(workspace().join("examples/tutorial"))
-            .spawn()
-            .expect("the service starts");
-        Self { process, cgroup }
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while fs::remove_dir(&self.cgroup).is_err() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// A tutorial service in a cgroup of the harness's, on the host's network.
+fn outside(name: &str, script: &str) -> HarnessService {
+    let cgroup = cgroup_mount()
+        .expect("cgroup v2")
+        .join(format!("fbtest-{name}"));
+    HarnessService::start(cgroup, None, script, &[])
 }
 
 fn wait_listening(port: u16) {
@@ -72,8 +44,8 @@ fn status_of(url: &str) -> String {
 
 #[test]
 fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running() {
-    let foo = Outside::start("foo", "services/foo/app.py");
-    let bar = Outside::start("bar", "services/bar/app.py");
+    let foo = outside("foo", "services/foo/app.py");
+    let bar = outside("bar", "services/bar/app.py");
     wait_listening(5000);
     wait_listening(5001);
 
@@ -95,20 +67,7 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
     .unwrap();
     let config = config.display().to_string();
 
-    let output = run_test(&dir, &["--config", &config]);
-    assert_eq!(output.status.code(), Some(1), "foo's bug is found");
-    let counterexample = read_json(&dir.join("counterexample.json"));
-    let fault = &counterexample["faults"][0];
-    assert_eq!(fault["site"]["caller"], "foo");
-    assert_eq!(fault["site"]["callee"], "bar");
-    assert_eq!(fault["fault"]["kind"], "connection-refused");
-
-    let replayed = replay(&dir, &config);
-    assert_eq!(
-        replayed.status.code(),
-        Some(1),
-        "the replay fails the same way"
-    );
+    assert_finds_foos_bug(&dir, &config, &[]);
 
     // `trace` observes one run of the test, injecting nothing.
     let trace = filibuster()

@@ -15,7 +15,7 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -25,8 +25,8 @@ use std::{
 };
 
 use filibuster_tests::{
-    cgroup_mount, filibuster, leftover_cgroups, our_programs_loaded, read_json, replay, run_test,
-    scratch, workspace,
+    HarnessService, assert_finds_foos_bug, cgroup_mount, filibuster, leftover_cgroups,
+    our_programs_loaded, read_json, run_test, scratch, workspace,
 };
 use nix::{
     sys::signal::{Signal, kill},
@@ -99,68 +99,26 @@ impl Drop for Network {
     }
 }
 
-/// A tutorial service in its own cgroup and network namespace (`None`:
-/// the host's).
-struct Container {
-    process: Child,
-    cgroup: PathBuf,
-}
-
-impl Container {
-    fn start(cgroup: PathBuf, netns: Option<&str>, script: &str, env: (&str, String)) -> Self {
-        fs::create_dir_all(&cgroup).expect("the container's cgroup");
-        let enter = netns.map_or(String::new(), |netns| {
-            format!("nsenter --net=/run/netns/{netns} ")
-        });
-        let process = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec {enter}python3 {script}",
-                cgroup.display()
-            ))
-            .env(env.0, env.1)
-            .current_dir(workspace().join("examples/tutorial"))
-            .spawn()
-            .expect("the service starts");
-        Self { process, cgroup }
-    }
-
-    /// The TCP ports something listens on in the container's namespace.
-    fn listening_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = ["tcp", "tcp6"]
-            .iter()
-            .flat_map(|table| {
-                fs::read_to_string(format!("/proc/{}/net/{table}", self.process.id()))
-                    .unwrap_or_default()
-                    .lines()
-                    .skip(1)
-                    .filter_map(|row| {
-                        let fields: Vec<&str> = row.split_whitespace().collect();
-                        let port = fields.get(1)?.rsplit_once(':')?.1;
-                        (fields.get(3) == Some(&"0A"))
-                            .then(|| u16::from_str_radix(port, 16).ok())?
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
-        ports
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while fs::remove_dir(&self.cgroup).is_err() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        if let Some(parent) = self.cgroup.parent() {
-            let _ = fs::remove_dir(parent);
-        }
-    }
+/// The TCP ports something listens on in `service`'s network namespace.
+fn listening_ports(service: &HarnessService) -> Vec<u16> {
+    let mut ports: Vec<u16> = ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|table| {
+            fs::read_to_string(format!("/proc/{}/net/{table}", service.process.id()))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|row| {
+                    let fields: Vec<&str> = row.split_whitespace().collect();
+                    let port = fields.get(1)?.rsplit_once(':')?.1;
+                    (fields.get(3) == Some(&"0A")).then(|| u16::from_str_radix(port, 16).ok())?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
 }
 
 /// One HTTP/1.0 GET; the status line's code and the body.
@@ -245,9 +203,9 @@ fn executions(report: PathBuf) -> serde_json::Value {
 /// The three services up in their containers, and a config attaching to
 /// them.
 struct Cluster {
-    foo: Container,
-    bar: Container,
-    baz: Container,
+    foo: HarnessService,
+    bar: HarnessService,
+    baz: HarnessService,
     dir: PathBuf,
     config: String,
     // Dropped last: the namespaces outlive the processes in them.
@@ -260,23 +218,23 @@ impl Cluster {
         let foo_netns = network.namespace("foo", FOO_IP);
         let bar_netns = network.namespace("bar", BAR_IP);
         let engine = cgroup_mount().unwrap().join("fbtest-docker");
-        let foo_container = Container::start(
+        let foo_container = HarnessService::start(
             engine.join(format!("docker-{}.scope", "f00".repeat(21) + "f")),
             Some(&foo_netns),
             "services/foo/app.py",
-            ("BAR_URL", format!("http://{BAR_IP}:5001")),
+            &[("BAR_URL", format!("http://{BAR_IP}:5001"))],
         );
-        let bar_container = Container::start(
+        let bar_container = HarnessService::start(
             engine.join(format!("docker-{BAR_ID}.scope")),
             Some(&bar_netns),
             "services/bar/app.py",
-            ("BAZ_URL", format!("http://{HOST_IP}:5002")),
+            &[("BAZ_URL", format!("http://{HOST_IP}:5002"))],
         );
-        let baz_container = Container::start(
+        let baz_container = HarnessService::start(
             cgroup_mount().unwrap().join("fbtest-baz.service"),
             None,
             "services/baz/app.py",
-            ("PYTHONUNBUFFERED", "1".into()),
+            &[],
         );
         wait_until_serving(&format!("{FOO_IP}:5000"));
         wait_until_serving(&format!("{BAR_IP}:5001"));
@@ -315,8 +273,8 @@ impl Cluster {
     fn assert_left_as_found(&self) {
         assert_eq!(our_programs_loaded(), Vec::<String>::new());
         assert_eq!(leftover_cgroups(), Vec::<PathBuf>::new());
-        assert_eq!(self.foo.listening_ports(), [5000]);
-        assert_eq!(self.bar.listening_ports(), [5001]);
+        assert_eq!(listening_ports(&self.foo), [5000]);
+        assert_eq!(listening_ports(&self.bar), [5001]);
         for container in [&self.foo, &self.bar, &self.baz] {
             assert!(container.cgroup.exists());
         }
@@ -330,18 +288,7 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     let cluster = Cluster::start("containers");
     let (dir, config) = (&cluster.dir, cluster.config.as_str());
 
-    let output = run_test(dir, &["--config", config, "--report-json", "quiet.json"]);
-    assert_eq!(output.status.code(), Some(1), "foo's bug is found");
-    let counterexample = read_json(&dir.join("counterexample.json"));
-    let fault = &counterexample["faults"][0];
-    assert_eq!(fault["site"]["caller"], "foo");
-    assert_eq!(fault["site"]["callee"], "bar");
-    assert_eq!(fault["fault"]["kind"], "connection-refused");
-    assert_eq!(
-        replay(dir, config).status.code(),
-        Some(1),
-        "the replay fails the same way"
-    );
+    assert_finds_foos_bug(dir, config, &["--report-json", "quiet.json"]);
 
     // The same run with outside traffic alongside: none of it is
     // redirected or failed, and the run explores exactly as before.

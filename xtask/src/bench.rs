@@ -234,7 +234,7 @@ impl Bench {
         }
         writeln!(
             table,
-            "\nTargets: added p50 ≤ 20 µs and below nginx's; filibuster req/s ≥ 0.80× direct at 64 connections. HTTP/2 (h2c) rows come with HTTP/2 support (issue 4).\n"
+            "\nTargets: added p50 ≤ 20 µs and below nginx's; filibuster req/s ≥ 0.80× direct at 64 connections. HTTP/2 (h2c) rows are still to come (issue 5).\n"
         )?;
         Ok(())
     }
