@@ -133,34 +133,40 @@ impl NetNs {
     }
 
     /// Whether a socket of this namespace listens on TCP `port`, on any
-    /// address (read from `/proc/<pid>/net/tcp*`, which show the sockets of
-    /// that process's namespace).
+    /// address.
     pub fn listens_on(&self, port: u16) -> bool {
         let process = self.pid.map_or("self".to_string(), |pid| pid.to_string());
-        ["tcp", "tcp6"].iter().any(|table| {
+        listening_ports(&process).contains(&port)
+    }
+}
+
+/// The TCP ports sockets listen on in the network namespace of `process`
+/// (a pid, or `self`), sorted, from `/proc/<process>/net/tcp*`.
+pub fn listening_ports(process: &str) -> Vec<u16> {
+    let mut ports: Vec<u16> = ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|table| {
             fs::read_to_string(format!("/proc/{process}/net/{table}"))
                 .unwrap_or_default()
                 .lines()
                 .skip(1)
-                .any(|line| is_listening_on(line, port))
+                .filter_map(listening_port)
+                .collect::<Vec<_>>()
         })
-    }
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
-/// Whether one row of `/proc/net/tcp` is a socket listening on `port`:
+/// The port of one row of `/proc/net/tcp` if it is a listening socket:
 /// `sl local_address rem_address st ...`, the local address as
 /// `HEXIP:HEXPORT` and the state `0A` (LISTEN).
-fn is_listening_on(row: &str, port: u16) -> bool {
+fn listening_port(row: &str) -> Option<u16> {
     let mut fields = row.split_whitespace().skip(1);
-    let (Some(local), Some(_remote), Some(state)) = (fields.next(), fields.next(), fields.next())
-    else {
-        return false;
-    };
-    state == "0A"
-        && local
-            .rsplit_once(':')
-            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
-            == Some(port)
+    let (local, _remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+    let (_, hex) = local.rsplit_once(':')?;
+    (state == "0A").then(|| u16::from_str_radix(hex, 16).ok())?
 }
 
 /// The cookie of the namespace `socket` was created in.
@@ -195,9 +201,8 @@ mod tests {
             "   0: 0100007F:1389 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0";
         let connected =
             "   1: 0100007F:1389 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0";
-        assert!(is_listening_on(listening, 5001));
-        assert!(!is_listening_on(listening, 5000));
-        assert!(!is_listening_on(connected, 5001));
-        assert!(!is_listening_on("garbage", 5001));
+        assert_eq!(listening_port(listening), Some(5001));
+        assert_eq!(listening_port(connected), None);
+        assert_eq!(listening_port("garbage"), None);
     }
 }

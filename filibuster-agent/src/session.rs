@@ -112,6 +112,9 @@ pub struct CallRequest<'a> {
     /// The W3C trace id of its `traceparent` header, if it has one.
     pub trace: Option<&'a str>,
     pub first_on_connection: bool,
+    /// The agent's port on the upstream connection that will carry it, if
+    /// that connection is already open.
+    pub upstream_port: Option<u16>,
 }
 
 /// A request the proxy is about to handle, and what to do with it.
@@ -256,13 +259,10 @@ impl Session {
             let Some(planned) = state.armed.get(&event.attempt).cloned() else {
                 continue;
             };
-            let serving = Self::served_by_thread(
-                &state.services,
-                &state.kernel,
-                &planned.site.caller,
-                Some(event.tid),
-            );
-            let parent = Self::parent(&state.serving, &planned.site.caller, None, serving);
+            let caller = &planned.site.caller;
+            let parent = Self::parent(&state.serving, caller, None, || {
+                Self::served_by_thread(&state.services, &state.kernel, caller, Some(event.tid))
+            });
             if let Some(execution) = state.execution.as_mut() {
                 execution.begin_call(parent, planned.site, |_| Vec::new());
             }
@@ -301,7 +301,7 @@ impl Session {
         serving: &HashMap<String, Vec<InFlight>>,
         caller: &str,
         trace: Option<&str>,
-        upstream_port: Option<u16>,
+        upstream_port: impl FnOnce() -> Option<u16>,
     ) -> Option<CallId> {
         let in_flight = serving.get(caller)?;
         let same_trace = trace.and_then(|trace| {
@@ -310,14 +310,16 @@ impl Session {
                 .rev()
                 .find(|call| call.trace.as_deref() == Some(trace))
         });
-        let same_thread = upstream_port.and_then(|port| {
+        // Asking the kernel only pays when there is a choice to make.
+        let same_thread = || {
+            let port = upstream_port()?;
             in_flight
                 .iter()
                 .rev()
                 .find(|call| call.upstream_port == Some(port))
-        });
+        };
         same_trace
-            .or(same_thread)
+            .or_else(|| (in_flight.len() > 1).then(same_thread).flatten())
             .or(in_flight.last())
             .map(|call| call.id)
     }
@@ -335,7 +337,7 @@ impl Session {
     }
 
     /// The call `call` is carried to its callee on the agent's connection
-    /// from local `port`.
+    /// from local `port`, opened after the call was admitted.
     pub fn set_upstream_port(&self, call: (usize, CallId), callee: &str, port: u16) {
         let mut state = self.lock();
         if let Some(in_flight) = state
@@ -366,12 +368,11 @@ impl Session {
             method: request.method.into(),
             target: request.target.into(),
         };
-        let sender = state
-            .kernel
-            .sender(connection.netns.cookie(), connection.peer);
-        let serving =
-            Self::served_by_thread(&state.services, &state.kernel, &connection.caller, sender);
-        let parent = Self::parent(&state.serving, &connection.caller, request.trace, serving);
+        let (services, kernel) = (&state.services, &state.kernel);
+        let parent = Self::parent(&state.serving, &connection.caller, request.trace, || {
+            let sender = kernel.sender(connection.netns.cookie(), connection.peer);
+            Self::served_by_thread(services, kernel, &connection.caller, sender)
+        });
         let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
             // The test's own calls are watched, not failed: the test is what judges.
@@ -418,7 +419,7 @@ impl Session {
                 .push(InFlight {
                     id,
                     trace: request.trace.map(str::to_string),
-                    upstream_port: None,
+                    upstream_port: request.upstream_port,
                 });
         }
         Admission {

@@ -199,6 +199,16 @@ fn decide_v4(
     }
 }
 
+/// The family of a redirected socket's peer as the agent's listener sees
+/// it: a v4-mapped connection reaches the IPv4 listener.
+fn listener_family(family: u32, remote_ip6: [u32; 4]) -> u16 {
+    if family == u32::from(AF_INET6) && !is_v4_mapped(remote_ip6) {
+        AF_INET6
+    } else {
+        AF_INET
+    }
+}
+
 fn is_v4_mapped(ip6: [u32; 4]) -> bool {
     ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be()
 }
@@ -210,17 +220,10 @@ pub fn established(ctx: SockOpsContext) -> u32 {
     }
     let mut cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
-        // A v4-mapped connection reaches the IPv4 listener, which sees an
-        // IPv4 peer.
-        let family = if ctx.family() == u32::from(AF_INET6) && !is_v4_mapped(ctx.remote_ip6()) {
-            AF_INET6
-        } else {
-            AF_INET
-        };
         let key = PeerKey {
             netns: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) },
             port: ctx.local_port() as u16,
-            family,
+            family: listener_family(ctx.family(), ctx.remote_ip6()),
             _pad: 0,
         };
         let _ = REDIRECTS_BY_PORT.insert(key, *attempt, 0);
@@ -236,15 +239,10 @@ const SK_PASS: u32 = 1;
 #[sk_msg]
 pub fn sends(ctx: SkMsgContext) -> u32 {
     let msg = unsafe { &*ctx.msg };
-    let family = if msg.family == u32::from(AF_INET6) && !is_v4_mapped(read_ip6(&msg.remote_ip6)) {
-        AF_INET6
-    } else {
-        AF_INET
-    };
     let key = PeerKey {
         netns: unsafe { bpf_get_netns_cookie(ctx.msg.cast()) },
         port: msg.local_port as u16,
-        family,
+        family: listener_family(msg.family, read_ip6(&msg.remote_ip6)),
         _pad: 0,
     };
     let tid = bpf_get_current_pid_tgid() as u32;

@@ -101,24 +101,7 @@ impl Drop for Network {
 
 /// The TCP ports something listens on in `service`'s network namespace.
 fn listening_ports(service: &HarnessService) -> Vec<u16> {
-    let mut ports: Vec<u16> = ["tcp", "tcp6"]
-        .iter()
-        .flat_map(|table| {
-            fs::read_to_string(format!("/proc/{}/net/{table}", service.process.id()))
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .filter_map(|row| {
-                    let fields: Vec<&str> = row.split_whitespace().collect();
-                    let port = fields.get(1)?.rsplit_once(':')?.1;
-                    (fields.get(3) == Some(&"0A")).then(|| u16::from_str_radix(port, 16).ok())?
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ports.sort();
-    ports.dedup();
-    ports
+    filibuster::netns::listening_ports(&service.process.id().to_string())
 }
 
 /// One HTTP/1.0 GET; the status line's code and the body.

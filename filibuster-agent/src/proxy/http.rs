@@ -143,6 +143,10 @@ impl CallerConnection {
                 target: request.uri().path(),
                 trace: trace_id(request.headers()),
                 first_on_connection: first,
+                upstream_port: match self.upstream_port.load(Ordering::Relaxed) {
+                    0 => None,
+                    port => Some(port),
+                },
             },
         );
         match (admission.fault, admission.call) {
@@ -230,7 +234,7 @@ impl CallerConnection {
                 let sender = match upstream.as_mut() {
                     Some(sender) if !sender.is_closed() => sender,
                     _ => {
-                        let stream = self.connect_upstream().await?;
+                        let stream = self.connect_upstream(call).await?;
                         let (sender, connection) = http1::Builder::new()
                             .preserve_header_case(true)
                             .handshake(TokioIo::new(stream))
@@ -241,7 +245,6 @@ impl CallerConnection {
                     }
                 };
                 sender.ready().await.map_err(Error::other)?;
-                self.note_upstream_port(call);
                 sender.send_request(request).await.map_err(Error::other)
             }
             Upstream::Http2(upstream) => {
@@ -250,7 +253,7 @@ impl CallerConnection {
                     match upstream.as_ref() {
                         Some(sender) if !sender.is_closed() => sender.clone(),
                         _ => {
-                            let stream = self.connect_upstream().await?;
+                            let stream = self.connect_upstream(call).await?;
                             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                                 .handshake(TokioIo::new(stream))
                                 .await
@@ -261,31 +264,26 @@ impl CallerConnection {
                     }
                 };
                 sender.ready().await.map_err(Error::other)?;
-                self.note_upstream_port(call);
                 sender.send_request(request).await.map_err(Error::other)
             }
         }
     }
 
-    async fn connect_upstream(&self) -> Result<TcpStream, Error> {
+    /// Opens the upstream connection; `call`, admitted before it existed,
+    /// learns its port before the callee can read it.
+    async fn connect_upstream(&self, call: Option<(usize, CallId)>) -> Result<TcpStream, Error> {
         let stream = self
             .connection
             .netns
             .connect(self.connection.destination)
             .await?;
-        self.upstream_port
-            .store(stream.local_addr()?.port(), Ordering::Relaxed);
-        Ok(stream)
-    }
-
-    /// Tells the session which upstream connection carries `call`, before
-    /// the callee can read it.
-    fn note_upstream_port(&self, call: Option<(usize, CallId)>) {
-        let port = self.upstream_port.load(Ordering::Relaxed);
-        if let Some(call) = call.filter(|_| port != 0) {
+        let port = stream.local_addr()?.port();
+        self.upstream_port.store(port, Ordering::Relaxed);
+        if let Some(call) = call {
             self.session
                 .set_upstream_port(call, &self.connection.callee, port);
         }
+        Ok(stream)
     }
 
     fn reset(&self) {

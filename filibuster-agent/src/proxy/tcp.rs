@@ -20,6 +20,7 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
         target: "",
         trace: None,
         first_on_connection: true,
+        upstream_port: None,
     };
     let admission = session.admit(&connection, &request);
     match (admission.fault, admission.call) {
