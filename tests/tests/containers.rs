@@ -48,6 +48,14 @@ fn ip(args: &str) {
     assert!(status.success(), "ip {args} failed");
 }
 
+/// Best effort: `ip` removing what may not be there.
+fn ip_quietly(args: &str) {
+    let _ = Command::new("ip")
+        .args(args.split_whitespace())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 /// A bridge on the host with an address, like docker0; removed on drop
 /// with every namespace made on it.
 struct Network {
@@ -56,10 +64,7 @@ struct Network {
 
 impl Network {
     fn create() -> Self {
-        let _ = Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .stderr(std::process::Stdio::null())
-            .status();
+        ip_quietly(&format!("link del {BRIDGE}"));
         ip(&format!("link add {BRIDGE} type bridge"));
         ip(&format!("addr add {HOST_IP}/24 dev {BRIDGE}"));
         ip(&format!("link set {BRIDGE} up"));
@@ -69,33 +74,37 @@ impl Network {
     }
 
     /// A network namespace with `address` on its eth0, plugged into the
-    /// bridge, its loopback up.
+    /// bridge (by `<namespace>-h` on the host), its loopback up.
     fn namespace(&mut self, name: &str, address: &str) -> String {
         let netns = format!("fbt-{name}");
-        let _ = Command::new("ip")
-            .args(["netns", "del", &netns])
-            .stderr(std::process::Stdio::null())
-            .status();
+        Self::remove(&netns);
         ip(&format!("netns add {netns}"));
         self.namespaces.push(netns.clone());
-        let host_end = format!("fbt-{name}-h");
         ip(&format!(
-            "link add {host_end} type veth peer name eth0 netns {netns}"
+            "link add {netns}-h type veth peer name eth0 netns {netns}"
         ));
-        ip(&format!("link set {host_end} master {BRIDGE} up"));
+        ip(&format!("link set {netns}-h master {BRIDGE} up"));
         ip(&format!("-n {netns} addr add {address}/24 dev eth0"));
         ip(&format!("-n {netns} link set eth0 up"));
         ip(&format!("-n {netns} link set lo up"));
         netns
+    }
+
+    /// Removes a namespace and its veth pair: the pair through its host
+    /// end, at once (the kernel frees a deleted namespace, and the pair
+    /// with it, only later).
+    fn remove(netns: &str) {
+        ip_quietly(&format!("link del {netns}-h"));
+        ip_quietly(&format!("netns del {netns}"));
     }
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
         for netns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+            Self::remove(netns);
         }
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+        ip_quietly(&format!("link del {BRIDGE}"));
     }
 }
 
