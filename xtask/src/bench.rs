@@ -24,12 +24,28 @@ use serde_json::Value;
 use crate::{apt_install, output, run};
 
 const SERVER_PORT: u16 = 5100;
-const NGINX_PORT: u16 = 5101;
+const ECHO_PORT: u16 = 5104;
 const CONTROL_PORT: u16 = 5105;
-const LOAD_SECONDS: &str = "2";
+const LOAD_SECONDS: &str = "1";
+/// Each cell is measured this many times, direct, nginx and Filibuster in
+/// turn, and reported by its medians: a shared machine's noise comes in
+/// bursts, which taking turns spreads over all three.
+const ROUNDS: usize = 3;
+/// Where nginx proxies each wire from.
+const NGINX_HTTP1_PORT: u16 = 5101;
+const NGINX_H2C_PORT: u16 = 5102;
+const NGINX_TCP_PORT: u16 = 5103;
 
-pub fn run_all(root: &Path, save: bool) -> Result<()> {
-    apt_install(&["nginx"])?;
+/// Which parts of the table to measure.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Interception,
+    /// Whole runs, and the agent's footprint in one of them.
+    Exploration,
+}
+
+pub fn run_all(root: &Path, sections: &[Section], save: bool) -> Result<()> {
+    apt_install(&["nginx", "libnginx-mod-stream"])?;
     run(Command::new("cargo")
         .args(["build", "--release", "--package", "filibuster-agent"])
         .args(["--package", "filibuster-bench"])
@@ -42,10 +58,15 @@ pub fn run_all(root: &Path, save: bool) -> Result<()> {
         bin: root.join("target/release"),
         work,
     };
+    let all = sections.is_empty();
     let mut table = String::new();
-    bench.interception(&mut table)?;
-    let footprint = bench.exploration(&mut table)?;
-    bench.footprint(&footprint, &mut table)?;
+    if all || sections.contains(&Section::Interception) {
+        bench.interception(&mut table)?;
+    }
+    if all || sections.contains(&Section::Exploration) {
+        let footprint = bench.exploration(&mut table)?;
+        bench.footprint(&footprint, &mut table)?;
+    }
     println!("\n{table}");
     if save {
         let date = output(Command::new("date").arg("+%F"))?;
@@ -55,6 +76,57 @@ pub fn run_all(root: &Path, save: bool) -> Result<()> {
         println!("saved to {}", path.display());
     }
     Ok(())
+}
+
+/// What the load speaks, and so which server and which nginx listener it
+/// is measured against.
+#[derive(Clone, Copy)]
+enum Wire {
+    Http1,
+    H2c,
+    Tcp,
+}
+
+impl Wire {
+    const ALL: [Wire; 3] = [Wire::Http1, Wire::H2c, Wire::Tcp];
+
+    fn label(self) -> &'static str {
+        match self {
+            Wire::Http1 => "HTTP/1.1",
+            Wire::H2c => "h2c",
+            Wire::Tcp => "TCP",
+        }
+    }
+
+    fn load_flag(self) -> &'static str {
+        match self {
+            Wire::Http1 => "http1",
+            Wire::H2c => "h2c",
+            Wire::Tcp => "tcp",
+        }
+    }
+
+    fn server_port(self) -> u16 {
+        match self {
+            Wire::Http1 | Wire::H2c => SERVER_PORT,
+            Wire::Tcp => ECHO_PORT,
+        }
+    }
+
+    fn nginx_port(self) -> u16 {
+        match self {
+            Wire::Http1 => NGINX_HTTP1_PORT,
+            Wire::H2c => NGINX_H2C_PORT,
+            Wire::Tcp => NGINX_TCP_PORT,
+        }
+    }
+
+    fn server_args(self) -> String {
+        match self {
+            Wire::Http1 | Wire::H2c => format!("--port {SERVER_PORT}"),
+            Wire::Tcp => format!("--port {ECHO_PORT} --echo"),
+        }
+    }
 }
 
 struct Bench {
@@ -68,6 +140,22 @@ struct Load {
     rps: f64,
     p50: f64,
     p99: f64,
+}
+
+impl Load {
+    /// Each figure's median over the rounds.
+    fn median(rounds: impl Iterator<Item = Load> + Clone) -> Load {
+        let median = |figure: fn(&Load) -> f64| {
+            let mut values: Vec<f64> = rounds.clone().map(|l| figure(&l)).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Load {
+            rps: median(|l| l.rps),
+            p50: median(|l| l.p50),
+            p99: median(|l| l.p99),
+        }
+    }
 }
 
 /// A child process ended when dropped: asked with SIGTERM, so that nginx's
@@ -96,23 +184,74 @@ fn ratio(value: f64, base: f64) -> String {
     format!("{:.2}×", value / base)
 }
 
+/// One row of the interception table.
+struct Row {
+    wire: Wire,
+    connections: usize,
+    body: usize,
+    direct: Load,
+    nginx: Load,
+    filibuster: Load,
+}
+
+impl Row {
+    fn body_label(&self) -> String {
+        match self.body {
+            0 => "small".into(),
+            bytes => format!("{} KiB", bytes / 1024),
+        }
+    }
+
+    /// How far this row is from the targets, if it misses any.
+    fn misses(&self) -> Vec<String> {
+        let added = self.filibuster.p50 - self.direct.p50;
+        let nginx_added = self.nginx.p50 - self.direct.p50;
+        let mut misses = Vec::new();
+        if added > 20.0 {
+            misses.push(format!(
+                "added p50 {added:.0} µs is {:.0} µs over 20",
+                added - 20.0
+            ));
+        }
+        if added >= nginx_added {
+            misses.push(format!(
+                "added p50 {added:.0} µs is {:.0} µs over nginx's",
+                added - nginx_added
+            ));
+        }
+        let share = self.filibuster.rps / self.direct.rps;
+        if self.connections == 64 && share < 0.8 {
+            misses.push(format!(
+                "throughput {share:.2}× direct is {:.0} points under 0.80×",
+                100.0 * (0.8 - share)
+            ));
+        }
+        misses
+    }
+}
+
 impl Bench {
-    fn load_command(&self, port: u16, connections: usize, body: usize) -> String {
+    fn load_command(&self, wire: Wire, port: u16, connections: usize, body: usize) -> String {
         format!(
-            "{} --address 127.0.0.1:{port} --connections {connections} --body-bytes {body} --seconds {LOAD_SECONDS} --out {}",
+            "{} --wire {} --address 127.0.0.1:{port} --connections {connections} --body-bytes {body} --seconds {LOAD_SECONDS} --out {}",
             self.bin.join("bench-load").display(),
+            wire.load_flag(),
             self.work.join("load.json").display()
         )
     }
 
-    fn server(&self) -> Result<Background> {
-        let child = Command::new(self.bin.join("bench-server"))
-            .args(["--port", &SERVER_PORT.to_string()])
-            .spawn()
-            .context("cannot start bench-server")?;
-        let server = Background(child);
-        wait_listening(SERVER_PORT)?;
-        Ok(server)
+    /// The HTTP server and the echo server.
+    fn servers(&self) -> Result<[Background; 2]> {
+        let start = |wire: Wire| -> Result<Background> {
+            let child = Command::new(self.bin.join("bench-server"))
+                .args(wire.server_args().split(' '))
+                .spawn()
+                .context("cannot start bench-server")?;
+            let server = Background(child);
+            wait_listening(wire.server_port())?;
+            Ok(server)
+        };
+        Ok([start(Wire::Http1)?, start(Wire::Tcp)?])
     }
 
     fn read_load(&self) -> Result<Load> {
@@ -126,21 +265,38 @@ impl Bench {
         })
     }
 
-    fn load_direct(&self, port: u16, connections: usize, body: usize) -> Result<Load> {
-        run(Command::new("sh").args(["-c", &self.load_command(port, connections, body)]))?;
+    fn load_direct(&self, wire: Wire, port: u16, connections: usize, body: usize) -> Result<Load> {
+        run(Command::new("sh").args(["-c", &self.load_command(wire, port, connections, body)]))?;
         self.read_load()
     }
 
+    /// nginx as a reverse proxy for each wire: HTTP/1.1 to a keep-alive
+    /// upstream pool, h2c to an HTTP/2 upstream (its gRPC proxy is the one
+    /// that speaks HTTP/2 upstream), TCP through its stream module.
     fn nginx(&self) -> Result<Background> {
         let conf = self.work.join("nginx.conf");
         fs::write(
             &conf,
             format!(
-                "daemon off;\nworker_processes auto;\npid {work}/nginx.pid;\nerror_log {work}/nginx.log;\n\
-                 events {{ worker_connections 4096; }}\n\
-                 http {{\n  access_log off;\n  keepalive_requests 10000000;\n  client_body_buffer_size 128k;\n  client_body_temp_path {work};\n  proxy_temp_path {work};\n\
-                 upstream server {{ server 127.0.0.1:{SERVER_PORT}; keepalive 128; }}\n\
-                 server {{ listen 127.0.0.1:{NGINX_PORT}; location / {{ proxy_pass http://server; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+                 daemon off;
+worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/nginx.log;
+                 events {{ worker_connections 4096; }}
+                 http {{
+  access_log off;
+  keepalive_requests 10000000;
+  http2_max_requests 10000000;
+  client_body_buffer_size 128k;
+  client_body_temp_path {work};
+  proxy_temp_path {work};
+                 upstream server {{ server 127.0.0.1:{SERVER_PORT}; keepalive 128; }}
+                 server {{ listen 127.0.0.1:{NGINX_HTTP1_PORT}; location / {{ proxy_pass http://server; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}
+                 server {{ listen 127.0.0.1:{NGINX_H2C_PORT} http2; location / {{ grpc_pass grpc://server; }} }}
+}}
+                 stream {{ server {{ listen 127.0.0.1:{NGINX_TCP_PORT}; proxy_pass 127.0.0.1:{ECHO_PORT}; }} }}
+",
                 work = self.work.display()
             ),
         )?;
@@ -151,19 +307,23 @@ impl Bench {
             .spawn()
             .context("cannot start nginx")?;
         let nginx = Background(child);
-        wait_listening(NGINX_PORT)?;
+        for wire in Wire::ALL {
+            wait_listening(wire.nginx_port())?;
+        }
         Ok(nginx)
     }
 
     /// The load as the functional test of a one-service run.
-    fn load_through_filibuster(&self, connections: usize, body: usize) -> Result<Load> {
+    fn load_through_filibuster(&self, wire: Wire, connections: usize, body: usize) -> Result<Load> {
         let config = self.work.join("interception.toml");
+        let port = wire.server_port();
         fs::write(
             &config,
             format!(
-                "[test]\ncommand = \"{}\"\n[services.server]\ncommand = \"{} --port {SERVER_PORT}\"\nport = {SERVER_PORT}\n",
-                self.load_command(SERVER_PORT, connections, body),
-                self.bin.join("bench-server").display()
+                "[test]\ncommand = \"{}\"\n[services.server]\ncommand = \"{} {}\"\nport = {port}\n",
+                self.load_command(wire, port, connections, body),
+                self.bin.join("bench-server").display(),
+                wire.server_args(),
             ),
         )?;
         self.filibuster(&config, &["--only-initial-execution"])?;
@@ -197,45 +357,83 @@ impl Bench {
     fn interception(&self, table: &mut String) -> Result<()> {
         writeln!(
             table,
-            "## Interception (HTTP/1.1 keep-alive, {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
-             | conns | body | direct req/s | nginx req/s | filibuster req/s | direct p50 / p99 µs | nginx added p50 / p99 µs | filibuster added p50 / p99 µs |\n\
-             |---|---|---|---|---|---|---|---|"
+            "## Interception (medians of {ROUNDS} rounds of {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
+             Small: an empty GET over HTTP, a 16-byte message over TCP. HTTP/2 runs one stream at a time per connection.\n\n\
+             | wire | conns | body | direct req/s | nginx req/s | filibuster req/s | direct p50 / p99 µs | nginx added p50 / p99 µs | filibuster added p50 / p99 µs |\n\
+             |---|---|---|---|---|---|---|---|---|"
         )?;
-        for connections in [1, 64] {
-            for body in [0, 64 * 1024] {
-                let (direct, nginx) = {
-                    let _server = self.server()?;
-                    let direct = self.load_direct(SERVER_PORT, connections, body)?;
-                    let _nginx = self.nginx()?;
-                    (direct, self.load_direct(NGINX_PORT, connections, body)?)
-                };
-                let filibuster = self.load_through_filibuster(connections, body)?;
-                writeln!(
-                    table,
-                    "| {connections} | {} | {:.0} | {:.0} ({}) | {:.0} ({}) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
-                    if body == 0 {
-                        "GET".into()
-                    } else {
-                        format!("{} KiB", body / 1024)
-                    },
-                    direct.rps,
-                    nginx.rps,
-                    ratio(nginx.rps, direct.rps),
-                    filibuster.rps,
-                    ratio(filibuster.rps, direct.rps),
-                    direct.p50,
-                    direct.p99,
-                    nginx.p50 - direct.p50,
-                    nginx.p99 - direct.p99,
-                    filibuster.p50 - direct.p50,
-                    filibuster.p99 - direct.p99,
-                )?;
+        let mut rows = Vec::new();
+        for wire in Wire::ALL {
+            for connections in [1, 64] {
+                for body in [0, 64 * 1024] {
+                    let mut rounds = Vec::new();
+                    for _ in 0..ROUNDS {
+                        let (direct, nginx) = {
+                            let _servers = self.servers()?;
+                            let direct =
+                                self.load_direct(wire, wire.server_port(), connections, body)?;
+                            let _nginx = self.nginx()?;
+                            let nginx =
+                                self.load_direct(wire, wire.nginx_port(), connections, body)?;
+                            (direct, nginx)
+                        };
+                        let filibuster = self.load_through_filibuster(wire, connections, body)?;
+                        rounds.push([direct, nginx, filibuster]);
+                    }
+                    let [direct, nginx, filibuster] =
+                        [0, 1, 2].map(|i| Load::median(rounds.iter().map(|r| r[i])));
+                    let row = Row {
+                        wire,
+                        connections,
+                        body,
+                        direct,
+                        nginx,
+                        filibuster,
+                    };
+                    writeln!(
+                        table,
+                        "| {} | {connections} | {} | {:.0} | {:.0} ({}) | {:.0} ({}) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
+                        wire.label(),
+                        row.body_label(),
+                        direct.rps,
+                        nginx.rps,
+                        ratio(nginx.rps, direct.rps),
+                        filibuster.rps,
+                        ratio(filibuster.rps, direct.rps),
+                        direct.p50,
+                        direct.p99,
+                        nginx.p50 - direct.p50,
+                        nginx.p99 - direct.p99,
+                        filibuster.p50 - direct.p50,
+                        filibuster.p99 - direct.p99,
+                    )?;
+                    rows.push(row);
+                }
             }
         }
         writeln!(
             table,
-            "\nTargets: added p50 ≤ 20 µs and below nginx's; filibuster req/s ≥ 0.80× direct at 64 connections. HTTP/2 (h2c) rows are still to come (issue 5).\n"
+            "\nTargets: added p50 ≤ 20 µs and below nginx's; filibuster req/s ≥ 0.80× direct at 64 connections."
         )?;
+        let mut met = true;
+        for row in &rows {
+            let misses = row.misses();
+            if !misses.is_empty() {
+                met = false;
+                writeln!(
+                    table,
+                    "- missed, {} {} conns {}: {}",
+                    row.wire.label(),
+                    row.connections,
+                    row.body_label(),
+                    misses.join("; ")
+                )?;
+            }
+        }
+        if met {
+            writeln!(table, "- all met")?;
+        }
+        writeln!(table)?;
         Ok(())
     }
 

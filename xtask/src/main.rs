@@ -36,6 +36,9 @@ enum Task {
         /// Also write the table to bench/results/<date>.md.
         #[arg(long)]
         save: bool,
+        /// Measure only these parts (all when none is given).
+        #[arg(long, value_enum)]
+        only: Vec<bench::Section>,
     },
 }
 
@@ -82,9 +85,9 @@ fn main() -> Result<()> {
                 ),
             }
         }
-        Task::Bench { save } => {
+        Task::Bench { save, only } => {
             setup(&root)?;
-            bench::run_all(&root, save)
+            bench::run_all(&root, &only, save)
         }
         Task::Test => {
             setup(&root)?;

@@ -1,9 +1,12 @@
-//! A closed-loop HTTP/1.1 load generator: N keep-alive connections, each
-//! sending its next request as soon as the last was answered, for a fixed
-//! time. Writes requests per second and latency percentiles as JSON.
+//! A closed-loop load generator: N connections, each sending its next
+//! request as soon as the last was answered, for a fixed time. Speaks
+//! HTTP/1.1 keep-alive, cleartext HTTP/2 (one stream at a time per
+//! connection) or raw TCP (a message, then its echo). Writes requests per
+//! second and latency percentiles as JSON.
 //!
-//! Our own rather than wrk, so that the same binary runs inside the test
-//! cgroup under Filibuster and outside it, and measures the same way.
+//! Our own rather than wrk and h2load, so that the same binary runs inside
+//! the test cgroup under Filibuster and outside it, measures every wire the
+//! same way, and needs nothing installed.
 
 use std::{
     net::SocketAddr,
@@ -11,22 +14,38 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::{
+    Method, Request, Response,
+    body::Incoming,
+    client::conn::{http1, http2},
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Wire {
+    Http1,
+    H2c,
+    Tcp,
+}
 
 #[derive(Parser)]
 struct Args {
     #[arg(long)]
     address: SocketAddr,
+    #[arg(long, value_enum, default_value_t = Wire::Http1)]
+    wire: Wire,
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// Request body size; 0 sends GETs.
+    /// Request body size; 0 sends GETs (over TCP, a 16-byte message).
     #[arg(long, default_value_t = 0)]
     body_bytes: usize,
     #[arg(long, default_value_t = 2.0)]
@@ -35,41 +54,105 @@ struct Args {
     out: PathBuf,
 }
 
+/// HTTP/1.1 names the server in `host`, HTTP/2 in the URI's authority.
+fn request(wire: Wire, address: SocketAddr, body: &Bytes) -> Result<Request<Full<Bytes>>> {
+    let builder = Request::builder().method(if body.is_empty() {
+        Method::GET
+    } else {
+        Method::POST
+    });
+    let builder = match wire {
+        Wire::H2c => builder.uri(format!("http://{address}/")),
+        _ => builder.uri("/").header("host", address.to_string()),
+    };
+    Ok(builder.body(Full::new(body.clone()))?)
+}
+
+/// One HTTP connection's sending side, either version.
+enum HttpSender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    H2c(http2::SendRequest<Full<Bytes>>),
+}
+
+impl HttpSender {
+    async fn handshake(wire: Wire, stream: TcpStream) -> Result<Self> {
+        let io = TokioIo::new(stream);
+        Ok(match wire {
+            Wire::H2c => {
+                let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(connection);
+                Self::H2c(sender)
+            }
+            _ => {
+                let (sender, connection) = http1::handshake(io).await?;
+                tokio::spawn(connection);
+                Self::Http1(sender)
+            }
+        })
+    }
+
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Self::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+            Self::H2c(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+        }
+    }
+}
+
 /// Latencies in microseconds of one connection's requests.
-async fn drive(address: SocketAddr, body: Bytes, until: Instant) -> Result<Vec<u64>> {
+async fn drive(wire: Wire, address: SocketAddr, body: Bytes, until: Instant) -> Result<Vec<u64>> {
     let stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
     let mut latencies = Vec::new();
-    while Instant::now() < until {
-        let request = Request::builder()
-            .method(if body.is_empty() {
-                Method::GET
-            } else {
-                Method::POST
-            })
-            .uri("/")
-            .header("host", address.to_string())
-            .body(Full::new(body.clone()))?;
-        sender.ready().await?;
-        let started = Instant::now();
-        let response = sender.send_request(request).await?;
-        response.into_body().collect().await?;
-        latencies.push(started.elapsed().as_micros() as u64);
+    match wire {
+        Wire::Http1 | Wire::H2c => {
+            let mut sender = HttpSender::handshake(wire, stream).await?;
+            while Instant::now() < until {
+                let request = request(wire, address, &body)?;
+                let started = Instant::now();
+                let response = sender.send(request).await?;
+                response.into_body().collect().await?;
+                latencies.push(started.elapsed().as_micros() as u64);
+            }
+        }
+        Wire::Tcp => {
+            // A first byte no HTTP request starts with, so the proxy takes
+            // the connection for an opaque protocol at once.
+            let mut message = vec![b'x'; body.len().max(16)];
+            message[0] = b'*';
+            let mut echoed = vec![0; message.len()];
+            let mut stream = stream;
+            while Instant::now() < until {
+                let started = Instant::now();
+                stream.write_all(&message).await?;
+                stream.read_exact(&mut echoed).await?;
+                if echoed != message {
+                    bail!("the echo differs from what was sent");
+                }
+                latencies.push(started.elapsed().as_micros() as u64);
+            }
+        }
     }
     Ok(latencies)
 }
 
-#[tokio::main]
+/// One thread, as wrk with `-t1`: the load takes at most one core, leaving
+/// the rest to the server and the proxy on small machines, and its
+/// latencies carry no cross-thread wake-ups of its own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(args.seconds);
     let tasks: Vec<_> = (0..args.connections)
-        .map(|_| tokio::spawn(drive(args.address, body.clone(), until)))
+        .map(|_| tokio::spawn(drive(args.wire, args.address, body.clone(), until)))
         .collect();
     let mut latencies = Vec::new();
     for task in tasks {
