@@ -202,6 +202,27 @@ impl Row {
         }
     }
 
+    fn table_line(&self) -> String {
+        let (direct, nginx, filibuster) = (self.direct, self.nginx, self.filibuster);
+        format!(
+            "| {} | {} | {} | {:.0} | {:.0} ({}) | {:.0} ({}) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
+            self.wire.label(),
+            self.connections,
+            self.body_label(),
+            direct.rps,
+            nginx.rps,
+            ratio(nginx.rps, direct.rps),
+            filibuster.rps,
+            ratio(filibuster.rps, direct.rps),
+            direct.p50,
+            direct.p99,
+            nginx.p50 - direct.p50,
+            nginx.p99 - direct.p99,
+            filibuster.p50 - direct.p50,
+            filibuster.p99 - direct.p99,
+        )
+    }
+
     /// How far this row is from the targets, if it misses any.
     fn misses(&self) -> Vec<String> {
         let added = self.filibuster.p50 - self.direct.p50;
@@ -354,6 +375,32 @@ error_log {work}/nginx.log;
         Ok(serde_json::from_str(&fs::read_to_string(&report)?)?)
     }
 
+    /// One cell: its rounds, direct, nginx and Filibuster in turn.
+    fn measure(&self, wire: Wire, connections: usize, body: usize) -> Result<Row> {
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let (direct, nginx) = {
+                let _servers = self.servers()?;
+                let direct = self.load_direct(wire, wire.server_port(), connections, body)?;
+                let _nginx = self.nginx()?;
+                let nginx = self.load_direct(wire, wire.nginx_port(), connections, body)?;
+                (direct, nginx)
+            };
+            let filibuster = self.load_through_filibuster(wire, connections, body)?;
+            rounds.push([direct, nginx, filibuster]);
+        }
+        let [direct, nginx, filibuster] =
+            [0, 1, 2].map(|i| Load::median(rounds.iter().map(|r| r[i])));
+        Ok(Row {
+            wire,
+            connections,
+            body,
+            direct,
+            nginx,
+            filibuster,
+        })
+    }
+
     fn interception(&self, table: &mut String) -> Result<()> {
         writeln!(
             table,
@@ -366,47 +413,8 @@ error_log {work}/nginx.log;
         for wire in Wire::ALL {
             for connections in [1, 64] {
                 for body in [0, 64 * 1024] {
-                    let mut rounds = Vec::new();
-                    for _ in 0..ROUNDS {
-                        let (direct, nginx) = {
-                            let _servers = self.servers()?;
-                            let direct =
-                                self.load_direct(wire, wire.server_port(), connections, body)?;
-                            let _nginx = self.nginx()?;
-                            let nginx =
-                                self.load_direct(wire, wire.nginx_port(), connections, body)?;
-                            (direct, nginx)
-                        };
-                        let filibuster = self.load_through_filibuster(wire, connections, body)?;
-                        rounds.push([direct, nginx, filibuster]);
-                    }
-                    let [direct, nginx, filibuster] =
-                        [0, 1, 2].map(|i| Load::median(rounds.iter().map(|r| r[i])));
-                    let row = Row {
-                        wire,
-                        connections,
-                        body,
-                        direct,
-                        nginx,
-                        filibuster,
-                    };
-                    writeln!(
-                        table,
-                        "| {} | {connections} | {} | {:.0} | {:.0} ({}) | {:.0} ({}) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
-                        wire.label(),
-                        row.body_label(),
-                        direct.rps,
-                        nginx.rps,
-                        ratio(nginx.rps, direct.rps),
-                        filibuster.rps,
-                        ratio(filibuster.rps, direct.rps),
-                        direct.p50,
-                        direct.p99,
-                        nginx.p50 - direct.p50,
-                        nginx.p99 - direct.p99,
-                        filibuster.p50 - direct.p50,
-                        filibuster.p99 - direct.p99,
-                    )?;
+                    let row = self.measure(wire, connections, body)?;
+                    writeln!(table, "{}", row.table_line())?;
                     rows.push(row);
                 }
             }
@@ -415,23 +423,25 @@ error_log {work}/nginx.log;
             table,
             "\nTargets: added p50 ≤ 20 µs and below nginx's; filibuster req/s ≥ 0.80× direct at 64 connections."
         )?;
-        let mut met = true;
-        for row in &rows {
-            let misses = row.misses();
-            if !misses.is_empty() {
-                met = false;
-                writeln!(
-                    table,
-                    "- missed, {} {} conns {}: {}",
-                    row.wire.label(),
-                    row.connections,
-                    row.body_label(),
-                    misses.join("; ")
-                )?;
-            }
-        }
-        if met {
+        let misses: Vec<String> = rows
+            .iter()
+            .filter_map(|row| {
+                let misses = row.misses();
+                (!misses.is_empty()).then(|| {
+                    format!(
+                        "- missed, {} {} conns {}: {}",
+                        row.wire.label(),
+                        row.connections,
+                        row.body_label(),
+                        misses.join("; ")
+                    )
+                })
+            })
+            .collect();
+        if misses.is_empty() {
             writeln!(table, "- all met")?;
+        } else {
+            writeln!(table, "{}", misses.join("\n"))?;
         }
         writeln!(table)?;
         Ok(())
