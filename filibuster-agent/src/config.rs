@@ -74,6 +74,23 @@ struct ServiceSection {
     /// prefix, or a Docker or Podman name).
     container: Option<String>,
     port: u16,
+    #[serde(default)]
+    protocol: ServiceProtocol,
+}
+
+/// What a service speaks, as far as the agent needs to know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProtocol {
+    /// Told from each connection's first bytes: HTTP/1.1 and HTTP/2 are
+    /// proxied call by call; a destination seen speaking anything else is
+    /// connected to directly from then on.
+    #[default]
+    Auto,
+    /// An opaque protocol (a database, a cache, TLS): every connect to it
+    /// goes there directly from the start, each one a call, and only those
+    /// a fault is planned on pass through the proxy.
+    Tcp,
 }
 
 /// Where a service comes from.
@@ -97,6 +114,7 @@ pub struct Service {
     /// Where it listens, in its network namespace: how the agent knows it
     /// is ready, and how calls to it are recognised.
     pub port: u16,
+    pub protocol: ServiceProtocol,
 }
 
 #[derive(Clone, Debug)]
@@ -190,6 +208,7 @@ impl Config {
                 name,
                 source,
                 port: section.port,
+                protocol: section.protocol,
             });
         }
         let fault_rules = file
@@ -306,6 +325,20 @@ mod tests {
         assert_eq!(
             config.services[0].source,
             ServiceSource::Container("shop-cart".into())
+        );
+        assert_eq!(config.services[0].protocol, ServiceProtocol::Auto);
+    }
+
+    #[test]
+    fn reads_a_declared_protocol() {
+        let config = parse("[services.cache]\ncommand = \"r\"\nport = 6379\nprotocol = \"tcp\"\n");
+        assert_eq!(config.unwrap().services[0].protocol, ServiceProtocol::Tcp);
+        let err = parse("[services.cache]\ncommand = \"r\"\nport = 6379\nprotocol = \"redis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("expected `auto` or `tcp`"),
+            "{err}"
         );
     }
 }

@@ -17,8 +17,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SkMsg, SockOps},
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey, Settings,
-    SockAddr, ThreadPort, maps, programs,
+    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey,
+    Settings, SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -29,6 +29,8 @@ pub struct Kernel {
     listeners: HashMap<MapData, u64, Listeners>,
     connect_counts: HashMap<MapData, ConnectKey, u32>,
     refusals: HashMap<MapData, ConnectAttempt, u8>,
+    opaque: HashMap<MapData, Callee, u8>,
+    proxied: HashMap<MapData, ConnectKey, u8>,
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
     events: RingBuf<MapData>,
     managed: HashMap<MapData, u64, u8>,
@@ -89,6 +91,8 @@ impl Kernel {
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
             connect_counts: HashMap::try_from(take_map(&mut ebpf, maps::CONNECT_COUNTS)?)?,
             refusals: HashMap::try_from(take_map(&mut ebpf, maps::REFUSALS)?)?,
+            opaque: HashMap::try_from(take_map(&mut ebpf, maps::OPAQUE)?)?,
+            proxied: HashMap::try_from(take_map(&mut ebpf, maps::PROXIED)?)?,
             redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
             events: RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?,
             managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
@@ -136,22 +140,40 @@ impl Kernel {
             .context("cannot register a managed cgroup with the kernel programs")
     }
 
-    /// Starts counting connects afresh and arms these refusals.
-    pub fn begin_execution(&mut self, refusals: &[ConnectAttempt]) -> Result<()> {
-        let keys: Vec<ConnectKey> = self.connect_counts.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            let _ = self.connect_counts.remove(&key);
-        }
-        let armed: Vec<ConnectAttempt> = self.refusals.keys().filter_map(Result::ok).collect();
-        for attempt in armed {
-            let _ = self.refusals.remove(&attempt);
-        }
+    /// Starts counting connects afresh, arms these refusals and sends
+    /// these callers' connects to these destinations through the proxy.
+    pub fn begin_execution(
+        &mut self,
+        refusals: &[ConnectAttempt],
+        proxied: &[ConnectKey],
+    ) -> Result<()> {
+        clear(&mut self.connect_counts);
+        clear(&mut self.refusals);
+        clear(&mut self.proxied);
         for attempt in refusals {
             self.refusals
                 .insert(attempt, 1, 0)
                 .context("cannot arm a connection refusal")?;
         }
+        for key in proxied {
+            self.proxied
+                .insert(key, 1, 0)
+                .context("cannot route a connect through the proxy")?;
+        }
         Ok(())
+    }
+
+    /// From now on, connects from network namespace `netns` to
+    /// `destination` go straight there, each reported as a call.
+    pub fn connect_directly(&mut self, netns: u64, destination: SocketAddr) -> Result<()> {
+        let callee = Callee {
+            netns,
+            destination: Destination(destination).to_kernel(),
+            _pad: 0,
+        };
+        self.opaque
+            .insert(callee, 1, 0)
+            .context("cannot mark a destination as opaque")
     }
 
     /// Lets the caller's connects through again where a refusal was armed.
@@ -204,6 +226,13 @@ fn peer_key(netns: u64, peer: SocketAddr) -> PeerKey {
         port: peer.port(),
         family: if peer.is_ipv4() { AF_INET } else { AF_INET6 },
         _pad: 0,
+    }
+}
+
+fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    for key in keys {
+        let _ = map.remove(&key);
     }
 }
 

@@ -5,15 +5,19 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::Result;
-use filibuster_common::{ACTION_REFUSED, ConnectAttempt, ConnectKey};
+use filibuster_common::{
+    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt,
+    ConnectEvent, ConnectKey,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::debug;
 
 use crate::{
     config::TEST_CALLER,
@@ -94,6 +98,20 @@ fn callee_name(
         .map(|s| s.name.as_str())
 }
 
+/// The faults `site` could be failed with. The test's own calls are
+/// watched, not failed: the test is what judges.
+fn applicable_faults(
+    faults: &FaultSpace,
+    site: &CallSite,
+    first_on_connection: bool,
+) -> Vec<Fault> {
+    if site.caller == TEST_CALLER {
+        Vec::new()
+    } else {
+        faults.faults_for(site, first_on_connection)
+    }
+}
+
 /// Which connect a refusal targets, in terms that survive a restart
 /// (service names, not cgroup ids): written into counterexamples.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +158,8 @@ struct State {
     connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
     /// Refusals armed in the kernel for the current execution.
     armed: HashMap<ConnectAttempt, PlannedFault>,
+    /// Calls made by direct connects not yet answered, by socket cookie.
+    direct: HashMap<u64, ((usize, CallId), String)>,
     held: Duration,
     holding: usize,
     connections: u32,
@@ -175,6 +195,7 @@ impl Session {
                 serving: HashMap::new(),
                 connect_targets: HashMap::new(),
                 armed: HashMap::new(),
+                direct: HashMap::new(),
                 held: Duration::ZERO,
                 holding: 0,
                 connections: 0,
@@ -206,36 +227,43 @@ impl Session {
         self.lock().connect_targets.get(index).cloned()
     }
 
-    /// Makes `execution` current and arms the kernel for its refusals.
+    /// Makes `execution` current and arms the kernel for it: its refusals,
+    /// and the proxy for every connection a planned fault of an opaque
+    /// protocol's call needs (one that would otherwise go directly).
     pub fn begin(&self, execution: Execution) -> Result<()> {
         let number = execution.number;
         let mut state = self.lock();
         let state = &mut *state;
         state.armed.clear();
         state.serving.clear();
+        state.direct.clear();
+        let mut proxied = Vec::new();
         for planned in execution.plan().faults() {
-            if planned.fault != Fault::ConnectionRefused {
-                continue;
-            }
             let Some(target) = state.connect_targets.get(&planned.index) else {
                 continue;
             };
             let Some(&cgroup_id) = state.caller_cgroups.get(&target.caller) else {
                 continue;
             };
-            let attempt = ConnectAttempt {
-                key: ConnectKey {
-                    cgroup_id,
-                    destination: Destination(target.destination).to_kernel(),
-                    _pad: 0,
-                },
-                ordinal: target.ordinal,
+            let key = ConnectKey {
+                cgroup_id,
+                destination: Destination(target.destination).to_kernel(),
                 _pad: 0,
             };
-            state.armed.insert(attempt, planned.clone());
+            if planned.site.protocol == Protocol::Tcp {
+                proxied.push(key);
+            }
+            if planned.fault == Fault::ConnectionRefused {
+                let attempt = ConnectAttempt {
+                    key,
+                    ordinal: target.ordinal,
+                    _pad: 0,
+                };
+                state.armed.insert(attempt, planned.clone());
+            }
         }
         let armed: Vec<ConnectAttempt> = state.armed.keys().copied().collect();
-        state.kernel.begin_execution(&armed)?;
+        state.kernel.begin_execution(&armed, &proxied)?;
         state.execution = Some(execution);
         self.current.send_replace(number);
         Ok(())
@@ -250,23 +278,118 @@ impl Session {
         execution
     }
 
-    /// Records the connects the kernel refused: each is the planned call.
+    /// Records what the kernel did on its own: the connects it refused
+    /// (each the planned call), and the direct connects (each a call) and
+    /// how they ended.
     fn absorb_events(state: &mut State) {
         for event in state.kernel.drain_events() {
-            if event.action != ACTION_REFUSED {
-                continue;
-            }
-            let Some(planned) = state.armed.get(&event.attempt).cloned() else {
-                continue;
-            };
-            let caller = &planned.site.caller;
-            let parent = Self::parent(&state.serving, caller, None, || {
-                Self::served_by_thread(&state.services, &state.kernel, caller, Some(event.tid))
-            });
-            if let Some(execution) = state.execution.as_mut() {
-                execution.begin_call(parent, planned.site, |_| Vec::new());
+            match event.action {
+                ACTION_REFUSED => Self::absorb_refusal(state, &event),
+                ACTION_DIRECT => Self::absorb_direct_connect(state, &event),
+                ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
+                    if let Some((call, callee)) = state.direct.remove(&event.socket) {
+                        let outcome = if event.action == ACTION_ESTABLISHED {
+                            Outcome::Connected
+                        } else {
+                            Outcome::ConnectionError
+                        };
+                        Self::record_outcome(state, call, &callee, outcome);
+                    }
+                }
+                _ => {}
             }
         }
+    }
+
+    fn absorb_refusal(state: &mut State, event: &ConnectEvent) {
+        let Some(planned) = state.armed.get(&event.attempt).cloned() else {
+            return;
+        };
+        let caller = &planned.site.caller;
+        let parent = Self::parent(&state.serving, caller, None, || {
+            Self::served_by_thread(&state.services, &state.kernel, caller, Some(event.tid))
+        });
+        if let Some(execution) = state.execution.as_mut() {
+            execution.begin_call(parent, planned.site, |_| Vec::new());
+        }
+    }
+
+    fn absorb_direct_connect(state: &mut State, event: &ConnectEvent) {
+        let Some(caller) = state.callers.get(&event.attempt.key.cgroup_id).cloned() else {
+            return;
+        };
+        let destination = Destination::from_kernel(&event.attempt.key.destination).0;
+        let callee = callee_name(&state.services, destination, event.netns)
+            .map_or_else(|| destination.to_string(), str::to_string);
+        let parent = Self::parent(&state.serving, &caller, None, || {
+            Self::served_by_thread(&state.services, &state.kernel, &caller, Some(event.tid))
+        });
+        debug!(%caller, %callee, "a direct connect");
+        let Some(execution) = state.execution.as_mut() else {
+            return;
+        };
+        let site = CallSite {
+            caller: caller.clone(),
+            callee: callee.clone(),
+            protocol: Protocol::Tcp,
+            method: String::new(),
+            target: String::new(),
+        };
+        // A fault planned on this call made the kernel send its caller's
+        // connects there through the proxy, so none comes back here.
+        let (id, _) = execution.begin_call(parent, site, |site| {
+            applicable_faults(&state.faults, site, true)
+        });
+        state.connections += 1;
+        execution.set_connection(id, state.connections);
+        let index = execution.call(id).index.clone();
+        state
+            .direct
+            .insert(event.socket, ((execution.number, id), callee));
+        state
+            .connect_targets
+            .entry(index)
+            .or_insert_with(|| ConnectTarget {
+                caller,
+                destination,
+                ordinal: event.attempt.ordinal,
+            });
+    }
+
+    /// Connects from `connection`'s namespace to its destination, which
+    /// spoke a protocol the proxy only passes through, go there directly
+    /// from now on.
+    pub fn connect_directly(&self, connection: &Connection) {
+        let result = self
+            .lock()
+            .kernel
+            .connect_directly(connection.netns.cookie(), connection.destination);
+        if let Err(e) = result {
+            debug!("{} stays proxied: {e:#}", connection.destination);
+        }
+    }
+
+    /// Connects to service `name` from any of `namespaces` go there
+    /// directly: it was declared to speak an opaque protocol.
+    pub fn declare_opaque(&self, name: &str, namespaces: &[u64]) -> Result<()> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(service) = state.services.iter().find(|s| s.name == name) else {
+            return Ok(());
+        };
+        for &netns in namespaces {
+            let loopback = [
+                IpAddr::from(Ipv4Addr::LOCALHOST),
+                Ipv6Addr::LOCALHOST.into(),
+            ];
+            let own = (netns == service.netns).then_some(loopback);
+            let addresses = service.addresses.iter().filter(|ip| !ip.is_loopback());
+            for ip in own.into_iter().flatten().chain(addresses.copied()) {
+                let destination = SocketAddr::new(ip, service.port);
+                state.kernel.connect_directly(netns, destination)?;
+            }
+        }
+        Ok(())
     }
 
     /// A connection arrived at the proxy's listener in `netns` from `peer`:
@@ -375,12 +498,7 @@ impl Session {
         });
         let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
-            // The test's own calls are watched, not failed: the test is what judges.
-            if site.caller == TEST_CALLER {
-                Vec::new()
-            } else {
-                faults.faults_for(site, request.first_on_connection)
-            }
+            applicable_faults(faults, site, request.first_on_connection)
         });
         execution.set_connection(id, connection.number);
         let fault = match fault {

@@ -14,6 +14,8 @@ pub mod maps {
     pub const SETTINGS: &str = "SETTINGS";
     pub const CONNECT_COUNTS: &str = "CONNECT_COUNTS";
     pub const REFUSALS: &str = "REFUSALS";
+    pub const OPAQUE: &str = "OPAQUE";
+    pub const PROXIED: &str = "PROXIED";
     pub const REDIRECTS_BY_PORT: &str = "REDIRECTS_BY_PORT";
     pub const LISTENERS: &str = "LISTENERS";
     pub const MANAGED: &str = "MANAGED";
@@ -92,6 +94,17 @@ pub struct ConnectAttempt {
     pub _pad: u32,
 }
 
+/// A destination as seen from a network namespace (a key of `OPAQUE`):
+/// connects there from that namespace go straight to it, the proxy having
+/// nothing to read in a protocol it does not speak.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Callee {
+    pub netns: u64,
+    pub destination: SockAddr,
+    pub _pad: u32,
+}
+
 /// Key of `REDIRECTS_BY_PORT`: the local (client) port of a redirected
 /// connection, its family and its network namespace's cookie, which the
 /// agent reads as its peer's port and its listener's namespace.
@@ -114,12 +127,18 @@ pub struct ThreadPort {
     pub _pad: u16,
 }
 
-/// A connect from a managed cgroup, reported through the `EVENTS` ring buffer.
+/// A connect from a managed cgroup, or how a direct one ended, reported
+/// through the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ConnectEvent {
     pub attempt: ConnectAttempt,
-    /// Thread group id (the process) and thread id of the caller.
+    /// Cookie of the caller's network namespace.
+    pub netns: u64,
+    /// Cookie of the caller's socket: ties a direct connect to its end.
+    pub socket: u64,
+    /// Thread group id (the process) and thread id of the caller (0 for
+    /// the end of a direct connect, which the kernel sees in no thread).
     pub pid: u32,
     pub tid: u32,
     /// One of the `ACTION_*` constants.
@@ -129,6 +148,12 @@ pub struct ConnectEvent {
 
 pub const ACTION_REDIRECTED: u32 = 1;
 pub const ACTION_REFUSED: u32 = 2;
+/// Let through to its destination, which speaks an opaque protocol.
+pub const ACTION_DIRECT: u32 = 3;
+/// A direct connect was answered (the connection is up).
+pub const ACTION_ESTABLISHED: u32 = 4;
+/// A direct connect failed (refused, unreachable, timed out).
+pub const ACTION_UNREACHABLE: u32 = 5;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -138,6 +163,7 @@ mod pod {
     unsafe impl aya::Pod for super::Listeners {}
     unsafe impl aya::Pod for super::ConnectKey {}
     unsafe impl aya::Pod for super::ConnectAttempt {}
+    unsafe impl aya::Pod for super::Callee {}
     unsafe impl aya::Pod for super::PeerKey {}
     unsafe impl aya::Pod for super::ThreadPort {}
     unsafe impl aya::Pod for super::ConnectEvent {}

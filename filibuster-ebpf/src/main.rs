@@ -4,10 +4,15 @@
 //!   destination), refuse it with ECONNREFUSED when the agent armed that
 //!   attempt, otherwise redirect it to the agent's transparent listener in
 //!   the caller's network namespace, remembering the original destination
-//!   under the socket cookie.
+//!   under the socket cookie. A destination the agent marked opaque (a
+//!   protocol its proxy only passes through: a database, a cache, TLS) is
+//!   connected to directly instead, and the connect reported as the call,
+//!   unless the agent wants this caller's connects there proxied in the
+//!   current execution (a timeout or reset is planned on one).
 //! - `established` (sock_ops): once the redirected connection is up, file
 //!   the original destination under the client's port and namespace, where
-//!   the agent finds it from its accepted socket's peer address.
+//!   the agent finds it from its accepted socket's peer address; report
+//!   whether each direct connect was answered or failed.
 //! - `getpeername4`/`getpeername6`: show the caller its original peer.
 //! - `sends` (sk_msg, on every redirected socket, which `established` puts
 //!   in `SOCKETS`): records the thread that sent each message, by the
@@ -32,7 +37,9 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, bpf_sock_tuple,
+        BPF_F_CURRENT_NETNS, BPF_NOEXIST, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
+        bpf_sock_tuple,
     },
     helpers::bpf_probe_read_kernel,
     helpers::{
@@ -44,8 +51,9 @@ use aya_ebpf::{
     programs::{RawTracePointContext, SkMsgContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
-    ACTION_REDIRECTED, ACTION_REFUSED, AF_INET, AF_INET6, ConnectAttempt, ConnectEvent, ConnectKey,
-    Listeners, PeerKey, Settings, SockAddr, ThreadPort,
+    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE,
+    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey,
+    Settings, SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -68,6 +76,20 @@ static CONNECT_COUNTS: HashMap<ConnectKey, u32> = HashMap::with_max_entries(1638
 /// Connect attempts the agent wants refused in the current execution.
 #[map]
 static REFUSALS: HashMap<ConnectAttempt, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Destinations, per caller namespace, that speak a protocol the proxy
+/// only passes through: connected to directly.
+#[map]
+static OPAQUE: HashMap<Callee, u8> = HashMap::with_max_entries(4096, 0);
+
+/// (Caller, destination) pairs whose connects go through the proxy in the
+/// current execution even though the destination is opaque.
+#[map]
+static PROXIED: HashMap<ConnectKey, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Direct connects not yet answered, by socket cookie.
+#[map]
+static DIRECT_BY_COOKIE: LruHashMap<u64, ConnectAttempt> = LruHashMap::with_max_entries(16384, 0);
 
 /// Original destination of a redirected socket, by socket cookie.
 #[map]
@@ -108,7 +130,7 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     };
     match decide_v4(&ctx, settings, listeners, sa.user_ip4, sa.user_port as u16) {
-        None => ALLOW,
+        None | Some(Decision::Direct) => ALLOW,
         Some(Decision::Refuse) => DENY,
         Some(Decision::Redirect) => {
             sa.user_ip4 = LOOPBACK_V4;
@@ -134,7 +156,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     // to the IPv4 listener through its mapped address.
     if is_v4_mapped(ip6) {
         return match decide_v4(&ctx, settings, listeners, ip6[3], sa.user_port as u16) {
-            None => ALLOW,
+            None | Some(Decision::Direct) => ALLOW,
             Some(Decision::Refuse) => DENY,
             Some(Decision::Redirect) => {
                 write_ip6(&mut sa.user_ip6, [0, 0, 0xffff_u32.to_be(), LOOPBACK_V4]);
@@ -156,6 +178,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     }
     match decide(&ctx, destination) {
+        Decision::Direct => ALLOW,
         Decision::Refuse => DENY,
         Decision::Redirect => {
             if listeners.port_v6 == 0 {
@@ -213,12 +236,27 @@ fn is_v4_mapped(ip6: [u32; 4]) -> bool {
     ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0xffff_u32.to_be()
 }
 
+/// `tcp_states.h`: a connect in flight, and a socket that is done.
+const TCP_SYN_SENT: u32 = 2;
+const TCP_CLOSE: u32 = 7;
+
 #[sock_ops]
 pub fn established(ctx: SockOpsContext) -> u32 {
-    if ctx.op() != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+        && op != BPF_SOCK_OPS_TCP_CONNECT_CB
+        && op != BPF_SOCK_OPS_STATE_CB
+    {
         return 1;
     }
     let mut cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if let Some(&attempt) = unsafe { DIRECT_BY_COOKIE.get(cookie) } {
+        direct_connect_progress(&ctx, op, cookie, attempt);
+        return 1;
+    }
+    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        return 1;
+    }
     if let Some(attempt) = unsafe { REDIRECTS_BY_COOKIE.get(cookie) } {
         let key = PeerKey {
             netns: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) },
@@ -231,6 +269,27 @@ pub fn established(ctx: SockOpsContext) -> u32 {
         let _ = SOCKETS.update(&mut cookie, unsafe { &mut *ctx.ops }, 0);
     }
     1
+}
+
+/// A direct connect's SYN went out, was answered, or failed: state
+/// changes are asked for only while one is in flight.
+fn direct_connect_progress(ctx: &SockOpsContext, op: u32, cookie: u64, attempt: ConnectAttempt) {
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let watched = ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG;
+    let end = match op {
+        BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
+            return;
+        }
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => ACTION_ESTABLISHED,
+        _ if ctx.arg(0) == TCP_SYN_SENT && ctx.arg(1) == TCP_CLOSE => ACTION_UNREACHABLE,
+        _ => return,
+    };
+    if watched != 0 {
+        let _ = ctx.set_cb_flags((ctx.cb_flags() & !BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
+    }
+    let _ = DIRECT_BY_COOKIE.remove(&cookie);
+    report(attempt, end, netns, cookie, 0);
 }
 
 /// Where the verdict of an sk_msg program lets a message go on its way.
@@ -330,6 +389,8 @@ fn write_ip6(field: &mut [u32; 4], words: [u32; 4]) {
 enum Decision {
     Redirect,
     Refuse,
+    /// Let through untouched: the destination is opaque.
+    Direct,
 }
 
 /// The agent's settings and its listeners in the caller's network
@@ -341,7 +402,8 @@ fn settings(ctx: &SockAddrContext) -> Option<(Settings, Listeners)> {
 }
 
 /// Counts this connect, then refuses it if the agent armed this attempt,
-/// otherwise records its original destination for the agent.
+/// lets it through if its destination is opaque (and not proxied in this
+/// execution), otherwise records its original destination for the agent.
 fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
     let key = ConnectKey {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -366,33 +428,34 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
         ordinal,
         _pad: 0,
     };
-    let refuse = unsafe { REFUSALS.get(attempt) }.is_some();
-    if refuse {
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let callee = Callee {
+        netns,
+        destination,
+        _pad: 0,
+    };
+    let (decision, action) = if unsafe { REFUSALS.get(attempt) }.is_some() {
         unsafe { bpf_set_retval(-ECONNREFUSED) };
+        (Decision::Refuse, ACTION_REFUSED)
+    } else if unsafe { OPAQUE.get(callee) }.is_some() && unsafe { PROXIED.get(key) }.is_none() {
+        let _ = DIRECT_BY_COOKIE.insert(cookie, attempt, 0);
+        (Decision::Direct, ACTION_DIRECT)
     } else {
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
         let _ = REDIRECTS_BY_COOKIE.insert(cookie, attempt, 0);
-    }
-    report(
-        attempt,
-        if refuse {
-            ACTION_REFUSED
-        } else {
-            ACTION_REDIRECTED
-        },
-    );
-    if refuse {
-        Decision::Refuse
-    } else {
-        Decision::Redirect
-    }
+        (Decision::Redirect, ACTION_REDIRECTED)
+    };
+    report(attempt, action, netns, cookie, pid_tgid);
+    decision
 }
 
-fn report(attempt: ConnectAttempt, action: u32) {
+fn report(attempt: ConnectAttempt, action: u32, netns: u64, socket: u64, pid_tgid: u64) {
     if let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) {
-        let pid_tgid = bpf_get_current_pid_tgid();
         entry.write(ConnectEvent {
             attempt,
+            netns,
+            socket,
             pid: (pid_tgid >> 32) as u32,
             tid: pid_tgid as u32,
             action,

@@ -3,7 +3,9 @@
 //! destination, while the process still sees it as its peer), an armed
 //! refusal gives it ECONNREFUSED, the thread that sent on a redirected
 //! connection is known, a process outside is untouched, and nothing is
-//! left once the agent lets go.
+//! left once the agent lets go. A destination marked opaque is connected
+//! to directly, each connect and its end reported, unless the agent routes
+//! that caller's connects there through the proxy.
 
 use std::{
     io::Read,
@@ -18,7 +20,8 @@ use filibuster::{
     netns::NetNs,
 };
 use filibuster_common::{
-    ACTION_REDIRECTED, ACTION_REFUSED, ConnectAttempt, ConnectKey, Listeners, Settings,
+    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE,
+    ConnectAttempt, ConnectKey, Listeners, Settings,
 };
 
 /// Connects twice to the given address and says what happened.
@@ -34,6 +37,21 @@ try:
     print("second connected")
 except ConnectionRefusedError:
     print("second refused")
+"#;
+
+/// Connects to each address in turn, keeping the connections open until
+/// stdin closes, and says how each went.
+const CONNECTS: &str = r#"
+import socket, sys
+kept = []
+for address in sys.argv[1:]:
+    host, port = address.rsplit(":", 1)
+    try:
+        kept.append(socket.create_connection((host, int(port)), timeout=5))
+        print("connected", flush=True)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+sys.stdin.read()
 "#;
 
 fn accept_within(listener: &TcpListener, limit: Duration) -> (TcpStream, SocketAddr) {
@@ -89,11 +107,14 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     };
     // Refuse the client's second connect to upstream, not its first.
     kernel
-        .begin_execution(&[ConnectAttempt {
-            key,
-            ordinal: 2,
-            _pad: 0,
-        }])
+        .begin_execution(
+            &[ConnectAttempt {
+                key,
+                ordinal: 2,
+                _pad: 0,
+            }],
+            &[],
+        )
         .unwrap();
 
     let child = client(cgroup, upstream_addr);
@@ -143,4 +164,109 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
 
     drop(cgroups);
     assert!(!cgroup_path.exists(), "the cgroup was removed");
+}
+
+#[test]
+fn connects_directly_to_opaque_destinations_unless_proxied() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let own = NetNs::own().unwrap();
+    let netns = own.cookie();
+    // A port of this host's own non-loopback address that nobody listens
+    // on: the stack refuses it (loopback ones are not counted at all).
+    let host_ip = own
+        .addresses()
+        .unwrap()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .expect("this host has a non-loopback IPv4 address");
+    let closed = SocketAddr::new(
+        host_ip,
+        TcpListener::bind((host_ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    );
+
+    let mut kernel = Kernel::load().expect("programs load (run as root)");
+    kernel.configure(Settings::default()).unwrap();
+    kernel
+        .add_listeners(
+            netns,
+            Listeners {
+                port_v4: agent.local_addr().unwrap().port(),
+                ..Listeners::default()
+            },
+        )
+        .unwrap();
+    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
+    let cgroup = cgroups.add("client").unwrap();
+    kernel.attach(cgroup).unwrap();
+    kernel.connect_directly(netns, upstream_addr).unwrap();
+    kernel.connect_directly(netns, closed).unwrap();
+    let key = |destination| ConnectKey {
+        cgroup_id: cgroup.id(),
+        destination: Destination(destination).to_kernel(),
+        _pad: 0,
+    };
+
+    let connect = |addresses: &[SocketAddr]| {
+        let mut command = Command::new("python3");
+        command
+            .arg("-c")
+            .arg(CONNECTS)
+            .args(addresses.iter().map(SocketAddr::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        cgroup.start_inside(&mut command).unwrap();
+        command.spawn().expect("python3 starts")
+    };
+    let finish = |child: std::process::Child| {
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    kernel.begin_execution(&[], &[]).unwrap();
+    let child = connect(&[upstream_addr, closed]);
+    let (_, peer) = accept_within(&upstream, Duration::from_secs(10));
+    assert_eq!(peer.ip(), upstream_addr.ip(), "straight to upstream");
+    assert_eq!(finish(child), "connected\nrefused\n");
+    let events = kernel.drain_events();
+    let seen: Vec<(SocketAddr, u32, u32)> = events
+        .iter()
+        .map(|e| {
+            let destination = Destination::from_kernel(&e.attempt.key.destination).0;
+            (destination, e.attempt.ordinal, e.action)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (upstream_addr, 1, ACTION_DIRECT),
+            (upstream_addr, 1, ACTION_ESTABLISHED),
+            (closed, 1, ACTION_DIRECT),
+            (closed, 1, ACTION_UNREACHABLE),
+        ]
+    );
+    // Each connect's end names its socket; the connect names its thread.
+    assert_eq!(events[0].socket, events[1].socket);
+    assert_eq!(events[2].socket, events[3].socket);
+    assert_ne!(events[0].socket, events[2].socket);
+    assert!(events[0].tid != 0 && events[0].netns == netns);
+
+    // Proxied this execution: the same connect is redirected to the agent.
+    kernel.begin_execution(&[], &[key(upstream_addr)]).unwrap();
+    let child = connect(&[upstream_addr]);
+    let (_, peer) = accept_within(&agent, Duration::from_secs(10));
+    let attempt = kernel.take_redirect(netns, peer).expect("redirected");
+    assert_eq!(attempt.key, key(upstream_addr));
+    assert_eq!(finish(child), "connected\n");
+    assert!(
+        kernel
+            .drain_events()
+            .iter()
+            .all(|e| e.action == ACTION_REDIRECTED)
+    );
 }

@@ -184,3 +184,75 @@ replace = []
         200
     );
 }
+
+#[test]
+fn declared_tcp_service_is_connected_to_directly_and_its_faults_still_land() {
+    // Redis declared opaque, its connects reported by the kernel; only
+    // Redis is failed, by refusal (in the kernel) and by timeout (which
+    // needs the proxy to hold the connection).
+    let dir = scratch("polyglot-direct");
+    let variant = config_variant(
+        &example("polyglot"),
+        r#"protocol = "tcp"
+
+[[faults]]
+service = "redis"
+add = ["timeout"]
+
+[[faults]]
+service = "{cart,inventory}"
+replace = []
+"#,
+        &dir,
+    );
+    let text = std::fs::read_to_string(&variant).expect("variant");
+    std::fs::write(&variant, text.replace("server.js buggy", "server.js")).expect("fixed");
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &variant.display().to_string(),
+            "--report-json",
+            "report.json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report = read_json(&dir.join("report.json"));
+    let log = executions(&report);
+    let fault_of = |execution: &Value| {
+        let faults = execution["faults"].as_array().expect("faults");
+        faults
+            .iter()
+            .map(|f| f["fault"]["kind"].as_str().expect("kind").to_string())
+            .collect::<Vec<_>>()
+    };
+    let planned: Vec<Vec<String>> = log.iter().map(fault_of).collect();
+    assert_eq!(
+        planned,
+        [
+            vec![],
+            vec!["timeout".to_string()],
+            vec!["connection-refused".to_string()]
+        ],
+        "{report}"
+    );
+    // Unfailed, the direct connect is the call, answered.
+    let direct = calls(&log[0], "inventory", "redis");
+    assert_eq!(direct.len(), 1, "{}", log[0]);
+    assert_eq!(direct[0]["outcome"]["kind"], "connected");
+    assert_eq!(direct[0]["protocol"], "tcp");
+    // The timeout needed the proxy, which held the connection until
+    // inventory's socket timeout gave up; the refusal happened in the
+    // kernel, which held nothing.
+    assert!(
+        log[1]["held_seconds"].as_f64().expect("held") > 0.0,
+        "{}",
+        log[1]
+    );
+    assert_eq!(log[2]["held_seconds"].as_f64(), Some(0.0));
+    let refused = calls(&log[2], "inventory", "redis");
+    assert_eq!(
+        refused[0]["outcome"]["detail"]["kind"],
+        "connection-refused"
+    );
+}

@@ -121,6 +121,15 @@ impl Wire {
         }
     }
 
+    /// How the server is declared: the echo server as the opaque protocol
+    /// it speaks, so its connects go to it directly.
+    fn declared_protocol(self) -> &'static str {
+        match self {
+            Wire::Http1 | Wire::H2c => "",
+            Wire::Tcp => "protocol = \"tcp\"\n",
+        }
+    }
+
     fn server_args(self) -> String {
         match self {
             Wire::Http1 | Wire::H2c => format!("--port {SERVER_PORT}"),
@@ -341,10 +350,11 @@ error_log {work}/nginx.log;
         fs::write(
             &config,
             format!(
-                "[test]\ncommand = \"{}\"\n[services.server]\ncommand = \"{} {}\"\nport = {port}\n",
+                "[test]\ncommand = \"{}\"\n[services.server]\ncommand = \"{} {}\"\nport = {port}\n{}",
                 self.load_command(wire, port, connections, body),
                 self.bin.join("bench-server").display(),
                 wire.server_args(),
+                wire.declared_protocol(),
             ),
         )?;
         self.filibuster(&config, &["--only-initial-execution"])?;

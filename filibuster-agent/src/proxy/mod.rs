@@ -2,7 +2,10 @@
 //! here (the kernel redirected it). What the caller sends first tells how
 //! to treat it: HTTP/1.1 and HTTP/2 are spoken on both sides, each request
 //! or stream being a call ([`http`]); anything else is passed through as
-//! bytes, the connection being the call ([`tcp`]).
+//! bytes, the connection being the call ([`tcp`]). A destination seen
+//! speaking such an opaque protocol is then connected to directly (the
+//! kernel reports those connects as the calls), except where a fault
+//! planned on one needs the proxy.
 //!
 //! Each caller connection gets its own upstream connection, so the callee
 //! sees the same connection pattern as without Filibuster.
@@ -45,7 +48,12 @@ async fn serve_connection(stream: TcpStream, connection: Connection, session: Ar
     match sniff::wire(&stream).await {
         Wire::Http1 => http::serve_http1(stream, connection, session).await,
         Wire::Http2 => http::serve_http2(stream, connection, session).await,
-        Wire::Opaque => tcp::pass_through(stream, connection, session).await,
+        Wire::Opaque => {
+            session.connect_directly(&connection);
+            tcp::pass_through(stream, connection, session).await
+        }
+        // Not learned: a slow HTTP caller would make HTTP look opaque.
+        Wire::Silent => tcp::pass_through(stream, connection, session).await,
     }
 }
 

@@ -13,8 +13,11 @@ pub enum Wire {
     Http1,
     /// HTTP/2 with prior knowledge (gRPC's way of speaking cleartext).
     Http2,
-    /// Anything else, or a caller that waits for the server to speak first.
+    /// Anything else: a protocol the proxy passes through.
     Opaque,
+    /// Nothing sent yet: a protocol where the server speaks first, or a
+    /// caller slow to start one the proxy may speak.
+    Silent,
 }
 
 /// How long a caller that has sent nothing is waited for before its
@@ -30,7 +33,7 @@ pub async fn wire(stream: &TcpStream) -> Wire {
     loop {
         let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
             Ok(Ok(n)) if n > 0 => n,
-            _ => return Wire::Opaque,
+            _ => return Wire::Silent,
         };
         if let Some(wire) = classify(&first[..seen]) {
             return wire;

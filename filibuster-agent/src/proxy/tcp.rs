@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use tokio::{io::copy_bidirectional, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, copy_bidirectional},
+    net::TcpStream,
+};
 use tracing::debug;
 
 use super::reset;
@@ -24,7 +27,11 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
     };
     let admission = session.admit(&connection, &request);
     match (admission.fault, admission.call) {
-        (Some(Fault::Timeout), Some((execution, _))) => session.hold(execution).await,
+        // Held until the caller gives up on it (or the execution ends).
+        (Some(Fault::Timeout), Some((execution, _))) => tokio::select! {
+            () = session.hold(execution) => {}
+            () = hung_up(&mut stream) => {}
+        },
         // Refusals happen in the kernel; anything else planned here
         // resets the connection.
         (Some(_), _) => reset(&stream),
@@ -46,4 +53,10 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
             }
         },
     }
+}
+
+/// Reads (and drops) what the caller sends until it closes the connection.
+async fn hung_up(stream: &mut TcpStream) {
+    let mut discarded = [0u8; 4096];
+    while let Ok(1..) = stream.read(&mut discarded).await {}
 }

@@ -62,6 +62,8 @@ impl Counterexample {
 pub struct ExecutionResult {
     pub number: usize,
     pub duration: Duration,
+    /// Of which spent holding calls for timeout faults.
+    pub held: Duration,
     pub passed: bool,
     /// "passed", "failed (exit 1)", "failed (timed out)".
     pub verdict: String,
@@ -171,6 +173,9 @@ pub struct ExecutionEntry<'a> {
     pub faults: &'a [PlannedFault],
     pub result: &'a str,
     pub seconds: f64,
+    /// Of `seconds`, the time calls were held for timeout faults until
+    /// their callers gave up.
+    pub held_seconds: f64,
     pub calls: Vec<CallReport<'a>>,
 }
 
@@ -227,6 +232,7 @@ impl<'a> Report<'a> {
                         faults: &finished.faults,
                         result: &result.verdict,
                         seconds: result.duration.as_secs_f64(),
+                        held_seconds: result.held.as_secs_f64(),
                         calls: finished.calls.iter().map(CallReport::from).collect(),
                     }
                 })

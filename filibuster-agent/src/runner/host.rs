@@ -19,7 +19,7 @@ use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 use super::{functional::FunctionalTest, host_lock::HostLock, services};
 use crate::{
     cgroups::{self, Cgroup, RunCgroups},
-    config::{Config, Service, ServiceSource, TEST_CALLER, TestSpec},
+    config::{Config, Service, ServiceProtocol, ServiceSource, TEST_CALLER, TestSpec},
     containers,
     control::{self, LoopResult, TestLoop},
     ebpf::Kernel,
@@ -162,6 +162,12 @@ impl Host {
         let session = Arc::new(Session::new(kernel, directory(&placed)?, faults));
         for (name, cgroup) in &callers {
             session.add_caller(cgroup.id(), name);
+        }
+        let caller_namespaces: Vec<u64> = namespaces.iter().map(|n| n.cookie()).collect();
+        for service in &config.services {
+            if service.protocol == ServiceProtocol::Tcp {
+                session.declare_opaque(&service.name, &caller_namespaces)?;
+            }
         }
         let (test_loop, loop_results) = TestLoop::new(run_token()?);
         let mut tasks = Tasks(vec![tokio::spawn(control::serve(

@@ -130,10 +130,12 @@ pub async fn run(options: Options) -> Result<Verdict> {
             between_executions += ended.elapsed();
         }
         let began = Instant::now();
+        let (_, held_before) = session.holds();
         let test = functional.run(number).await?;
         let duration = began.elapsed();
         test_ended = Some(Instant::now());
         let execution = session.end().expect("the execution just run");
+        let held = session.holds().1 - held_before;
         explorer.finish(execution, test.passed());
         let progress = explorer.progress();
         terminal.update(progress);
@@ -194,6 +196,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         results.push(ExecutionResult {
             number,
             duration,
+            held,
             passed,
             verdict: test.verdict(),
             output: if passed { String::new() } else { test.output },
