@@ -101,6 +101,9 @@ pub struct AgentFootprint {
     pub peak_rss_kib: u64,
     /// User and system CPU time of the agent's own process.
     pub cpu_seconds: f64,
+    /// Times its threads gave up a CPU (waiting, or preempted): with a
+    /// load's request count, how often a request made the agent sleep.
+    pub context_switches: u64,
     /// Time from the end of one execution's test to the start of the
     /// next's: the search, the kernel's maps, the bookkeeping.
     pub between_executions_seconds: f64,
@@ -128,6 +131,7 @@ impl AgentFootprint {
             ready_seconds: ready.as_secs_f64(),
             peak_rss_kib: peak_rss_kib().unwrap_or(0),
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+            context_switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
             between_executions_seconds: between_executions.as_secs_f64(),
         }
     }
