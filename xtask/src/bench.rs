@@ -28,9 +28,11 @@ const ECHO_PORT: u16 = 5104;
 const CONTROL_PORT: u16 = 5105;
 const LOAD_SECONDS: &str = "1";
 /// Each cell is measured this many times, direct, nginx and Filibuster in
-/// turn, and reported by its medians: a shared machine's noise comes in
-/// bursts, which taking turns spreads over all three.
-const ROUNDS: usize = 3;
+/// turn. A shared machine's speed drifts by several times within minutes,
+/// so each round's proxies are compared with that round's direct figures
+/// (their ratios and differences) and the table reports the medians of
+/// those.
+const ROUNDS: usize = 5;
 /// Where nginx proxies each wire from.
 const NGINX_HTTP1_PORT: u16 = 5101;
 const NGINX_H2C_PORT: u16 = 5102;
@@ -151,20 +153,11 @@ struct Load {
     p99: f64,
 }
 
-impl Load {
-    /// Each figure's median over the rounds.
-    fn median(rounds: impl Iterator<Item = Load> + Clone) -> Load {
-        let median = |figure: fn(&Load) -> f64| {
-            let mut values: Vec<f64> = rounds.clone().map(|l| figure(&l)).collect();
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
-        Load {
-            rps: median(|l| l.rps),
-            p50: median(|l| l.p50),
-            p99: median(|l| l.p99),
-        }
-    }
+/// The median of some figures.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// A child process ended when dropped: asked with SIGTERM, so that nginx's
@@ -193,15 +186,23 @@ fn ratio(value: f64, base: f64) -> String {
     format!("{:.2}×", value / base)
 }
 
-/// One row of the interception table.
+/// One row of the interception table: each round's figures, direct, nginx
+/// and Filibuster.
 struct Row {
     wire: Wire,
     connections: usize,
     body: usize,
-    direct: Load,
-    nginx: Load,
-    filibuster: Load,
+    rounds: Vec<[Load; 3]>,
 }
+
+type Figure = fn(&Load) -> f64;
+const RPS: Figure = |load| load.rps;
+const P50: Figure = |load| load.p50;
+const P99: Figure = |load| load.p99;
+
+const DIRECT: usize = 0;
+const NGINX: usize = 1;
+const FILIBUSTER: usize = 2;
 
 impl Row {
     fn body_label(&self) -> String {
@@ -211,31 +212,52 @@ impl Row {
         }
     }
 
+    fn absolute(&self, path: usize, figure: Figure) -> f64 {
+        median(self.rounds.iter().map(|round| figure(&round[path])))
+    }
+
+    /// What `path` adds to the direct figure, round by round.
+    fn added(&self, path: usize, figure: Figure) -> f64 {
+        median(
+            self.rounds
+                .iter()
+                .map(|round| figure(&round[path]) - figure(&round[DIRECT])),
+        )
+    }
+
+    /// `path`'s throughput as a share of direct, round by round.
+    fn share(&self, path: usize) -> f64 {
+        median(
+            self.rounds
+                .iter()
+                .map(|round| round[path].rps / round[DIRECT].rps),
+        )
+    }
+
     fn table_line(&self) -> String {
-        let (direct, nginx, filibuster) = (self.direct, self.nginx, self.filibuster);
         format!(
-            "| {} | {} | {} | {:.0} | {:.0} ({}) | {:.0} ({}) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} ({:.2}×) | {:.0} ({:.2}×) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
             self.wire.label(),
             self.connections,
             self.body_label(),
-            direct.rps,
-            nginx.rps,
-            ratio(nginx.rps, direct.rps),
-            filibuster.rps,
-            ratio(filibuster.rps, direct.rps),
-            direct.p50,
-            direct.p99,
-            nginx.p50 - direct.p50,
-            nginx.p99 - direct.p99,
-            filibuster.p50 - direct.p50,
-            filibuster.p99 - direct.p99,
+            self.absolute(DIRECT, RPS),
+            self.absolute(NGINX, RPS),
+            self.share(NGINX),
+            self.absolute(FILIBUSTER, RPS),
+            self.share(FILIBUSTER),
+            self.absolute(DIRECT, P50),
+            self.absolute(DIRECT, P99),
+            self.added(NGINX, P50),
+            self.added(NGINX, P99),
+            self.added(FILIBUSTER, P50),
+            self.added(FILIBUSTER, P99),
         )
     }
 
     /// How far this row is from the targets, if it misses any.
     fn misses(&self) -> Vec<String> {
-        let added = self.filibuster.p50 - self.direct.p50;
-        let nginx_added = self.nginx.p50 - self.direct.p50;
+        let added = self.added(FILIBUSTER, P50);
+        let nginx_added = self.added(NGINX, P50);
         let mut misses = Vec::new();
         if added > 20.0 {
             misses.push(format!(
@@ -249,7 +271,7 @@ impl Row {
                 added - nginx_added
             ));
         }
-        let share = self.filibuster.rps / self.direct.rps;
+        let share = self.share(FILIBUSTER);
         if self.connections == 64 && share < 0.8 {
             misses.push(format!(
                 "throughput {share:.2}× direct is {:.0} points under 0.80×",
@@ -399,23 +421,21 @@ error_log {work}/nginx.log;
             let filibuster = self.load_through_filibuster(wire, connections, body)?;
             rounds.push([direct, nginx, filibuster]);
         }
-        let [direct, nginx, filibuster] =
-            [0, 1, 2].map(|i| Load::median(rounds.iter().map(|r| r[i])));
         Ok(Row {
             wire,
             connections,
             body,
-            direct,
-            nginx,
-            filibuster,
+            rounds,
         })
     }
 
     fn interception(&self, table: &mut String) -> Result<()> {
         writeln!(
             table,
-            "## Interception (medians of {ROUNDS} rounds of {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
-             Small: an empty GET over HTTP, a 16-byte message over TCP. HTTP/2 runs one stream at a time per connection.\n\n\
+            "## Interception ({ROUNDS} rounds of {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
+             Small: an empty GET over HTTP, a 16-byte message over TCP. HTTP/2 runs one stream at a time per connection. \
+             Each round measures direct, nginx and Filibuster in turn; ratios and added latencies are the medians of each round's \
+             against that round's direct figures, absolute figures the medians of the rounds'. The TCP server is declared `protocol = \"tcp\"`.\n\n\
              | wire | conns | body | direct req/s | nginx req/s | filibuster req/s | direct p50 / p99 µs | nginx added p50 / p99 µs | filibuster added p50 / p99 µs |\n\
              |---|---|---|---|---|---|---|---|---|"
         )?;
