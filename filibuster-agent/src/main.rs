@@ -164,11 +164,8 @@ fn test_options(args: TestArgs) -> runner::Options {
 /// work on a signal runs its cleanup: services ended, cgroups removed,
 /// programs detached.
 fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
-    // One thread: a proxied request then never wakes a second worker to
-    // carry it on. Measured with `cargo xtask bench`'s load against the
-    // multi-threaded runtime: half the context switches per h2c request at
-    // one connection (2.0 against 4.1-5.1), a third at 64, and less CPU per
-    // request; a functional test's traffic needs no second core.
+    // The run's own work (the control API, the test, the search) needs one
+    // thread; the proxy runs on threads of its own (`proxy::Threads`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

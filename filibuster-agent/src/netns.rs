@@ -12,12 +12,55 @@ use std::{
     fs::{self, File},
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::{fd::AsFd, unix::fs::MetadataExt},
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::fs::MetadataExt,
+    },
 };
 
 use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, setns};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// One set of the agent's listeners in a namespace (not yet registered
+/// with any runtime: each proxy thread takes its own).
+pub struct LoopbackListeners {
+    pub v4: std::net::TcpListener,
+    pub v6: Option<std::net::TcpListener>,
+}
+
+/// `copies` listening sockets sharing one free port of `ip`.
+fn bind_copies(ip: IpAddr, copies: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrStorage, bind, listen,
+        setsockopt, socket, sockopt::ReusePort,
+    };
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let mut port = 0;
+    (0..copies)
+        .map(|_| {
+            let fd = socket(
+                family,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+                SockProtocol::Tcp,
+            )?;
+            setsockopt(&fd, ReusePort, &true)?;
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrStorage::from(SocketAddr::new(ip, port)),
+            )?;
+            listen(&fd, Backlog::MAXCONN)?;
+            let listener = std::net::TcpListener::from(fd);
+            port = listener.local_addr()?.port();
+            Ok(listener)
+        })
+        .collect()
+}
 
 /// An open handle on a network namespace.
 #[derive(Debug)]
@@ -84,21 +127,23 @@ impl NetNs {
         })
     }
 
-    /// The agent's transparent listeners on this namespace's loopback:
-    /// IPv4, and IPv6 unless it is off there.
-    pub fn bind_listeners(&self) -> Result<(TcpListener, Option<TcpListener>)> {
-        let (v4, v6) = self
-            .enter(|| {
-                let v4 = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-                let v6 = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).ok();
-                Ok((v4, v6))
-            })
-            .context("cannot open a listener on loopback in a service's network namespace (is its `lo` up?)")?;
-        let into_tokio = |listener: std::net::TcpListener| {
-            listener.set_nonblocking(true)?;
-            TcpListener::from_std(listener)
-        };
-        Ok((into_tokio(v4)?, v6.map(into_tokio).transpose()?))
+    /// The agent's transparent listeners on this namespace's loopback,
+    /// IPv4 and IPv6 (unless it is off there): `copies` sockets on one
+    /// port each (`SO_REUSEPORT`), one per proxy thread, the kernel
+    /// spreading connections over them.
+    pub fn bind_listeners(&self, copies: usize) -> Result<Vec<LoopbackListeners>> {
+        self.enter(|| {
+            let v4 = bind_copies(Ipv4Addr::LOCALHOST.into(), copies)?;
+            let v6 = bind_copies(Ipv6Addr::LOCALHOST.into(), copies).ok();
+            let mut v6 = v6.into_iter().flatten();
+            Ok(v4
+                .into_iter()
+                .map(|v4| LoopbackListeners { v4, v6: v6.next() })
+                .collect())
+        })
+        .context(
+            "cannot open a listener on loopback in a service's network namespace (is its `lo` up?)",
+        )
     }
 
     /// A connection to `destination`, made from this namespace.

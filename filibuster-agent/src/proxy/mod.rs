@@ -9,14 +9,29 @@
 //!
 //! Each caller connection gets its own upstream connection, so the callee
 //! sees the same connection pattern as without Filibuster.
+//!
+//! The proxy runs on one thread per core, each with a single-threaded
+//! runtime and its own copy of every listener (`SO_REUSEPORT`), as nginx
+//! runs a worker per core: a connection, its upstream connection and its
+//! HTTP/2 streams stay on the thread that accepted it, so a request never
+//! wakes a second thread to carry it on, while a busy run still uses every
+//! core.
 
 mod http;
 mod sniff;
 mod tcp;
 
-use std::{os::fd::AsFd, sync::Arc};
+use std::{
+    os::fd::AsFd,
+    sync::Arc,
+    thread::{self, JoinHandle},
+};
 
-use tokio::net::{TcpListener, TcpStream};
+use anyhow::{Context, Result};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
 use tracing::debug;
 
 pub use http::INJECTED_HEADER;
@@ -27,9 +42,64 @@ use crate::{
     session::{Connection, Session},
 };
 
+/// How many proxy threads to run: one per core.
+pub fn thread_count() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A listener for one proxy thread, in the namespace it lives in.
+pub type ThreadListener = (std::net::TcpListener, Arc<NetNs>);
+
+/// The proxy's threads; dropping this stops them and closes their
+/// listeners and connections.
+pub struct Threads(Vec<(oneshot::Sender<()>, JoinHandle<()>)>);
+
+impl Threads {
+    /// Starts one thread per set of listeners.
+    pub fn start(listeners: Vec<Vec<ThreadListener>>, session: &Arc<Session>) -> Result<Self> {
+        let mut threads = Vec::new();
+        for (n, listeners) in listeners.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start a proxy thread's runtime")?;
+            let session = session.clone();
+            let (stop, stopped) = oneshot::channel();
+            let thread = thread::Builder::new()
+                .name(format!("proxy-{n}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        for (listener, netns) in listeners {
+                            match TcpListener::from_std(listener) {
+                                Ok(listener) => {
+                                    tokio::spawn(serve(listener, netns, session.clone()));
+                                }
+                                Err(e) => debug!("a proxy listener is lost: {e}"),
+                            }
+                        }
+                        let _ = stopped.await;
+                    });
+                    // Dropping the runtime drops every connection it serves.
+                })
+                .context("cannot start a proxy thread")?;
+            threads.push((stop, thread));
+        }
+        Ok(Self(threads))
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for (stop, thread) in self.0.drain(..) {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Accepts the connections redirected to `listener`, which lives in
 /// `netns`, until the task is dropped.
-pub async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) {
+async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;

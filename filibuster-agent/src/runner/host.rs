@@ -33,6 +33,7 @@ pub struct Host {
     // Dropped in this order.
     _services: Vec<Child>,
     _tasks: Tasks,
+    _proxy: proxy::Threads,
     pub cgroups: RunCgroups,
     pub session: Arc<Session>,
     test_loop: Arc<TestLoop>,
@@ -111,27 +112,30 @@ impl Host {
         }
         cgroups.add(TEST_CALLER)?;
 
-        // A listener in every namespace a caller lives in, registered
-        // before any program is attached.
-        let mut listeners = Vec::new();
+        // A listener in every namespace a caller lives in, for every proxy
+        // thread, registered before any program is attached.
+        let threads = proxy::thread_count();
+        let mut listeners: Vec<Vec<proxy::ThreadListener>> =
+            (0..threads).map(|_| Vec::new()).collect();
         for netns in &namespaces {
-            let (v4, v6) = netns.bind_listeners()?;
+            let copies = netns.bind_listeners(threads)?;
+            let port = |l: &std::net::TcpListener| l.local_addr().map(|a| a.port());
             kernel.add_listeners(
                 netns.cookie(),
                 Listeners {
-                    port_v4: v4.local_addr()?.port(),
-                    port_v6: v6
-                        .as_ref()
-                        .map_or(Ok(0), |l| l.local_addr().map(|a| a.port()))?,
+                    port_v4: port(&copies[0].v4)?,
+                    port_v6: copies[0].v6.as_ref().map_or(Ok(0), port)?,
                     _pad: 0,
                 },
             )?;
-            listeners.extend(
-                [Some(v4), v6]
-                    .into_iter()
-                    .flatten()
-                    .map(|l| (l, netns.clone())),
-            );
+            for (thread, copy) in listeners.iter_mut().zip(copies) {
+                thread.extend(
+                    [Some(copy.v4), copy.v6]
+                        .into_iter()
+                        .flatten()
+                        .map(|l| (l, netns.clone())),
+                );
+            }
         }
 
         let callers: Vec<(&str, &Cgroup)> = cgroups
@@ -170,16 +174,12 @@ impl Host {
             }
         }
         let (test_loop, loop_results) = TestLoop::new(run_token()?);
-        let mut tasks = Tasks(vec![tokio::spawn(control::serve(
+        let tasks = Tasks(vec![tokio::spawn(control::serve(
             control_listener,
             session.clone(),
             test_loop.clone(),
         ))]);
-        for (listener, netns) in listeners {
-            tasks
-                .0
-                .push(tokio::spawn(proxy::serve(listener, netns, session.clone())));
-        }
+        let proxy = proxy::Threads::start(listeners, &session)?;
 
         let logs = services::log_dir()?;
         let services = services::start(config, &cgroups, &logs, startup_timeout).await?;
@@ -193,6 +193,7 @@ impl Host {
         Ok(Self {
             _services: services,
             _tasks: tasks,
+            _proxy: proxy,
             cgroups,
             session,
             test_loop,
