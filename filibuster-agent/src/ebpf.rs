@@ -13,12 +13,12 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, RingBuf, SockHash},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SkMsg, SockOps},
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SockOps},
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, Listeners, PeerKey,
-    Settings, SockAddr, ThreadPort, maps, programs,
+    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
+    Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -34,10 +34,8 @@ pub struct Kernel {
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
     events: RingBuf<MapData>,
     managed: HashMap<MapData, u64, u8>,
-    senders: HashMap<MapData, PeerKey, u32>,
+    senders: HashMap<MapData, ConnectionPorts, u32>,
     reads: HashMap<MapData, ThreadPort, u16>,
-    /// Holds the map `sends` is attached to.
-    _sockets: SockHash<MapData, u64>,
 }
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = [
@@ -67,25 +65,20 @@ impl Kernel {
         sock_ops
             .load()
             .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SOCK_OPS))?;
-        let sockets: SockHash<MapData, u64> =
-            SockHash::try_from(take_map(&mut ebpf, maps::SOCKETS)?)?;
-        let sends: &mut SkMsg = program(&mut ebpf, programs::SK_MSG)?.try_into()?;
-        sends
-            .load()
-            .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SK_MSG))?;
-        sends
-            .attach(sockets.fd())
-            .map_err(|e| anyhow!("cannot attach {}: {e}", programs::SK_MSG))?;
-        let reads: &mut RawTracePoint = program(&mut ebpf, programs::READS)?.try_into()?;
-        reads
-            .load()
-            .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::READS))?;
-        reads.attach(programs::READS_TRACEPOINT).map_err(|e| {
-            anyhow!(
-                "cannot attach to tracepoint {} ({e}): the kernel needs CONFIG_BPF_EVENTS",
-                programs::READS_TRACEPOINT
-            )
-        })?;
+        for (name, tracepoint) in [
+            (programs::READS, programs::READS_TRACEPOINT),
+            (programs::SENDS, programs::SENDS_TRACEPOINT),
+        ] {
+            let program: &mut RawTracePoint = program(&mut ebpf, name)?.try_into()?;
+            program
+                .load()
+                .map_err(|e| anyhow!("the kernel rejected program {name}: {e:?}"))?;
+            program.attach(tracepoint).map_err(|e| {
+                anyhow!(
+                    "cannot attach to tracepoint {tracepoint} ({e}): the kernel needs CONFIG_BPF_EVENTS"
+                )
+            })?;
+        }
         Ok(Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
@@ -98,7 +91,6 @@ impl Kernel {
             managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
             senders: HashMap::try_from(take_map(&mut ebpf, maps::SENDERS)?)?,
             reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
-            _sockets: sockets,
             ebpf,
         })
     }
@@ -191,9 +183,13 @@ impl Kernel {
     }
 
     /// The thread that last sent on the redirected connection that arrived
-    /// from `peer` at the listener in network namespace `netns`.
-    pub fn sender(&self, netns: u64, peer: SocketAddr) -> Option<u32> {
-        self.senders.get(&peer_key(netns, peer), 0).ok()
+    /// from `peer` at the agent's listener on `listener_port`.
+    pub fn sender(&self, peer: SocketAddr, listener_port: u16) -> Option<u32> {
+        let ports = ConnectionPorts {
+            local: peer.port(),
+            remote: listener_port,
+        };
+        self.senders.get(&ports, 0).ok()
     }
 
     /// The peer port of the connection on local `port` that thread `tid`

@@ -37,6 +37,8 @@ pub struct Connection {
     pub destination: SocketAddr,
     /// The caller's socket, as the agent's listener sees it.
     pub peer: SocketAddr,
+    /// The port of the agent's listener it arrived at.
+    pub listener_port: u16,
     /// The caller's network namespace, where its upstream connection is
     /// made.
     pub netns: Arc<NetNs>,
@@ -392,9 +394,14 @@ impl Session {
         Ok(())
     }
 
-    /// A connection arrived at the proxy's listener in `netns` from `peer`:
-    /// who made it, to where.
-    pub fn accept(&self, netns: &Arc<NetNs>, peer: SocketAddr) -> Option<Connection> {
+    /// A connection arrived at the proxy's listener on `listener_port` in
+    /// `netns` from `peer`: who made it, to where.
+    pub fn accept(
+        &self,
+        netns: &Arc<NetNs>,
+        listener_port: u16,
+        peer: SocketAddr,
+    ) -> Option<Connection> {
         let mut state = self.lock();
         // Refusals reported before this connect belong before its calls.
         Self::absorb_events(&mut state);
@@ -409,6 +416,7 @@ impl Session {
             callee,
             destination,
             peer,
+            listener_port,
             netns: netns.clone(),
             attempt,
             number: state.connections,
@@ -493,7 +501,7 @@ impl Session {
         };
         let (services, kernel) = (&state.services, &state.kernel);
         let parent = Self::parent(&state.serving, &connection.caller, request.trace, || {
-            let sender = kernel.sender(connection.netns.cookie(), connection.peer);
+            let sender = kernel.sender(connection.peer, connection.listener_port);
             Self::served_by_thread(services, kernel, &connection.caller, sender)
         });
         let faults = &state.faults;

@@ -19,7 +19,6 @@ pub mod maps {
     pub const REDIRECTS_BY_PORT: &str = "REDIRECTS_BY_PORT";
     pub const LISTENERS: &str = "LISTENERS";
     pub const MANAGED: &str = "MANAGED";
-    pub const SOCKETS: &str = "SOCKETS";
     pub const SENDERS: &str = "SENDERS";
     pub const READS: &str = "READS";
     pub const EVENTS: &str = "EVENTS";
@@ -32,7 +31,9 @@ pub mod programs {
     pub const GETPEERNAME4: &str = "getpeername4";
     pub const GETPEERNAME6: &str = "getpeername6";
     pub const SOCK_OPS: &str = "established";
-    pub const SK_MSG: &str = "sends";
+    pub const SENDS: &str = "sends";
+    /// The tracepoint `SENDS` is attached to.
+    pub const SENDS_TRACEPOINT: &str = "sock_send_length";
     pub const READS: &str = "reads";
     /// The tracepoint `READS` is attached to.
     pub const READS_TRACEPOINT: &str = "tcp_rcv_space_adjust";
@@ -117,6 +118,18 @@ pub struct PeerKey {
     pub _pad: u32,
 }
 
+/// Key of `SENDERS`: a connection of a managed process, by its local and
+/// remote ports. For a redirected connection, the agent sees them as its
+/// peer's port and its listener's. (Without the kernel's BTF the tracepoint
+/// cannot reach the socket's namespace; two namespaces would have to share
+/// both ports for two connections to collide.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnectionPorts {
+    pub local: u16,
+    pub remote: u16,
+}
+
 /// Key of `READS`: a thread of a managed process and the local port of a
 /// TCP socket it read from.
 #[repr(C)]
@@ -165,6 +178,7 @@ mod pod {
     unsafe impl aya::Pod for super::ConnectAttempt {}
     unsafe impl aya::Pod for super::Callee {}
     unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::ConnectionPorts {}
     unsafe impl aya::Pod for super::ThreadPort {}
     unsafe impl aya::Pod for super::ConnectEvent {}
 }

@@ -158,7 +158,7 @@ pub fn our_programs_loaded() -> Vec<String> {
         programs::GETPEERNAME4,
         programs::GETPEERNAME6,
         programs::SOCK_OPS,
-        programs::SK_MSG,
+        programs::SENDS,
         programs::READS,
     ];
     let loaded = || -> Vec<String> {

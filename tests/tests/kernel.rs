@@ -130,8 +130,9 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let mut greeting = String::new();
     redirected.read_to_string(&mut greeting).unwrap();
     assert_eq!(greeting, "hello");
-    // sk_msg saw who sent it: the client's one thread.
-    assert_eq!(kernel.sender(netns, peer), Some(child.id()));
+    // The send tracepoint saw who sent it: the client's one thread.
+    let agent_port = agent.local_addr().unwrap().port();
+    assert_eq!(kernel.sender(peer, agent_port), Some(child.id()));
 
     // A process outside the managed cgroup, meanwhile, connects directly.
     let outsider = TcpStream::connect(upstream_addr).unwrap();

@@ -100,11 +100,14 @@ impl Drop for Threads {
 /// Accepts the connections redirected to `listener`, which lives in
 /// `netns`, until the task is dropped.
 async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) {
+    let Ok(port) = listener.local_addr().map(|a| a.port()) else {
+        return;
+    };
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let Some(connection) = session.accept(&netns, peer) else {
+        let Some(connection) = session.accept(&netns, port, peer) else {
             // Not redirected by our programs: nobody should connect here.
             debug!(%peer, "dropping a connection the kernel did not redirect");
             continue;
