@@ -100,6 +100,13 @@ fn callee_name(
         .map(|s| s.name.as_str())
 }
 
+/// How a call to `destination` from namespace `caller_netns` names its
+/// callee: the service's name, else the address.
+fn callee(services: &[ServiceAddress], destination: SocketAddr, caller_netns: u64) -> String {
+    callee_name(services, destination, caller_netns)
+        .map_or_else(|| destination.to_string(), str::to_string)
+}
+
 /// The faults `site` could be failed with. The test's own calls are
 /// watched, not failed: the test is what judges.
 fn applicable_faults(
@@ -303,14 +310,19 @@ impl Session {
         }
     }
 
+    /// The parent of a call the kernel saw thread `tid` of `caller` make
+    /// by connecting (no request to read a trace from).
+    fn parent_of_connect(state: &State, caller: &str, tid: u32) -> Option<CallId> {
+        Self::parent(&state.serving, caller, None, || {
+            Self::served_by_thread(&state.services, &state.kernel, caller, Some(tid))
+        })
+    }
+
     fn absorb_refusal(state: &mut State, event: &ConnectEvent) {
         let Some(planned) = state.armed.get(&event.attempt).cloned() else {
             return;
         };
-        let caller = &planned.site.caller;
-        let parent = Self::parent(&state.serving, caller, None, || {
-            Self::served_by_thread(&state.services, &state.kernel, caller, Some(event.tid))
-        });
+        let parent = Self::parent_of_connect(state, &planned.site.caller, event.tid);
         if let Some(execution) = state.execution.as_mut() {
             execution.begin_call(parent, planned.site, |_| Vec::new());
         }
@@ -321,11 +333,8 @@ impl Session {
             return;
         };
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
-        let callee = callee_name(&state.services, destination, event.netns)
-            .map_or_else(|| destination.to_string(), str::to_string);
-        let parent = Self::parent(&state.serving, &caller, None, || {
-            Self::served_by_thread(&state.services, &state.kernel, &caller, Some(event.tid))
-        });
+        let callee = callee(&state.services, destination, event.netns);
+        let parent = Self::parent_of_connect(state, &caller, event.tid);
         debug!(%caller, %callee, "a direct connect");
         let Some(execution) = state.execution.as_mut() else {
             return;
@@ -408,8 +417,7 @@ impl Session {
         let attempt = state.kernel.take_redirect(netns.cookie(), peer)?;
         let caller = state.callers.get(&attempt.key.cgroup_id)?.clone();
         let destination = Destination::from_kernel(&attempt.key.destination).0;
-        let callee = callee_name(&state.services, destination, netns.cookie())
-            .map_or_else(|| destination.to_string(), str::to_string);
+        let callee = callee(&state.services, destination, netns.cookie());
         state.connections += 1;
         Some(Connection {
             caller,

@@ -273,8 +273,6 @@ pub fn established(ctx: SockOpsContext) -> u32 {
 /// A direct connect's SYN went out, was answered, or failed: state
 /// changes are asked for only while one is in flight.
 fn direct_connect_progress(ctx: &SockOpsContext, op: u32, cookie: u64, attempt: ConnectAttempt) {
-    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    let watched = ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG;
     let end = match op {
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
             let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
@@ -284,10 +282,9 @@ fn direct_connect_progress(ctx: &SockOpsContext, op: u32, cookie: u64, attempt: 
         _ if ctx.arg(0) == TCP_SYN_SENT && ctx.arg(1) == TCP_CLOSE => ACTION_UNREACHABLE,
         _ => return,
     };
-    if watched != 0 {
-        let _ = ctx.set_cb_flags((ctx.cb_flags() & !BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
-    }
+    let _ = ctx.set_cb_flags((ctx.cb_flags() & !BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
     let _ = DIRECT_BY_COOKIE.remove(&cookie);
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     report(attempt, end, netns, cookie, 0);
 }
 

@@ -54,6 +54,25 @@ for address in sys.argv[1:]:
 sys.stdin.read()
 "#;
 
+/// The programs loaded, redirecting namespace `netns` to `agent`, and
+/// attached to a fresh cgroup named `client`.
+fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, RunCgroups) {
+    let mut kernel = Kernel::load().expect("programs load (run as root)");
+    kernel.configure(Settings::default()).unwrap();
+    kernel
+        .add_listeners(
+            netns,
+            Listeners {
+                port_v4: agent.local_addr().unwrap().port(),
+                ..Listeners::default()
+            },
+        )
+        .unwrap();
+    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
+    kernel.attach(cgroups.add("client").unwrap()).unwrap();
+    (kernel, cgroups)
+}
+
 fn accept_within(listener: &TcpListener, limit: Duration) -> (TcpStream, SocketAddr) {
     listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + limit;
@@ -84,22 +103,10 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let upstream_addr = upstream.local_addr().unwrap();
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
 
-    let mut kernel = Kernel::load().expect("programs load (run as root)");
-    kernel.configure(Settings::default()).unwrap();
     let netns = NetNs::own().unwrap().cookie();
-    kernel
-        .add_listeners(
-            netns,
-            Listeners {
-                port_v4: agent.local_addr().unwrap().port(),
-                ..Listeners::default()
-            },
-        )
-        .unwrap();
-    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
-    let cgroup = cgroups.add("client").unwrap();
+    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    let cgroup = cgroups.get("client").unwrap();
     let cgroup_path = cgroup.path().to_path_buf();
-    kernel.attach(cgroup).unwrap();
     let key = ConnectKey {
         cgroup_id: cgroup.id(),
         destination: Destination(upstream_addr).to_kernel(),
@@ -191,20 +198,8 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
             .port(),
     );
 
-    let mut kernel = Kernel::load().expect("programs load (run as root)");
-    kernel.configure(Settings::default()).unwrap();
-    kernel
-        .add_listeners(
-            netns,
-            Listeners {
-                port_v4: agent.local_addr().unwrap().port(),
-                ..Listeners::default()
-            },
-        )
-        .unwrap();
-    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
-    let cgroup = cgroups.add("client").unwrap();
-    kernel.attach(cgroup).unwrap();
+    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    let cgroup = cgroups.get("client").unwrap();
     kernel.connect_directly(netns, upstream_addr).unwrap();
     kernel.connect_directly(netns, closed).unwrap();
     let key = |destination| ConnectKey {

@@ -41,6 +41,19 @@ fn calls<'a>(execution: &'a Value, caller: &str, callee: &str) -> Vec<&'a Value>
         .collect()
 }
 
+/// Runs `filibuster test` on the polyglot example with cart's bug fixed and
+/// `extra` appended to its config (the last section is redis's), writing
+/// report.json in a fresh directory; returns the directory and the run.
+fn run_fixed_polyglot(scratch_name: &str, extra: &str) -> (PathBuf, std::process::Output) {
+    let dir = scratch(scratch_name);
+    let variant = config_variant(&example("polyglot"), extra, &dir);
+    let text = std::fs::read_to_string(&variant).expect("variant");
+    std::fs::write(&variant, text.replace("server.js buggy", "server.js")).expect("fixed");
+    let config = variant.display().to_string();
+    let output = run_test(&dir, &["--config", &config, "--report-json", "report.json"]);
+    (dir, output)
+}
+
 /// Runs the counterexample the search wrote in `dir`; it must fail again.
 fn replays(dir: &Path, config: &str) {
     let replayed = replay(dir, config);
@@ -135,9 +148,8 @@ fn polyglot_fixed_explores_as_modelled() {
 #[test]
 fn pooled_http1_connection_reset_then_next_request_succeeds() {
     // Only connection errors on gateway's calls to cart.
-    let dir = scratch("polyglot-pooled");
-    let variant = config_variant(
-        &example("polyglot"),
+    let (dir, output) = run_fixed_polyglot(
+        "polyglot-pooled",
         r#"
 [[faults]]
 service = "cart"
@@ -147,18 +159,6 @@ replace = ["connection-error"]
 service = "{inventory,redis}"
 replace = []
 "#,
-        &dir,
-    );
-    let text = std::fs::read_to_string(&variant).expect("variant");
-    std::fs::write(&variant, text.replace("server.js buggy", "server.js")).expect("fixed");
-    let output = run_test(
-        &dir,
-        &[
-            "--config",
-            &variant.display().to_string(),
-            "--report-json",
-            "report.json",
-        ],
     );
     assert_eq!(output.status.code(), Some(0));
     let report = read_json(&dir.join("report.json"));
@@ -190,9 +190,8 @@ fn declared_tcp_service_is_connected_to_directly_and_its_faults_still_land() {
     // Redis declared opaque, its connects reported by the kernel; only
     // Redis is failed, by refusal (in the kernel) and by timeout (which
     // needs the proxy to hold the connection).
-    let dir = scratch("polyglot-direct");
-    let variant = config_variant(
-        &example("polyglot"),
+    let (dir, output) = run_fixed_polyglot(
+        "polyglot-direct",
         r#"protocol = "tcp"
 
 [[faults]]
@@ -203,18 +202,6 @@ add = ["timeout"]
 service = "{cart,inventory}"
 replace = []
 "#,
-        &dir,
-    );
-    let text = std::fs::read_to_string(&variant).expect("variant");
-    std::fs::write(&variant, text.replace("server.js buggy", "server.js")).expect("fixed");
-    let output = run_test(
-        &dir,
-        &[
-            "--config",
-            &variant.display().to_string(),
-            "--report-json",
-            "report.json",
-        ],
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let report = read_json(&dir.join("report.json"));
