@@ -14,11 +14,11 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SockOps},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, SockOps},
 };
 use filibuster_common::{
     AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
-    Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
+    HeadEvent, Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -198,6 +198,25 @@ impl Kernel {
     pub fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
         let key = ThreadPort { tid, port, _pad: 0 };
         self.reads.get(&key, 0).ok()
+    }
+
+    /// Experiment: reports the heads of HTTP/1.1 messages `cgroup` sends
+    /// and receives.
+    pub fn observe(&mut self, cgroup: &Cgroup) -> Result<RingBuf<MapData>> {
+        let dir = File::open(cgroup.path())?;
+        for (name, direction) in [
+            (programs::HEADS_OUT, CgroupSkbAttachType::Egress),
+            (programs::HEADS_IN, CgroupSkbAttachType::Ingress),
+        ] {
+            let program: &mut CgroupSkb = program(&mut self.ebpf, name)?.try_into()?;
+            if program.fd().is_err() {
+                program
+                    .load()
+                    .map_err(|e| anyhow!("the kernel rejected program {name}: {e:?}"))?;
+            }
+            program.attach(&dir, direction, CgroupAttachMode::Single)?;
+        }
+        Ok(RingBuf::try_from(take_map(&mut self.ebpf, maps::HEADS)?)?)
     }
 
     /// Connect events reported since the last call.

@@ -22,6 +22,7 @@ pub mod maps {
     pub const SENDERS: &str = "SENDERS";
     pub const READS: &str = "READS";
     pub const EVENTS: &str = "EVENTS";
+    pub const HEADS: &str = "HEADS";
 }
 
 /// Names of the kernel programs, as the agent loads and attaches them.
@@ -37,6 +38,8 @@ pub mod programs {
     pub const READS: &str = "reads";
     /// The tracepoint `READS` is attached to.
     pub const READS_TRACEPOINT: &str = "tcp_rcv_space_adjust";
+    pub const HEADS_OUT: &str = "heads_out";
+    pub const HEADS_IN: &str = "heads_in";
 }
 
 /// An IPv4 or IPv6 socket address.
@@ -167,6 +170,27 @@ pub const ACTION_DIRECT: u32 = 3;
 pub const ACTION_ESTABLISHED: u32 = 4;
 /// A direct connect failed (refused, unreachable, timed out).
 pub const ACTION_UNREACHABLE: u32 = 5;
+
+/// How many bytes of a segment's payload a `HeadEvent` carries.
+pub const HEAD_BYTES: usize = 1024;
+
+/// The start of a TCP segment whose payload could open an HTTP/1.1
+/// request or response (its first byte is an uppercase letter).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HeadEvent {
+    pub socket: u64,
+    pub seq: u32,
+    /// Payload bytes in the segment.
+    pub len: u32,
+    pub tid: u32,
+    pub local_port: u16,
+    /// How many bytes of `head` hold payload.
+    pub head_len: u16,
+    pub egress: u32,
+    pub _pad: u32,
+    pub head: [u8; HEAD_BYTES],
+}
 
 #[cfg(feature = "user")]
 mod pod {

@@ -48,16 +48,16 @@ use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
-        bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_get_socket_cookie, bpf_set_retval, bpf_skb_load_bytes, bpf_sk_lookup_tcp, bpf_sk_release,
     },
-    macros::{cgroup_sock_addr, map, raw_tracepoint, sock_ops},
+    macros::{cgroup_sock_addr, cgroup_skb, map, raw_tracepoint, sock_ops},
     maps::{Array, HashMap, LruHashMap, RingBuf},
-    programs::{RawTracePointContext, SockAddrContext, SockOpsContext},
+    programs::{RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
     ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE,
     AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
-    Listeners, PeerKey, Settings, SockAddr, ThreadPort,
+    HEAD_BYTES, HeadEvent, Listeners, PeerKey, Settings, SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -492,6 +492,82 @@ fn lookup(ctx: &SockAddrContext, tuple: &mut bpf_sock_tuple, size: u32) -> bool 
     }
     unsafe { bpf_sk_release(sk.cast()) };
     true
+}
+
+#[map]
+static HEADS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+#[cgroup_skb]
+pub fn heads_out(ctx: SkBuffContext) -> i32 {
+    let _ = head(&ctx, 1);
+    1
+}
+
+#[cgroup_skb]
+pub fn heads_in(ctx: SkBuffContext) -> i32 {
+    let _ = head(&ctx, 0);
+    1
+}
+
+fn head(ctx: &SkBuffContext, egress: u32) -> Option<()> {
+    let version: u8 = ctx.load(0).ok()?;
+    let (ip_len, protocol) = match version >> 4 {
+        4 => (usize::from(version & 0xf) * 4, ctx.load::<u8>(9).ok()?),
+        6 => (40, ctx.load::<u8>(6).ok()?),
+        _ => return None,
+    };
+    if u32::from(protocol) != IPPROTO_TCP {
+        return None;
+    }
+    let seq: u32 = ctx.load(ip_len + 4).ok()?;
+    let sport: u16 = ctx.load(ip_len).ok()?;
+    let dport: u16 = ctx.load(ip_len + 2).ok()?;
+    let offset: u8 = ctx.load(ip_len + 12).ok()?;
+    let payload = ip_len + usize::from(offset >> 4) * 4;
+    let len = (ctx.len() as usize).checked_sub(payload)?;
+    if len == 0 {
+        return None;
+    }
+    let first: u8 = ctx.load(payload).ok()?;
+    if !first.is_ascii_uppercase() {
+        return None;
+    }
+    let mut entry = HEADS.reserve::<HeadEvent>(0)?;
+    let event = entry.as_mut_ptr();
+    let socket = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // In 1..=HEAD_BYTES, as the verifier can see: the helper takes no
+    // zero-length read.
+    let copied = len.min(HEAD_BYTES) as u32;
+    // Read back so LLVM cannot fold the bounds check into the min above.
+    let copied = unsafe { core::ptr::read_volatile(&copied) };
+    if copied == 0 || copied > HEAD_BYTES as u32 {
+        entry.discard(0);
+        return None;
+    }
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            payload as u32,
+            (*event).head.as_mut_ptr().cast(),
+            copied,
+        )
+    };
+    if loaded != 0 {
+        entry.discard(0);
+        return None;
+    }
+    unsafe {
+        (*event).socket = socket;
+        (*event).seq = u32::from_be(seq);
+        (*event).len = len as u32;
+        (*event).tid = bpf_get_current_pid_tgid() as u32;
+        (*event).local_port = u16::from_be(if egress == 1 { sport } else { dport });
+        (*event).head_len = copied as u16;
+        (*event).egress = egress;
+        (*event)._pad = 0;
+    }
+    entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
+    Some(())
 }
 
 #[cfg(not(test))]
