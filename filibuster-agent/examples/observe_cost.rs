@@ -3,11 +3,18 @@
 use std::{
     os::fd::AsRawFd,
     process::Command,
-    sync::{Arc, atomic::{AtomicBool, AtomicU64, Ordering}},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
-use filibuster::{cgroups::{RunCgroups, cgroup2_mount}, ebpf::Kernel};
+use filibuster::{
+    cgroups::{RunCgroups, cgroup2_mount},
+    ebpf::Kernel,
+    observe::{Seen, Tracker},
+};
 use filibuster_common::HeadEvent;
 
 fn main() -> anyhow::Result<()> {
@@ -19,40 +26,63 @@ fn main() -> anyhow::Result<()> {
     let mut kernel = Kernel::load()?;
     let mut heads = kernel.observe(cgroups.get("observed").unwrap())?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (events, requests) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (events, requests, responses) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let drainer = {
-        let (stop, events, requests) = (stop.clone(), events.clone(), requests.clone());
+        let (stop, events, requests, responses) = (
+            stop.clone(),
+            events.clone(),
+            requests.clone(),
+            responses.clone(),
+        );
+        let mut trackers = std::collections::HashMap::new();
         std::thread::spawn(move || {
             let fd = heads.as_raw_fd();
             while !stop.load(Ordering::Relaxed) {
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
                 unsafe { libc::poll(&mut pfd, 1, 2) };
                 while let Some(item) = heads.next() {
                     let event = unsafe { item.as_ptr().cast::<HeadEvent>().read_unaligned() };
                     events.fetch_add(1, Ordering::Relaxed);
-                    let bytes = &event.head[..usize::from(event.head_len)];
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    if event.egress == 1 {
-                        let mut request = httparse::Request::new(&mut headers);
-                        if request.parse(bytes).is_ok() && request.method.is_some() {
-                            requests.fetch_add(1, Ordering::Relaxed);
-                        }
-                    } else {
-                        let mut response = httparse::Response::new(&mut headers);
-                        let _ = response.parse(bytes);
-                    }
+                    let head = &event.head[..usize::from(event.head_len)];
+                    let tracker = trackers
+                        .entry(event.socket)
+                        .or_insert_with(Tracker::default);
+                    match tracker.segment(event.egress == 1, event.seq, head) {
+                        Some(Seen::Request { .. }) => requests.fetch_add(1, Ordering::Relaxed),
+                        Some(Seen::Response(_)) => responses.fetch_add(1, Ordering::Relaxed),
+                        None => 0,
+                    };
                 }
             }
         })
     };
-    let mut server = Command::new(format!("{bin}/bench-server")).args(["--port", "5199"]).spawn()?;
+    let mut server = Command::new(format!("{bin}/bench-server"))
+        .args(["--port", "5199"])
+        .spawn()?;
     std::thread::sleep(Duration::from_millis(300));
     for conns in ["1", "64"] {
         for round in 0..5 {
             for name in ["plain", "observed"] {
                 let out = format!("/tmp/observe-{name}.json");
                 let mut load = Command::new(format!("{bin}/bench-load"));
-                load.args(["--address", "127.0.0.1:5199", "--connections", conns, "--seconds", "1", "--out", &out]);
+                load.args([
+                    "--address",
+                    "127.0.0.1:5199",
+                    "--connections",
+                    conns,
+                    "--seconds",
+                    "1",
+                    "--out",
+                    &out,
+                ]);
                 cgroups.get(name).unwrap().start_inside(&mut load)?;
                 load.status()?;
                 let result = std::fs::read_to_string(&out)?;
@@ -63,6 +93,11 @@ fn main() -> anyhow::Result<()> {
     server.kill()?;
     stop.store(true, Ordering::Relaxed);
     drainer.join().unwrap();
-    println!("head events {} parsed requests {}", events.load(Ordering::Relaxed), requests.load(Ordering::Relaxed));
+    println!(
+        "head events {}, requests {}, responses {}",
+        events.load(Ordering::Relaxed),
+        requests.load(Ordering::Relaxed),
+        responses.load(Ordering::Relaxed)
+    );
     Ok(())
 }

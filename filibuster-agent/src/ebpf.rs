@@ -14,11 +14,13 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, SockOps},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, SockOps,
+    },
 };
 use filibuster_common::{
     AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
-    HeadEvent, Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
+    Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;

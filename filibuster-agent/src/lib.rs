@@ -11,6 +11,7 @@ pub mod ebpf;
 pub mod explore;
 pub mod json_file;
 pub mod netns;
+pub mod observe;
 pub mod proxy;
 pub mod report;
 pub mod runner;

@@ -48,9 +48,10 @@ use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
-        bpf_get_socket_cookie, bpf_set_retval, bpf_skb_load_bytes, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_skb_load_bytes,
     },
-    macros::{cgroup_sock_addr, cgroup_skb, map, raw_tracepoint, sock_ops},
+    macros::{cgroup_skb, cgroup_sock_addr, map, raw_tracepoint, sock_ops},
     maps::{Array, HashMap, LruHashMap, RingBuf},
     programs::{RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext},
 };

@@ -308,13 +308,8 @@ fn decline_h2c_upgrade(request: &mut Request<Incoming>) {
     }
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span
-/// id>-<flags>`): the same along a request's whole path through services
-/// that propagate it.
 fn trace_id(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    let trace = value.split('-').nth(1)?;
-    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
+    crate::observe::trace_id(headers.get("traceparent")?.as_bytes())
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u8> {
