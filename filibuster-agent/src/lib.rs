@@ -16,3 +16,4 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod session;
+pub mod sockdiag;
