@@ -27,6 +27,7 @@ use tracing::debug;
 
 use super::reset;
 use crate::{
+    ebpf::Speaks,
     explore::{CallId, Fault, Outcome, Protocol},
     session::{CallRequest, Connection, Session},
 };
@@ -135,6 +136,12 @@ impl CallerConnection {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Error> {
         let first = !self.used.swap(true, Ordering::Relaxed);
         let protocol = self.protocol(&request);
+        // Plain HTTP/1.1 (no upgrade to another protocol on the way): the
+        // kernel can read the calls off later connections there itself.
+        if first && protocol == Protocol::Http && !request.headers().contains_key(UPGRADE) {
+            self.session
+                .connect_directly(&self.connection, Speaks::Http1);
+        }
         let admission = self.session.admit(
             &self.connection,
             &CallRequest {
