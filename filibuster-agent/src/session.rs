@@ -216,6 +216,7 @@ struct State {
     held: Duration,
     holding: usize,
     connections: u32,
+    observed_calls: u64,
 }
 
 /// A call a service is serving.
@@ -259,6 +260,7 @@ impl Session {
                 held: Duration::ZERO,
                 holding: 0,
                 connections: 0,
+                observed_calls: 0,
             }),
             current: watch::channel(0).0,
         }
@@ -501,6 +503,7 @@ impl Session {
                     upstream_port: Some(local.port()),
                 };
                 let admission = Self::admit_call(state, &on, &request, |_| Some(head.tid));
+                state.observed_calls += u64::from(admission.call.is_some());
                 if admission.fault.is_some() {
                     warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
                 }
@@ -813,6 +816,11 @@ impl Session {
         let _accounting = Accounting(self, Instant::now());
         let mut current = self.current.subscribe();
         let _ = current.wait_for(|n| *n != execution).await;
+    }
+
+    /// Calls read off observed connections so far.
+    pub fn observed_calls(&self) -> u64 {
+        self.lock().observed_calls
     }
 
     /// Calls held right now, and the time spent holding calls so far.
