@@ -1,12 +1,25 @@
-"""leaf: answers."""
-from flask import Flask
+"""leaf: answers "ok" after LEAF_DELAY seconds, a thread per connection,
+keeping connections alive (HTTP/1.1; Flask's own server closes each one),
+so that a caller's pool can hold on to them."""
+import os
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-app = Flask(__name__)
+DELAY = float(os.environ.get("LEAF_DELAY", "0"))
 
 
-@app.route("/leaf")
-def leaf():
-    return "ok"
+class Leaf(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path != "/leaf":
+            self.send_error(404)
+            return
+        time.sleep(DELAY)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
 
 
-app.run(host="127.0.0.1", port=5001, threaded=True)
+ThreadingHTTPServer(("127.0.0.1", 5001), Leaf).serve_forever()

@@ -14,11 +14,14 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, SockOps},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, SockOps,
+    },
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
-    Listeners, PeerKey, Settings, SockAddr, ThreadPort, maps, programs,
+    AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_OPAQUE, Callee, ConnectAttempt, ConnectEvent,
+    ConnectKey, ConnectionPorts, HeadEvent, Listeners, PeerKey, Settings, SockAddr, ThreadPort,
+    maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -45,6 +48,26 @@ const SOCK_ADDR_PROGRAMS: [&str; 4] = [
     programs::GETPEERNAME6,
 ];
 
+const SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
+    (programs::HEADS_OUT, CgroupSkbAttachType::Egress),
+    (programs::HEADS_IN, CgroupSkbAttachType::Ingress),
+];
+
+/// What a destination connected to directly speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    /// A protocol the proxy only passes through: each connect is a call.
+    Opaque,
+    /// HTTP/1.1: each request read off the caller's socket is a call.
+    Http1,
+}
+
+/// What the kernel programs reported.
+pub enum KernelEvent {
+    Connect(ConnectEvent),
+    Head(Box<HeadEvent>),
+}
+
 impl Kernel {
     /// Loads the programs into the kernel (not yet attached anywhere).
     pub fn load() -> Result<Self> {
@@ -65,6 +88,12 @@ impl Kernel {
         sock_ops
             .load()
             .map_err(|e| anyhow!("the kernel rejected program {}: {e:?}", programs::SOCK_OPS))?;
+        for (name, _) in SKB_PROGRAMS {
+            let program: &mut CgroupSkb = program(&mut ebpf, name)?.try_into()?;
+            program
+                .load()
+                .map_err(|e| anyhow!("the kernel rejected program {name}: {e:?}"))?;
+        }
         for (name, tracepoint) in [
             (programs::READS, programs::READS_TRACEPOINT),
             (programs::SENDS, programs::SENDS_TRACEPOINT),
@@ -127,6 +156,12 @@ impl Kernel {
         sock_ops
             .attach(&dir, CgroupAttachMode::Single)
             .map_err(|e| attach_error(programs::SOCK_OPS, e))?;
+        for (name, direction) in SKB_PROGRAMS {
+            let program: &mut CgroupSkb = program(&mut self.ebpf, name)?.try_into()?;
+            program
+                .attach(&dir, direction, CgroupAttachMode::Single)
+                .map_err(|e| attach_error(name, e))?;
+        }
         self.managed
             .insert(cgroup.id(), 1, 0)
             .context("cannot register a managed cgroup with the kernel programs")
@@ -156,16 +191,26 @@ impl Kernel {
     }
 
     /// From now on, connects from network namespace `netns` to
-    /// `destination` go straight there, each reported as a call.
-    pub fn connect_directly(&mut self, netns: u64, destination: SocketAddr) -> Result<()> {
+    /// `destination` go straight there, each reported as a call (`Opaque`)
+    /// or their sockets observed (`Http1`).
+    pub fn connect_directly(
+        &mut self,
+        netns: u64,
+        destination: SocketAddr,
+        speaks: Speaks,
+    ) -> Result<()> {
         let callee = Callee {
             netns,
             destination: Destination(destination).to_kernel(),
             _pad: 0,
         };
+        let kind = match speaks {
+            Speaks::Opaque => CALLEE_OPAQUE,
+            Speaks::Http1 => CALLEE_HTTP1,
+        };
         self.opaque
-            .insert(callee, 1, 0)
-            .context("cannot mark a destination as opaque")
+            .insert(callee, kind, 0)
+            .context("cannot mark a destination as connected to directly")
     }
 
     /// Lets the caller's connects through again where a refusal was armed.
@@ -182,12 +227,13 @@ impl Kernel {
         Some(attempt)
     }
 
-    /// The thread that last sent on the redirected connection that arrived
-    /// from `peer` at the agent's listener on `listener_port`.
-    pub fn sender(&self, peer: SocketAddr, listener_port: u16) -> Option<u32> {
+    /// The thread of a managed process that last sent on its connection
+    /// from `local_port` to `remote_port` (for a redirected one, as the
+    /// agent sees them: its peer's port and its listener's).
+    pub fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32> {
         let ports = ConnectionPorts {
-            local: peer.port(),
-            remote: listener_port,
+            local: local_port,
+            remote: remote_port,
         };
         self.senders.get(&ports, 0).ok()
     }
@@ -200,15 +246,22 @@ impl Kernel {
         self.reads.get(&key, 0).ok()
     }
 
-    /// Connect events reported since the last call.
-    pub fn drain_events(&mut self) -> Vec<ConnectEvent> {
+    /// Events reported since the last call, in the order they happened.
+    pub fn drain_events(&mut self) -> Vec<KernelEvent> {
         let mut events = Vec::new();
         while let Some(item) = self.events.next() {
-            if item.len() >= size_of::<ConnectEvent>() {
-                // SAFETY: the kernel wrote a ConnectEvent; read_unaligned copes
-                // with the ring buffer's 8-byte alignment.
-                events.push(unsafe { item.as_ptr().cast::<ConnectEvent>().read_unaligned() });
-            }
+            // SAFETY: the kernel wrote the event its size names;
+            // read_unaligned copes with the ring buffer's 8-byte alignment.
+            let event = match item.len() {
+                n if n == size_of::<ConnectEvent>() => KernelEvent::Connect(unsafe {
+                    item.as_ptr().cast::<ConnectEvent>().read_unaligned()
+                }),
+                n if n == size_of::<HeadEvent>() => KernelEvent::Head(Box::new(unsafe {
+                    item.as_ptr().cast::<HeadEvent>().read_unaligned()
+                })),
+                _ => continue,
+            };
+            events.push(event);
         }
         events
     }

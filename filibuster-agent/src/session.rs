@@ -12,21 +12,23 @@ use std::{
 
 use anyhow::Result;
 use filibuster_common::{
-    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt,
-    ConnectEvent, ConnectKey,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REFUSED,
+    ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey, HeadEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     config::TEST_CALLER,
-    ebpf::{Destination, Kernel},
+    ebpf::{Destination, Kernel, KernelEvent, Speaks},
     explore::{
         CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
         Protocol,
     },
     netns::NetNs,
+    observe::{Seen, Tracker},
+    sockdiag,
 };
 
 /// A connection the kernel redirected to the agent.
@@ -144,6 +146,44 @@ pub struct CallRequest<'a> {
     pub upstream_port: Option<u16>,
 }
 
+/// The connection a call was made on, as admitting it needs it.
+struct CallConnection<'a> {
+    caller: &'a str,
+    callee: &'a str,
+    destination: SocketAddr,
+    attempt: &'a ConnectAttempt,
+    number: u32,
+}
+
+impl<'a> From<&'a Connection> for CallConnection<'a> {
+    fn from(connection: &'a Connection) -> Self {
+        Self {
+            caller: &connection.caller,
+            callee: &connection.callee,
+            destination: connection.destination,
+            attempt: &connection.attempt,
+            number: connection.number,
+        }
+    }
+}
+
+/// A direct HTTP/1.1 connection whose caller socket the kernel observes.
+struct Observed {
+    caller: String,
+    callee: String,
+    destination: SocketAddr,
+    /// Cookie of the caller's network namespace.
+    netns: u64,
+    attempt: ConnectAttempt,
+    number: u32,
+    /// The caller socket's own address, once a head showed it.
+    local: Option<SocketAddr>,
+    tracker: Tracker,
+    used: bool,
+    /// The call awaiting its response.
+    pending: Option<(usize, CallId)>,
+}
+
 /// A request the proxy is about to handle, and what to do with it.
 #[derive(Debug)]
 pub struct Admission {
@@ -169,9 +209,14 @@ struct State {
     armed: HashMap<ConnectAttempt, PlannedFault>,
     /// Calls made by direct connects not yet answered, by socket cookie.
     direct: HashMap<u64, ((usize, CallId), String)>,
+    /// Open observed HTTP/1.1 connections, by caller socket cookie.
+    observed: HashMap<u64, Observed>,
+    /// The callers' network namespaces, by cookie.
+    namespaces: HashMap<u64, Arc<NetNs>>,
     held: Duration,
     holding: usize,
     connections: u32,
+    observed_calls: u64,
 }
 
 /// A call a service is serving.
@@ -192,7 +237,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(kernel: Kernel, services: Vec<ServiceAddress>, faults: FaultSpace) -> Self {
+    pub fn new(
+        kernel: Kernel,
+        services: Vec<ServiceAddress>,
+        faults: FaultSpace,
+        namespaces: &[Arc<NetNs>],
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 kernel,
@@ -205,9 +255,12 @@ impl Session {
                 connect_targets: HashMap::new(),
                 armed: HashMap::new(),
                 direct: HashMap::new(),
+                observed: HashMap::new(),
+                namespaces: namespaces.iter().map(|n| (n.cookie(), n.clone())).collect(),
                 held: Duration::ZERO,
                 holding: 0,
                 connections: 0,
+                observed_calls: 0,
             }),
             current: watch::channel(0).0,
         }
@@ -237,11 +290,14 @@ impl Session {
     }
 
     /// Makes `execution` current and arms the kernel for it: its refusals,
-    /// and the proxy for every connection a planned fault of an opaque
-    /// protocol's call needs (one that would otherwise go directly).
+    /// and the proxy for every connection a planned fault needs (one that
+    /// would otherwise go directly). Open observed connections of those
+    /// callers to those destinations are destroyed, so that a pooled one
+    /// cannot carry a call the fault must reach; their callers reconnect.
     pub fn begin(&self, execution: Execution) -> Result<()> {
         let number = execution.number;
         let mut state = self.lock();
+        Self::absorb_events(&mut state);
         let state = &mut *state;
         state.armed.clear();
         state.serving.clear();
@@ -259,9 +315,7 @@ impl Session {
                 destination: Destination(target.destination).to_kernel(),
                 _pad: 0,
             };
-            if planned.site.protocol == Protocol::Tcp {
-                proxied.push(key);
-            }
+            proxied.push(key);
             if planned.fault == Fault::ConnectionRefused {
                 let attempt = ConnectAttempt {
                     key,
@@ -273,6 +327,7 @@ impl Session {
         }
         let armed: Vec<ConnectAttempt> = state.armed.keys().copied().collect();
         state.kernel.begin_execution(&armed, &proxied)?;
+        Self::destroy_observed(state, &proxied);
         state.execution = Some(execution);
         self.current.send_replace(number);
         Ok(())
@@ -292,9 +347,25 @@ impl Session {
     /// how they ended.
     fn absorb_events(state: &mut State) {
         for event in state.kernel.drain_events() {
+            let event = match event {
+                KernelEvent::Connect(event) => event,
+                KernelEvent::Head(head) => {
+                    Self::absorb_head(state, &head);
+                    continue;
+                }
+            };
             match event.action {
                 ACTION_REFUSED => Self::absorb_refusal(state, &event),
                 ACTION_DIRECT => Self::absorb_direct_connect(state, &event),
+                ACTION_OBSERVED => Self::absorb_observed_connect(state, &event),
+                ACTION_CLOSED => {
+                    if let Some(observed) = state.observed.remove(&event.socket)
+                        && let Some(call) = observed.pending
+                    {
+                        let outcome = Outcome::ConnectionError;
+                        Self::finish(state, call, &observed.callee, outcome);
+                    }
+                }
                 ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
                     if let Some((call, callee)) = state.direct.remove(&event.socket) {
                         let outcome = if event.action == ACTION_ESTABLISHED {
@@ -367,14 +438,128 @@ impl Session {
             });
     }
 
+    /// Events the kernel reported so far are taken into account: called
+    /// periodically, so that the ring buffer never fills under load.
+    pub fn absorb(&self) {
+        Self::absorb_events(&mut self.lock());
+    }
+
+    /// A connect the kernel let through to a destination that speaks
+    /// HTTP/1.1: a connection, whose requests are the calls.
+    fn absorb_observed_connect(state: &mut State, event: &ConnectEvent) {
+        let Some(caller) = state.callers.get(&event.attempt.key.cgroup_id).cloned() else {
+            return;
+        };
+        let destination = Destination::from_kernel(&event.attempt.key.destination).0;
+        state.connections += 1;
+        let observed = Observed {
+            callee: callee(&state.services, destination, event.netns),
+            caller,
+            destination,
+            netns: event.netns,
+            attempt: event.attempt,
+            number: state.connections,
+            local: None,
+            tracker: Tracker::default(),
+            used: false,
+            pending: None,
+        };
+        state.observed.insert(event.socket, observed);
+    }
+
+    /// The head of a segment on an observed connection: a request is
+    /// admitted as a proxied one would be; a response ends its call.
+    fn absorb_head(state: &mut State, head: &HeadEvent) {
+        let Some(observed) = state.observed.get_mut(&head.socket) else {
+            return;
+        };
+        let local = Destination::from_kernel(&head.local).0;
+        observed.local.get_or_insert(local);
+        let bytes = &head.head[..usize::from(head.head_len).min(head.head.len())];
+        match observed.tracker.segment(head.egress == 1, head.seq, bytes) {
+            Some(Seen::Request {
+                method,
+                target,
+                trace,
+            }) => {
+                let first_on_connection = !std::mem::replace(&mut observed.used, true);
+                let (caller, callee) = (observed.caller.clone(), observed.callee.clone());
+                let attempt = observed.attempt;
+                let on = CallConnection {
+                    caller: &caller,
+                    callee: &callee,
+                    destination: observed.destination,
+                    attempt: &attempt,
+                    number: observed.number,
+                };
+                let request = CallRequest {
+                    protocol: Protocol::Http,
+                    method: &method,
+                    target: &target,
+                    trace: trace.as_deref(),
+                    first_on_connection,
+                    // The callee's thread serving it reads from the
+                    // caller's own socket.
+                    upstream_port: Some(local.port()),
+                };
+                let admission = Self::admit_call(state, &on, &request, |_| Some(head.tid));
+                state.observed_calls += u64::from(admission.call.is_some());
+                if admission.fault.is_some() {
+                    warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
+                }
+                if let Some(observed) = state.observed.get_mut(&head.socket) {
+                    observed.pending = admission.call;
+                }
+            }
+            Some(Seen::Response(status)) => {
+                if let Some(call) = observed.pending.take() {
+                    let callee = observed.callee.clone();
+                    Self::finish(state, call, &callee, Outcome::Status(status));
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Destroys the open observed connections of these callers to these
+    /// destinations (each from inside its caller's namespace, as sock_diag
+    /// only reaches its own).
+    fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
+        let doomed: Vec<u64> = state
+            .observed
+            .iter()
+            .filter(|(_, observed)| pairs.contains(&observed.attempt.key))
+            .map(|(&cookie, _)| cookie)
+            .collect();
+        for cookie in doomed {
+            let Some(observed) = state.observed.remove(&cookie) else {
+                continue;
+            };
+            let (Some(local), Some(netns)) =
+                (observed.local, state.namespaces.get(&observed.netns))
+            else {
+                continue;
+            };
+            let remote = observed.destination;
+            match netns.enter(|| sockdiag::destroy(local, remote, cookie)) {
+                Ok(()) => debug!(%local, %remote, "destroyed an observed connection a fault needs"),
+                // Closed since: its close event is on its way.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(%local, %remote, "cannot destroy an observed connection a planned fault needs: {e}")
+                }
+            }
+        }
+    }
+
     /// Connects from `connection`'s namespace to its destination, which
-    /// spoke a protocol the proxy only passes through, go there directly
-    /// from now on.
-    pub fn connect_directly(&self, connection: &Connection) {
-        let result = self
-            .lock()
-            .kernel
-            .connect_directly(connection.netns.cookie(), connection.destination);
+    /// speaks `speaks`, go there directly from now on.
+    pub fn connect_directly(&self, connection: &Connection, speaks: Speaks) {
+        let result = self.lock().kernel.connect_directly(
+            connection.netns.cookie(),
+            connection.destination,
+            speaks,
+        );
         if let Err(e) = result {
             debug!("{} stays proxied: {e:#}", connection.destination);
         }
@@ -397,7 +582,9 @@ impl Session {
             let addresses = service.addresses.iter().filter(|ip| !ip.is_loopback());
             for ip in own.into_iter().flatten().chain(addresses.copied()) {
                 let destination = SocketAddr::new(ip, service.port);
-                state.kernel.connect_directly(netns, destination)?;
+                state
+                    .kernel
+                    .connect_directly(netns, destination, Speaks::Opaque)?;
             }
         }
         Ok(())
@@ -493,7 +680,19 @@ impl Session {
     pub fn admit(&self, connection: &Connection, request: &CallRequest) -> Admission {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
-        let state = &mut *state;
+        Self::admit_call(&mut state, &connection.into(), request, |kernel| {
+            kernel.sender(connection.peer.port(), connection.listener_port)
+        })
+    }
+
+    /// Records a request on connection `on` as a call; `sender` names the
+    /// thread that sent it, asked only when the parent is in doubt.
+    fn admit_call(
+        state: &mut State,
+        on: &CallConnection,
+        request: &CallRequest,
+        sender: impl FnOnce(&Kernel) -> Option<u32>,
+    ) -> Admission {
         let Some(execution) = state.execution.as_mut() else {
             return Admission {
                 call: None,
@@ -501,22 +700,21 @@ impl Session {
             };
         };
         let site = CallSite {
-            caller: connection.caller.clone(),
-            callee: connection.callee.clone(),
+            caller: on.caller.to_string(),
+            callee: on.callee.to_string(),
             protocol: request.protocol,
             method: request.method.into(),
             target: request.target.into(),
         };
         let (services, kernel) = (&state.services, &state.kernel);
-        let parent = Self::parent(&state.serving, &connection.caller, request.trace, || {
-            let sender = kernel.sender(connection.peer, connection.listener_port);
-            Self::served_by_thread(services, kernel, &connection.caller, sender)
+        let parent = Self::parent(&state.serving, on.caller, request.trace, || {
+            Self::served_by_thread(services, kernel, on.caller, sender(kernel))
         });
         let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
             applicable_faults(faults, site, request.first_on_connection)
         });
-        execution.set_connection(id, connection.number);
+        execution.set_connection(id, on.number);
         let fault = match fault {
             // Planned when the call opened its connection, but this time it
             // reused a pooled one: reset that instead, and disarm the
@@ -540,15 +738,15 @@ impl Session {
                 .connect_targets
                 .entry(index)
                 .or_insert_with(|| ConnectTarget {
-                    caller: connection.caller.clone(),
-                    destination: connection.destination,
-                    ordinal: connection.attempt.ordinal,
+                    caller: on.caller.to_string(),
+                    destination: on.destination,
+                    ordinal: on.attempt.ordinal,
                 });
         }
         if fault.is_none() {
             state
                 .serving
-                .entry(connection.callee.clone())
+                .entry(on.callee.to_string())
                 .or_default()
                 .push(InFlight {
                     id,
@@ -569,7 +767,12 @@ impl Session {
         // before the callee could answer: record it while its parent is
         // still being served.
         Self::absorb_events(&mut state);
-        if Self::record_outcome(&mut state, call, callee, outcome)
+        Self::finish(&mut state, call, callee, outcome);
+    }
+
+    /// Records how `call` ended; its callee no longer serves it.
+    fn finish(state: &mut State, call: (usize, CallId), callee: &str, outcome: Outcome) {
+        if Self::record_outcome(state, call, callee, outcome)
             && let Some(serving) = state.serving.get_mut(callee)
         {
             serving.retain(|in_flight| in_flight.id != call.1);
@@ -613,6 +816,11 @@ impl Session {
         let _accounting = Accounting(self, Instant::now());
         let mut current = self.current.subscribe();
         let _ = current.wait_for(|n| *n != execution).await;
+    }
+
+    /// Calls read off observed connections so far.
+    pub fn observed_calls(&self) -> u64 {
+        self.lock().observed_calls
     }
 
     /// Calls held right now, and the time spent holding calls so far.

@@ -37,6 +37,8 @@ pub mod programs {
     pub const READS: &str = "reads";
     /// The tracepoint `READS` is attached to.
     pub const READS_TRACEPOINT: &str = "tcp_rcv_space_adjust";
+    pub const HEADS_OUT: &str = "heads_out";
+    pub const HEADS_IN: &str = "heads_in";
 }
 
 /// An IPv4 or IPv6 socket address.
@@ -97,7 +99,9 @@ pub struct ConnectAttempt {
 
 /// A destination as seen from a network namespace (a key of `OPAQUE`):
 /// connects there from that namespace go straight to it, the proxy having
-/// nothing to read in a protocol it does not speak.
+/// nothing to read in a protocol it does not speak, or nothing to do on an
+/// HTTP/1.1 connection the kernel can watch (the value, `CALLEE_*`, says
+/// which).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Callee {
@@ -159,6 +163,12 @@ pub struct ConnectEvent {
     pub _pad: u32,
 }
 
+/// Values of `OPAQUE`: what a destination connected to directly speaks.
+pub const CALLEE_OPAQUE: u8 = 1;
+/// HTTP/1.1: its requests and responses are read off the caller's socket
+/// (`HeadEvent`s).
+pub const CALLEE_HTTP1: u8 = 2;
+
 pub const ACTION_REDIRECTED: u32 = 1;
 pub const ACTION_REFUSED: u32 = 2;
 /// Let through to its destination, which speaks an opaque protocol.
@@ -167,6 +177,38 @@ pub const ACTION_DIRECT: u32 = 3;
 pub const ACTION_ESTABLISHED: u32 = 4;
 /// A direct connect failed (refused, unreachable, timed out).
 pub const ACTION_UNREACHABLE: u32 = 5;
+/// Let through to its destination, which speaks HTTP/1.1: the socket's
+/// heads are reported until it closes.
+pub const ACTION_OBSERVED: u32 = 6;
+/// An observed socket closed.
+pub const ACTION_CLOSED: u32 = 7;
+
+/// How many bytes of a segment's payload a `HeadEvent` carries.
+pub const HEAD_BYTES: usize = 1024;
+
+/// The start of a TCP segment on an observed socket whose payload could
+/// open an HTTP/1.1 request or response (its first byte is an uppercase
+/// letter), reported through `EVENTS` (told from a `ConnectEvent` by its
+/// size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HeadEvent {
+    pub socket: u64,
+    /// The socket's own address (the caller's side of the connection).
+    pub local: SockAddr,
+    pub seq: u32,
+    /// Payload bytes in the segment.
+    pub len: u32,
+    /// The thread the kernel sent or received it in (not necessarily the
+    /// socket's owner on receive).
+    pub tid: u32,
+    /// How many bytes of `head` hold payload.
+    pub head_len: u16,
+    /// 1 for a segment sent, 0 for one received.
+    pub egress: u16,
+    pub _pad: u32,
+    pub head: [u8; HEAD_BYTES],
+}
 
 #[cfg(feature = "user")]
 mod pod {

@@ -8,11 +8,19 @@
 //!   protocol its proxy only passes through: a database, a cache, TLS) is
 //!   connected to directly instead, and the connect reported as the call,
 //!   unless the agent wants this caller's connects there proxied in the
-//!   current execution (a timeout or reset is planned on one).
+//!   current execution (a fault is planned on one). A destination the
+//!   agent learned speaks HTTP/1.1 is connected to directly too, its
+//!   caller's socket then observed.
+//! - `heads_out`/`heads_in` (cgroup_skb, both ways): on an observed socket,
+//!   report the first KiB of each segment that could open an HTTP/1.1
+//!   request or response, so the agent reads calls off the connection
+//!   without carrying its bytes (measured: +4 µs p50 per request against
+//!   the proxy's +38 µs).
 //! - `established` (sock_ops): once the redirected connection is up, file
 //!   the original destination under the client's port and namespace, where
 //!   the agent finds it from its accepted socket's peer address; report
-//!   whether each direct connect was answered or failed.
+//!   whether each direct connect was answered or failed, and when an
+//!   observed socket closes.
 //! - `getpeername4`/`getpeername6`: show the caller its original peer.
 //! - `sends` (raw tracepoint `sock_send_length`, which fires in the sending
 //!   thread after every `sendmsg`; managed cgroups only): records the thread
@@ -49,15 +57,17 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
         bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_skb_load_bytes,
     },
-    macros::{cgroup_sock_addr, map, raw_tracepoint, sock_ops},
+    macros::{cgroup_skb, cgroup_sock_addr, map, raw_tracepoint, sock_ops},
     maps::{Array, HashMap, LruHashMap, RingBuf},
-    programs::{RawTracePointContext, SockAddrContext, SockOpsContext},
+    programs::{RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
-    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE,
-    AF_INET, AF_INET6, Callee, ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts,
-    Listeners, PeerKey, Settings, SockAddr, ThreadPort,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REDIRECTED,
+    ACTION_REFUSED, ACTION_UNREACHABLE, AF_INET, AF_INET6, CALLEE_HTTP1, Callee, ConnectAttempt,
+    ConnectEvent, ConnectKey, ConnectionPorts, HEAD_BYTES, HeadEvent, Listeners, PeerKey, Settings,
+    SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -81,10 +91,14 @@ static CONNECT_COUNTS: HashMap<ConnectKey, u32> = HashMap::with_max_entries(1638
 #[map]
 static REFUSALS: HashMap<ConnectAttempt, u8> = HashMap::with_max_entries(4096, 0);
 
-/// Destinations, per caller namespace, that speak a protocol the proxy
-/// only passes through: connected to directly.
+/// Destinations, per caller namespace, connected to directly: they speak
+/// a protocol the proxy only passes through, or HTTP/1.1 (`CALLEE_*`).
 #[map]
 static OPAQUE: HashMap<Callee, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Sockets of direct HTTP/1.1 connects whose heads are reported, by cookie.
+#[map]
+static OBSERVED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
 
 /// (Caller, destination) pairs whose connects go through the proxy in the
 /// current execution even though the destination is opaque.
@@ -105,8 +119,10 @@ static REDIRECTS_BY_COOKIE: LruHashMap<u64, ConnectAttempt> =
 static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> =
     LruHashMap::with_max_entries(65536, 0);
 
+/// Connect events and heads, in the order they happened. Sized for the
+/// agent's periodic drain to keep up with ~100k heads a second.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
 /// The managed cgroups, whose reads `reads` records.
 #[map]
@@ -251,6 +267,10 @@ pub fn established(ctx: SockOpsContext) -> u32 {
         return 1;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if unsafe { OBSERVED.get(cookie) }.is_some() {
+        observed_progress(&ctx, op, cookie);
+        return 1;
+    }
     if let Some(&attempt) = unsafe { DIRECT_BY_COOKIE.get(cookie) } {
         direct_connect_progress(&ctx, op, cookie, attempt);
         return 1;
@@ -286,6 +306,22 @@ fn direct_connect_progress(ctx: &SockOpsContext, op: u32, cookie: u64, attempt: 
     let _ = DIRECT_BY_COOKIE.remove(&cookie);
     let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
     report(attempt, end, netns, cookie, 0);
+}
+
+/// An observed socket's state changes are asked for from its connect on,
+/// so its close (or failed connect) is reported.
+fn observed_progress(ctx: &SockOpsContext, op: u32, cookie: u64) {
+    match op {
+        BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
+        }
+        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == TCP_CLOSE => {
+            let _ = OBSERVED.remove(&cookie);
+            let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+            report(ConnectAttempt::default(), ACTION_CLOSED, netns, cookie, 0);
+        }
+        _ => {}
+    }
 }
 
 /// Offsets in `struct sock_common` (stable since Linux 2.6): the peer port
@@ -445,9 +481,16 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
     let (decision, action) = if unsafe { REFUSALS.get(attempt) }.is_some() {
         unsafe { bpf_set_retval(-ECONNREFUSED) };
         (Decision::Refuse, ACTION_REFUSED)
-    } else if unsafe { OPAQUE.get(callee) }.is_some() && unsafe { PROXIED.get(key) }.is_none() {
-        let _ = DIRECT_BY_COOKIE.insert(cookie, attempt, 0);
-        (Decision::Direct, ACTION_DIRECT)
+    } else if let Some(&kind) = unsafe { OPAQUE.get(callee) }
+        && unsafe { PROXIED.get(key) }.is_none()
+    {
+        if kind == CALLEE_HTTP1 {
+            let _ = OBSERVED.insert(cookie, 1, 0);
+            (Decision::Direct, ACTION_OBSERVED)
+        } else {
+            let _ = DIRECT_BY_COOKIE.insert(cookie, attempt, 0);
+            (Decision::Direct, ACTION_DIRECT)
+        }
     } else {
         let _ = REDIRECTS_BY_COOKIE.insert(cookie, attempt, 0);
         (Decision::Redirect, ACTION_REDIRECTED)
@@ -492,6 +535,105 @@ fn lookup(ctx: &SockAddrContext, tuple: &mut bpf_sock_tuple, size: u32) -> bool 
     }
     unsafe { bpf_sk_release(sk.cast()) };
     true
+}
+
+#[cgroup_skb]
+pub fn heads_out(ctx: SkBuffContext) -> i32 {
+    let _ = head(&ctx, true);
+    1
+}
+
+#[cgroup_skb]
+pub fn heads_in(ctx: SkBuffContext) -> i32 {
+    let _ = head(&ctx, false);
+    1
+}
+
+/// Reports the segment in `ctx` if it is on an observed socket and its
+/// payload starts with an uppercase letter (a method, or `HTTP/`).
+fn head(ctx: &SkBuffContext, egress: bool) -> Option<()> {
+    let socket = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    unsafe { OBSERVED.get(socket) }?;
+    let version: u8 = ctx.load(0).ok()?;
+    // Where the IP header holds the socket's own address, and its length.
+    let (ip_len, protocol, local, family) = match version >> 4 {
+        4 => {
+            let local = if egress { 12 } else { 16 };
+            let local = [ctx.load::<u32>(local).ok()?, 0, 0, 0];
+            (
+                usize::from(version & 0xf) * 4,
+                ctx.load::<u8>(9).ok()?,
+                local,
+                AF_INET,
+            )
+        }
+        6 => {
+            let at = if egress { 8 } else { 24 };
+            let mut local = [0u32; 4];
+            for (i, word) in local.iter_mut().enumerate() {
+                *word = ctx.load::<u32>(at + 4 * i).ok()?;
+            }
+            (40, ctx.load::<u8>(6).ok()?, local, AF_INET6)
+        }
+        _ => return None,
+    };
+    if u32::from(protocol) != IPPROTO_TCP {
+        return None;
+    }
+    let seq: u32 = ctx.load(ip_len + 4).ok()?;
+    let sport: u16 = ctx.load(ip_len).ok()?;
+    let dport: u16 = ctx.load(ip_len + 2).ok()?;
+    let offset: u8 = ctx.load(ip_len + 12).ok()?;
+    let payload = ip_len + usize::from(offset >> 4) * 4;
+    let len = (ctx.len() as usize).checked_sub(payload)?;
+    if len == 0 {
+        return None;
+    }
+    let first: u8 = ctx.load(payload).ok()?;
+    if !first.is_ascii_uppercase() {
+        return None;
+    }
+    let mut entry = EVENTS.reserve::<HeadEvent>(0)?;
+    let event = entry.as_mut_ptr();
+    // In 1..=HEAD_BYTES, as the verifier can see: the helper takes no
+    // zero-length read.
+    let copied = len.min(HEAD_BYTES) as u32;
+    // Read back so LLVM cannot fold the bounds check into the min above.
+    let copied = unsafe { core::ptr::read_volatile(&copied) };
+    if copied == 0 || copied > HEAD_BYTES as u32 {
+        entry.discard(0);
+        return None;
+    }
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            payload as u32,
+            (*event).head.as_mut_ptr().cast(),
+            copied,
+        )
+    };
+    if loaded != 0 {
+        entry.discard(0);
+        return None;
+    }
+    unsafe {
+        (*event).socket = socket;
+        (*event).local = SockAddr {
+            addr: local,
+            family,
+            port: u16::from_be(if egress { sport } else { dport }),
+        };
+        (*event).seq = u32::from_be(seq);
+        (*event).len = len as u32;
+        (*event).tid = bpf_get_current_pid_tgid() as u32;
+        (*event).head_len = copied as u16;
+        (*event).egress = u16::from(egress);
+        (*event)._pad = 0;
+    }
+    // The agent drains on a timer and before every decision: waking it for
+    // each head would cost more than the observation itself.
+    entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
+    Some(())
 }
 
 #[cfg(not(test))]

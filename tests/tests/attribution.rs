@@ -4,7 +4,10 @@
 //! front's threads sharing pooled connections to leaf, the kernel's record
 //! of which thread read which request and sent which call does. Either way
 //! the execution indices are the same run after run and a fault planned on
-//! one request's call fails that request, not the other.
+//! one request's call fails that request, not the other. In the pooled
+//! variant, front's pool keeps a connection the kernel observes directly
+//! from one execution to the next: a fault planned on leaf lands only if
+//! the agent destroys it first (checked: without that, this fails).
 
 use filibuster_tests::{read_json, run_test, scratch, workspace};
 use serde_json::Value;

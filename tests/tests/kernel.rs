@@ -16,12 +16,13 @@ use std::{
 
 use filibuster::{
     cgroups::{RunCgroups, cgroup2_mount},
-    ebpf::{Destination, Kernel},
+    ebpf::{Destination, Kernel, KernelEvent, Speaks},
     netns::NetNs,
 };
 use filibuster_common::{
-    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE,
-    ConnectAttempt, ConnectKey, Listeners, Settings,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REDIRECTED,
+    ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey, Listeners,
+    Settings,
 };
 
 /// Connects twice to the given address and says what happened.
@@ -139,7 +140,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     assert_eq!(greeting, "hello");
     // The send tracepoint saw who sent it: the client's one thread.
     let agent_port = agent.local_addr().unwrap().port();
-    assert_eq!(kernel.sender(peer, agent_port), Some(child.id()));
+    assert_eq!(kernel.sender(peer.port(), agent_port), Some(child.id()));
 
     // A process outside the managed cgroup, meanwhile, connects directly.
     let outsider = TcpStream::connect(upstream_addr).unwrap();
@@ -154,7 +155,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     );
     assert!(stdout.contains("second refused"), "{stdout}");
 
-    let events = kernel.drain_events();
+    let events = connect_events(&mut kernel);
     let actions: Vec<(u32, u32)> = events
         .iter()
         .filter(|e| e.attempt.key == key)
@@ -200,8 +201,12 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
 
     let (mut kernel, cgroups) = attached_client(netns, &agent);
     let cgroup = cgroups.get("client").unwrap();
-    kernel.connect_directly(netns, upstream_addr).unwrap();
-    kernel.connect_directly(netns, closed).unwrap();
+    kernel
+        .connect_directly(netns, upstream_addr, Speaks::Opaque)
+        .unwrap();
+    kernel
+        .connect_directly(netns, closed, Speaks::Opaque)
+        .unwrap();
     let key = |destination| ConnectKey {
         cgroup_id: cgroup.id(),
         destination: Destination(destination).to_kernel(),
@@ -229,7 +234,7 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
     let (_, peer) = accept_within(&upstream, Duration::from_secs(10));
     assert_eq!(peer.ip(), upstream_addr.ip(), "straight to upstream");
     assert_eq!(finish(child), "connected\nrefused\n");
-    let events = kernel.drain_events();
+    let events = connect_events(&mut kernel);
     let seen: Vec<(SocketAddr, u32, u32)> = events
         .iter()
         .map(|e| {
@@ -260,9 +265,123 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
     assert_eq!(attempt.key, key(upstream_addr));
     assert_eq!(finish(child), "connected\n");
     assert!(
-        kernel
-            .drain_events()
+        connect_events(&mut kernel)
             .iter()
             .all(|e| e.action == ACTION_REDIRECTED)
+    );
+}
+
+/// The connect events the kernel reported since the last drain.
+fn connect_events(kernel: &mut Kernel) -> Vec<ConnectEvent> {
+    kernel
+        .drain_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            KernelEvent::Connect(event) => Some(event),
+            KernelEvent::Head(_) => None,
+        })
+        .collect()
+}
+
+/// Makes two HTTP/1.1 requests on one connection, then closes it; prints
+/// its local address.
+const HTTP_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+print("%s:%d" % s.getsockname(), flush=True)
+for path in ("/a", "/b"):
+    s.sendall(("GET %s HTTP/1.1\r\nHost: upstream\r\n\r\n" % path).encode())
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n"):
+        answer += s.recv(1024)
+s.close()
+"#;
+
+#[test]
+fn observes_the_heads_of_direct_http1_connections() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let netns = NetNs::own().unwrap().cookie();
+    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    kernel
+        .connect_directly(netns, upstream_addr, Speaks::Http1)
+        .unwrap();
+    kernel.begin_execution(&[], &[]).unwrap();
+    // The server runs here, outside the managed cgroup: its own socket is
+    // not observed, only the client's.
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = accept_within(&upstream, Duration::from_secs(10));
+        let mut buf = [0u8; 1024];
+        for _ in 0..2 {
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the client hung up early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            std::io::Write::write_all(&mut stream, b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        }
+    });
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", HTTP_CLIENT, &upstream_addr.port().to_string()])
+        .stdout(Stdio::piped());
+    cgroups
+        .get("client")
+        .unwrap()
+        .start_inside(&mut command)
+        .unwrap();
+    let output = command.spawn().unwrap().wait_with_output().unwrap();
+    assert!(output.status.success());
+    server.join().unwrap();
+    let local: SocketAddr = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+
+    // The close is reported once the client's socket leaves the stack.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut events = Vec::new();
+    while !events
+        .iter()
+        .any(|e| matches!(e, KernelEvent::Connect(c) if c.action == ACTION_CLOSED))
+    {
+        assert!(Instant::now() < deadline, "no close reported");
+        std::thread::sleep(Duration::from_millis(10));
+        events.extend(kernel.drain_events());
+    }
+    let socket = match &events[0] {
+        KernelEvent::Connect(connect) => {
+            assert_eq!(connect.action, ACTION_OBSERVED);
+            connect.socket
+        }
+        KernelEvent::Head(_) => panic!("a head before its connect"),
+    };
+    let seen: Vec<String> = events[1..]
+        .iter()
+        .map(|event| match event {
+            KernelEvent::Head(head) => {
+                assert_eq!(head.socket, socket);
+                assert_eq!(Destination::from_kernel(&head.local).0, local);
+                let text = String::from_utf8_lossy(&head.head[..usize::from(head.head_len)]);
+                let line = text.lines().next().unwrap_or_default().to_string();
+                format!("{} {line}", if head.egress == 1 { "out" } else { "in" })
+            }
+            KernelEvent::Connect(connect) => {
+                assert_eq!(connect.socket, socket);
+                format!("connect event {}", connect.action)
+            }
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "out GET /a HTTP/1.1",
+            "in HTTP/1.1 204 No Content",
+            "out GET /b HTTP/1.1",
+            "in HTTP/1.1 204 No Content",
+            &format!("connect event {ACTION_CLOSED}"),
+        ]
     );
 }

@@ -112,6 +112,20 @@ fn the_fixed_tutorial_passes_every_execution() {
         (full["result"].as_str(), full["executions"].as_u64()),
         (Some("passed"), Some(11))
     );
+    // Each destination's first connection taught the agent it speaks
+    // HTTP/1.1; from then on the kernel read the calls off direct
+    // connections, except for the pairs an execution planned a fault on.
+    let calls: usize = full["execution_log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|execution| execution["calls"].as_array().expect("calls").len())
+        .sum();
+    let observed = full["agent"]["observed_calls"].as_u64().expect("counted");
+    assert!(
+        observed as usize * 3 > calls,
+        "{observed} of {calls} calls read off direct connections"
+    );
 
     let output = run_test(
         &dir,

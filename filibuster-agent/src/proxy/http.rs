@@ -27,6 +27,7 @@ use tracing::debug;
 
 use super::reset;
 use crate::{
+    ebpf::Speaks,
     explore::{CallId, Fault, Outcome, Protocol},
     session::{CallRequest, Connection, Session},
 };
@@ -135,6 +136,12 @@ impl CallerConnection {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Error> {
         let first = !self.used.swap(true, Ordering::Relaxed);
         let protocol = self.protocol(&request);
+        // Plain HTTP/1.1 (no upgrade to another protocol on the way): the
+        // kernel can read the calls off later connections there itself.
+        if first && protocol == Protocol::Http && !request.headers().contains_key(UPGRADE) {
+            self.session
+                .connect_directly(&self.connection, Speaks::Http1);
+        }
         let admission = self.session.admit(
             &self.connection,
             &CallRequest {
@@ -308,13 +315,8 @@ fn decline_h2c_upgrade(request: &mut Request<Incoming>) {
     }
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span
-/// id>-<flags>`): the same along a request's whole path through services
-/// that propagate it.
 fn trace_id(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    let trace = value.split('-').nth(1)?;
-    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
+    crate::observe::trace_id(headers.get("traceparent")?.as_bytes())
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<u8> {

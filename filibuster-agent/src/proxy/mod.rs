@@ -4,8 +4,9 @@
 //! or stream being a call ([`http`]); anything else is passed through as
 //! bytes, the connection being the call ([`tcp`]). A destination seen
 //! speaking such an opaque protocol is then connected to directly (the
-//! kernel reports those connects as the calls), except where a fault
-//! planned on one needs the proxy.
+//! kernel reports those connects as the calls), and so is one seen
+//! speaking plain HTTP/1.1 (the kernel reports the heads of its requests
+//! and responses), except where a fault planned on one needs the proxy.
 //!
 //! Each caller connection gets its own upstream connection, so the callee
 //! sees the same connection pattern as without Filibuster.
@@ -38,6 +39,7 @@ pub use http::INJECTED_HEADER;
 use sniff::Wire;
 
 use crate::{
+    ebpf::Speaks,
     netns::NetNs,
     session::{Connection, Session},
 };
@@ -122,7 +124,7 @@ async fn serve_connection(stream: TcpStream, connection: Connection, session: Ar
         Wire::Http1 => http::serve_http1(stream, connection, session).await,
         Wire::Http2 => http::serve_http2(stream, connection, session).await,
         Wire::Opaque => {
-            session.connect_directly(&connection);
+            session.connect_directly(&connection, Speaks::Opaque);
             tcp::pass_through(stream, connection, session).await
         }
         // Not learned: a slow HTTP caller would make HTTP look opaque.

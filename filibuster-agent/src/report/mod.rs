@@ -107,6 +107,9 @@ pub struct AgentFootprint {
     /// Time from the end of one execution's test to the start of the
     /// next's: the search, the kernel's maps, the bookkeeping.
     pub between_executions_seconds: f64,
+    /// HTTP/1.1 calls read off direct connections by the kernel, which
+    /// the proxy did not have to carry.
+    pub observed_calls: u64,
 }
 
 /// The process's own peak resident memory. Not getrusage's ru_maxrss,
@@ -118,7 +121,12 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 impl AgentFootprint {
-    pub fn measure(attached: Duration, ready: Duration, between_executions: Duration) -> Self {
+    pub fn measure(
+        attached: Duration,
+        ready: Duration,
+        between_executions: Duration,
+        observed_calls: u64,
+    ) -> Self {
         // SAFETY: getrusage only writes the struct it is given.
         let usage = unsafe {
             let mut usage = std::mem::zeroed::<libc::rusage>();
@@ -133,6 +141,7 @@ impl AgentFootprint {
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             context_switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
             between_executions_seconds: between_executions.as_secs_f64(),
+            observed_calls,
         }
     }
 }

@@ -163,7 +163,12 @@ impl Host {
             kernel.attach(cgroup)?;
         }
         let attached_at = started.elapsed();
-        let session = Arc::new(Session::new(kernel, directory(&placed)?, faults));
+        let session = Arc::new(Session::new(
+            kernel,
+            directory(&placed)?,
+            faults,
+            &namespaces,
+        ));
         for (name, cgroup) in &callers {
             session.add_caller(cgroup.id(), name);
         }
@@ -174,11 +179,14 @@ impl Host {
             }
         }
         let (test_loop, loop_results) = TestLoop::new(run_token()?);
-        let tasks = Tasks(vec![tokio::spawn(control::serve(
-            control_listener,
-            session.clone(),
-            test_loop.clone(),
-        ))]);
+        let tasks = Tasks(vec![
+            tokio::spawn(control::serve(
+                control_listener,
+                session.clone(),
+                test_loop.clone(),
+            )),
+            tokio::spawn(absorb_kernel_events(session.clone())),
+        ]);
         let proxy = proxy::Threads::start(listeners, &session)?;
 
         let logs = services::log_dir()?;
@@ -312,6 +320,18 @@ fn run_token() -> Result<String> {
 }
 
 /// Background tasks of the run, stopped with it.
+/// Takes in what the kernel reported every few milliseconds, whether or
+/// not anything asks: heads of observed connections arrive without waking
+/// the agent, and must not fill the ring buffer under load.
+async fn absorb_kernel_events(session: Arc<Session>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(5));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        session.absorb();
+    }
+}
+
 struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {

@@ -217,7 +217,12 @@ pub async fn run(options: Options) -> Result<Verdict> {
         progress: explorer.progress(),
         elapsed: started.elapsed(),
         held,
-        agent: AgentFootprint::measure(host.attached_at, host.ready, between_executions),
+        agent: AgentFootprint::measure(
+            host.attached_at,
+            host.ready,
+            between_executions,
+            session.observed_calls(),
+        ),
     };
     print_summary(&summary, counterexample.is_some());
     if let Some(path) = &options.report_json {
