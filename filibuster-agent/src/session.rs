@@ -167,6 +167,18 @@ impl<'a> From<&'a Connection> for CallConnection<'a> {
     }
 }
 
+impl<'a> From<&'a Observed> for CallConnection<'a> {
+    fn from(observed: &'a Observed) -> Self {
+        Self {
+            caller: &observed.caller,
+            callee: &observed.callee,
+            destination: observed.destination,
+            attempt: &observed.attempt,
+            number: observed.number,
+        }
+    }
+}
+
 /// A direct HTTP/1.1 connection whose caller socket the kernel observes.
 struct Observed {
     caller: String,
@@ -217,6 +229,14 @@ struct State {
     holding: usize,
     connections: u32,
     observed_calls: u64,
+}
+
+impl State {
+    /// Numbers a new connection (proxied, direct or observed).
+    fn next_connection(&mut self) -> u32 {
+        self.connections += 1;
+        self.connections
+    }
 }
 
 /// A call a service is serving.
@@ -407,6 +427,7 @@ impl Session {
         let callee = callee(&state.services, destination, event.netns);
         let parent = Self::parent_of_connect(state, &caller, event.tid);
         debug!(%caller, %callee, "a direct connect");
+        let number = state.next_connection();
         let Some(execution) = state.execution.as_mut() else {
             return;
         };
@@ -422,8 +443,7 @@ impl Session {
         let (id, _) = execution.begin_call(parent, site, |site| {
             applicable_faults(&state.faults, site, true)
         });
-        state.connections += 1;
-        execution.set_connection(id, state.connections);
+        execution.set_connection(id, number);
         let index = execution.call(id).index.clone();
         state
             .direct
@@ -451,14 +471,13 @@ impl Session {
             return;
         };
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
-        state.connections += 1;
         let observed = Observed {
             callee: callee(&state.services, destination, event.netns),
             caller,
             destination,
             netns: event.netns,
             attempt: event.attempt,
-            number: state.connections,
+            number: state.next_connection(),
             local: None,
             tracker: Tracker::default(),
             used: false,
@@ -470,7 +489,8 @@ impl Session {
     /// The head of a segment on an observed connection: a request is
     /// admitted as a proxied one would be; a response ends its call.
     fn absorb_head(state: &mut State, head: &HeadEvent) {
-        let Some(observed) = state.observed.get_mut(&head.socket) else {
+        // Out of the map while its call is admitted, which needs the state.
+        let Some(mut observed) = state.observed.remove(&head.socket) else {
             return;
         };
         let local = Destination::from_kernel(&head.local).0;
@@ -482,43 +502,33 @@ impl Session {
                 target,
                 trace,
             }) => {
-                let first_on_connection = !std::mem::replace(&mut observed.used, true);
-                let (caller, callee) = (observed.caller.clone(), observed.callee.clone());
-                let attempt = observed.attempt;
-                let on = CallConnection {
-                    caller: &caller,
-                    callee: &callee,
-                    destination: observed.destination,
-                    attempt: &attempt,
-                    number: observed.number,
-                };
                 let request = CallRequest {
                     protocol: Protocol::Http,
                     method: &method,
                     target: &target,
                     trace: trace.as_deref(),
-                    first_on_connection,
+                    first_on_connection: !std::mem::replace(&mut observed.used, true),
                     // The callee's thread serving it reads from the
                     // caller's own socket.
                     upstream_port: Some(local.port()),
                 };
-                let admission = Self::admit_call(state, &on, &request, |_| Some(head.tid));
+                let admission =
+                    Self::admit_call(state, &(&observed).into(), &request, |_| Some(head.tid));
                 state.observed_calls += u64::from(admission.call.is_some());
                 if admission.fault.is_some() {
+                    let (caller, callee) = (&observed.caller, &observed.callee);
                     warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
                 }
-                if let Some(observed) = state.observed.get_mut(&head.socket) {
-                    observed.pending = admission.call;
-                }
+                observed.pending = admission.call;
             }
             Some(Seen::Response(status)) => {
                 if let Some(call) = observed.pending.take() {
-                    let callee = observed.callee.clone();
-                    Self::finish(state, call, &callee, Outcome::Status(status));
+                    Self::finish(state, call, &observed.callee, Outcome::Status(status));
                 }
             }
             None => {}
         }
+        state.observed.insert(head.socket, observed);
     }
 
     /// Destroys the open observed connections of these callers to these
@@ -605,7 +615,6 @@ impl Session {
         let caller = state.callers.get(&attempt.key.cgroup_id)?.clone();
         let destination = Destination::from_kernel(&attempt.key.destination).0;
         let callee = callee(&state.services, destination, netns.cookie());
-        state.connections += 1;
         Some(Connection {
             caller,
             callee,
@@ -614,7 +623,7 @@ impl Session {
             listener_port,
             netns: netns.clone(),
             attempt,
-            number: state.connections,
+            number: state.next_connection(),
         })
     }
 

@@ -90,9 +90,19 @@ fn accept_within(listener: &TcpListener, limit: Duration) -> (TcpStream, SocketA
 }
 
 fn client(cgroup: &filibuster::cgroups::Cgroup, upstream: SocketAddr) -> std::process::Child {
+    python_in(cgroup, CLIENT, &["127.0.0.1", &upstream.port().to_string()])
+}
+
+/// Runs Python `script` with `args` inside `cgroup`, its output piped.
+fn python_in(
+    cgroup: &filibuster::cgroups::Cgroup,
+    script: &str,
+    args: &[&str],
+) -> std::process::Child {
     let mut command = Command::new("python3");
     command
-        .args(["-c", CLIENT, "127.0.0.1", &upstream.port().to_string()])
+        .args(["-c", script])
+        .args(args)
         .stdout(Stdio::piped());
     cgroup.start_inside(&mut command).unwrap();
     command.spawn().expect("python3 starts")
@@ -323,16 +333,9 @@ fn observes_the_heads_of_direct_http1_connections() {
             std::io::Write::write_all(&mut stream, b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         }
     });
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", HTTP_CLIENT, &upstream_addr.port().to_string()])
-        .stdout(Stdio::piped());
-    cgroups
-        .get("client")
-        .unwrap()
-        .start_inside(&mut command)
-        .unwrap();
-    let output = command.spawn().unwrap().wait_with_output().unwrap();
+    let port = upstream_addr.port().to_string();
+    let client = python_in(cgroups.get("client").unwrap(), HTTP_CLIENT, &[&port]);
+    let output = client.wait_with_output().unwrap();
     assert!(output.status.success());
     server.join().unwrap();
     let local: SocketAddr = String::from_utf8_lossy(&output.stdout)

@@ -319,7 +319,6 @@ fn run_token() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Background tasks of the run, stopped with it.
 /// Takes in what the kernel reported every few milliseconds, whether or
 /// not anything asks: heads of observed connections arrive without waking
 /// the agent, and must not fill the ring buffer under load.
@@ -332,6 +331,7 @@ async fn absorb_kernel_events(session: Arc<Session>) {
     }
 }
 
+/// Background tasks of the run, stopped with it.
 struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
