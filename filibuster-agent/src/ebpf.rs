@@ -35,7 +35,7 @@ pub struct Kernel {
     opaque: HashMap<MapData, Callee, u8>,
     proxied: HashMap<MapData, ConnectKey, u8>,
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
-    events: RingBuf<MapData>,
+    events: Option<Events>,
     managed: HashMap<MapData, u64, u8>,
     senders: HashMap<MapData, ConnectionPorts, u32>,
     reads: HashMap<MapData, ThreadPort, u16>,
@@ -63,9 +63,67 @@ pub enum Speaks {
 }
 
 /// What the kernel programs reported.
-pub enum KernelEvent {
+pub enum KernelEvent<'a> {
     Connect(ConnectEvent),
-    Head(Box<HeadEvent>),
+    Head(Head<'a>),
+}
+
+/// A [`HeadEvent`], read where the kernel wrote it, with only the payload
+/// bytes it copied: most heads are a few dozen bytes of the kilobyte the
+/// kernel reserves.
+pub struct Head<'a> {
+    pub socket: u64,
+    /// The socket's own address (the caller's side of the connection).
+    pub local: SocketAddr,
+    pub seq: u32,
+    /// The thread the kernel sent or received it in.
+    pub tid: u32,
+    /// Sent on the socket (else received).
+    pub egress: bool,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Head<'a> {
+    fn from_kernel(event: &'a HeadEvent) -> Self {
+        let copied = usize::from(event.head_len).min(event.head.len());
+        Self {
+            socket: event.socket,
+            local: Destination::from_kernel(&event.local).0,
+            seq: event.seq,
+            tid: event.tid,
+            egress: event.egress == 1,
+            bytes: &event.head[..copied],
+        }
+    }
+}
+
+/// The ring buffer the kernel programs report through, apart from the
+/// rest of [`Kernel`] so that its events can be handled where they lie
+/// with the kernel's maps still at hand.
+pub struct Events(RingBuf<MapData>);
+
+impl Events {
+    /// Hands `each` the events reported since the last call, in the order
+    /// they happened.
+    pub fn drain(&mut self, mut each: impl FnMut(KernelEvent<'_>)) {
+        while let Some(item) = self.0.next() {
+            // SAFETY: the kernel wrote the event its size names, at the
+            // 8-byte alignment of every ring buffer record (which both
+            // events' alignment divides). Heads are read in place: copying
+            // them out was the agent's largest cost under load.
+            match item.len() {
+                n if n == size_of::<ConnectEvent>() => each(KernelEvent::Connect(unsafe {
+                    item.as_ptr().cast::<ConnectEvent>().read_unaligned()
+                })),
+                n if n == size_of::<HeadEvent>() => {
+                    let head = item.as_ptr().cast::<HeadEvent>();
+                    debug_assert!(head.is_aligned());
+                    each(KernelEvent::Head(Head::from_kernel(unsafe { &*head })));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl Kernel {
@@ -116,7 +174,10 @@ impl Kernel {
             opaque: HashMap::try_from(take_map(&mut ebpf, maps::OPAQUE)?)?,
             proxied: HashMap::try_from(take_map(&mut ebpf, maps::PROXIED)?)?,
             redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
-            events: RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?,
+            events: Some(Events(RingBuf::try_from(take_map(
+                &mut ebpf,
+                maps::EVENTS,
+            )?)?)),
             managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
             senders: HashMap::try_from(take_map(&mut ebpf, maps::SENDERS)?)?,
             reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
@@ -140,8 +201,11 @@ impl Kernel {
 
     /// Attaches every program to `cgroup`, alongside any other program
     /// already there: a cgroup link is always multi-attach, and the kernel
-    /// wants no attach flags with it, hence `Single` (flags 0).
-    pub fn attach(&mut self, cgroup: &Cgroup) -> Result<()> {
+    /// wants no attach flags with it, hence `Single` (flags 0). Only a
+    /// cgroup that `serves_requests` (a service's, not the test's) has its
+    /// threads' sends and reads recorded: they tell which request a call
+    /// belongs to, and the test serves none.
+    pub fn attach(&mut self, cgroup: &Cgroup, serves_requests: bool) -> Result<()> {
         let dir = File::open(cgroup.path())
             .with_context(|| format!("cannot open cgroup {}", cgroup.path().display()))?;
         let attach_error =
@@ -162,9 +226,12 @@ impl Kernel {
                 .attach(&dir, direction, CgroupAttachMode::Single)
                 .map_err(|e| attach_error(name, e))?;
         }
-        self.managed
-            .insert(cgroup.id(), 1, 0)
-            .context("cannot register a managed cgroup with the kernel programs")
+        if serves_requests {
+            self.managed
+                .insert(cgroup.id(), 1, 0)
+                .context("cannot register a managed cgroup with the kernel programs")?;
+        }
+        Ok(())
     }
 
     /// Starts counting connects afresh, arms these refusals and sends
@@ -246,24 +313,9 @@ impl Kernel {
         self.reads.get(&key, 0).ok()
     }
 
-    /// Events reported since the last call, in the order they happened.
-    pub fn drain_events(&mut self) -> Vec<KernelEvent> {
-        let mut events = Vec::new();
-        while let Some(item) = self.events.next() {
-            // SAFETY: the kernel wrote the event its size names;
-            // read_unaligned copes with the ring buffer's 8-byte alignment.
-            let event = match item.len() {
-                n if n == size_of::<ConnectEvent>() => KernelEvent::Connect(unsafe {
-                    item.as_ptr().cast::<ConnectEvent>().read_unaligned()
-                }),
-                n if n == size_of::<HeadEvent>() => KernelEvent::Head(Box::new(unsafe {
-                    item.as_ptr().cast::<HeadEvent>().read_unaligned()
-                })),
-                _ => continue,
-            };
-            events.push(event);
-        }
-        events
+    /// The ring buffer of the programs' events (once: it has one reader).
+    pub fn take_events(&mut self) -> Option<Events> {
+        self.events.take()
     }
 }
 

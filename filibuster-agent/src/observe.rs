@@ -14,14 +14,15 @@ use httparse::{EMPTY_HEADER, Request, Response};
 /// How many headers a head may have for its trace id to be found.
 const MAX_HEADERS: usize = 64;
 
-/// What a segment told about the connection's calls.
+/// What a segment told about the connection's calls, borrowed from the
+/// segment's bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Seen {
+pub enum Seen<'a> {
     Request {
-        method: String,
-        target: String,
+        method: &'a str,
+        target: &'a str,
         /// The W3C trace id of its `traceparent` header.
-        trace: Option<String>,
+        trace: Option<&'a str>,
     },
     /// The final status of the request awaiting one (1xx are skipped).
     Response(u16),
@@ -39,7 +40,7 @@ pub struct Tracker {
 impl Tracker {
     /// A segment sent (`out`) or received on the caller's socket, starting
     /// at TCP sequence number `seq` with payload `head` (its first bytes).
-    pub fn segment(&mut self, out: bool, seq: u32, head: &[u8]) -> Option<Seen> {
+    pub fn segment<'a>(&mut self, out: bool, seq: u32, head: &'a [u8]) -> Option<Seen<'a>> {
         let last = &mut self.last_seq[usize::from(!out)];
         if last.is_some_and(|last| (seq.wrapping_sub(last) as i32) <= 0) {
             return None;
@@ -57,7 +58,7 @@ impl Tracker {
     }
 }
 
-fn request(head: &[u8]) -> Option<Seen> {
+fn request(head: &[u8]) -> Option<Seen<'_>> {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut request = Request::new(&mut headers);
     // A head longer than the kernel copied parses partially: its request
@@ -67,20 +68,22 @@ fn request(head: &[u8]) -> Option<Seen> {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("traceparent"))
-        .and_then(|h| trace_id(h.value))
-        .map(str::to_string);
+        .and_then(|h| trace_id(h.value));
     Some(Seen::Request {
-        method: request.method?.to_string(),
-        target: request.path?.split('?').next()?.to_string(),
+        method: request.method?,
+        target: request.path?.split('?').next()?,
         trace,
     })
 }
 
-fn response(head: &[u8]) -> Option<Seen> {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let mut response = Response::new(&mut headers);
-    response.parse(head).ok()?;
-    response.code.map(Seen::Response)
+fn response(head: &[u8]) -> Option<Seen<'_>> {
+    // Only the status line matters: with no room for headers, httparse
+    // stops after it (reporting too many headers) with the code filled in.
+    let mut response = Response::new(&mut []);
+    match response.parse(head) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => response.code.map(Seen::Response),
+        Err(_) => None,
+    }
 }
 
 /// The trace id of a W3C `traceparent` value (`00-<trace id>-<span
@@ -104,11 +107,11 @@ mod tests {
         .into_bytes()
     }
 
-    fn seen_request(path: &str) -> Option<Seen> {
+    fn seen_request(path: &str) -> Option<Seen<'_>> {
         Some(Seen::Request {
-            method: "GET".into(),
-            target: path.into(),
-            trace: Some(TRACE.into()),
+            method: "GET",
+            target: path,
+            trace: Some(TRACE),
         })
     }
 
@@ -173,8 +176,8 @@ mod tests {
         assert_eq!(
             tracker.segment(true, 1, &head),
             Some(Seen::Request {
-                method: "GET".into(),
-                target: "/long".into(),
+                method: "GET",
+                target: "/long",
                 trace: None
             })
         );

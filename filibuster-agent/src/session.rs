@@ -4,7 +4,6 @@
 //! so several runs can one day share a host as cells.
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -13,15 +12,18 @@ use std::{
 use anyhow::Result;
 use filibuster_common::{
     ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REFUSED,
-    ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey, HeadEvent,
+    ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey,
 };
+// The per-call lookups (sockets, callers, in-flight requests) need speed,
+// not SipHash's resistance to chosen keys.
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::{
     config::TEST_CALLER,
-    ebpf::{Destination, Kernel, KernelEvent, Speaks},
+    ebpf::{Destination, Events, Head, Kernel, KernelEvent, Speaks},
     explore::{
         CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
         Protocol,
@@ -206,6 +208,8 @@ pub struct Admission {
 
 struct State {
     kernel: Kernel,
+    /// The kernel's events; out of the state while they are taken in.
+    events: Option<Events>,
     execution: Option<Execution>,
     /// Managed cgroup id → caller name.
     callers: HashMap<u64, String>,
@@ -258,13 +262,14 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        kernel: Kernel,
+        mut kernel: Kernel,
         services: Vec<ServiceAddress>,
         faults: FaultSpace,
         namespaces: &[Arc<NetNs>],
     ) -> Self {
         Self {
             state: Mutex::new(State {
+                events: kernel.take_events(),
                 kernel,
                 execution: None,
                 callers: HashMap::new(),
@@ -366,38 +371,42 @@ impl Session {
     /// (each the planned call), and the direct connects (each a call) and
     /// how they ended.
     fn absorb_events(state: &mut State) {
-        for event in state.kernel.drain_events() {
-            let event = match event {
-                KernelEvent::Connect(event) => event,
-                KernelEvent::Head(head) => {
-                    Self::absorb_head(state, &head);
-                    continue;
+        let Some(mut events) = state.events.take() else {
+            return;
+        };
+        events.drain(|event| match event {
+            KernelEvent::Connect(event) => Self::absorb_connect(state, &event),
+            KernelEvent::Head(head) => Self::absorb_head(state, &head),
+        });
+        state.events = Some(events);
+    }
+
+    /// A connect the kernel refused or let through, or how a direct one
+    /// ended.
+    fn absorb_connect(state: &mut State, event: &ConnectEvent) {
+        match event.action {
+            ACTION_REFUSED => Self::absorb_refusal(state, event),
+            ACTION_DIRECT => Self::absorb_direct_connect(state, event),
+            ACTION_OBSERVED => Self::absorb_observed_connect(state, event),
+            ACTION_CLOSED => {
+                if let Some(observed) = state.observed.remove(&event.socket)
+                    && let Some(call) = observed.pending
+                {
+                    let outcome = Outcome::ConnectionError;
+                    Self::finish(state, call, &observed.callee, outcome);
                 }
-            };
-            match event.action {
-                ACTION_REFUSED => Self::absorb_refusal(state, &event),
-                ACTION_DIRECT => Self::absorb_direct_connect(state, &event),
-                ACTION_OBSERVED => Self::absorb_observed_connect(state, &event),
-                ACTION_CLOSED => {
-                    if let Some(observed) = state.observed.remove(&event.socket)
-                        && let Some(call) = observed.pending
-                    {
-                        let outcome = Outcome::ConnectionError;
-                        Self::finish(state, call, &observed.callee, outcome);
-                    }
-                }
-                ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
-                    if let Some((call, callee)) = state.direct.remove(&event.socket) {
-                        let outcome = if event.action == ACTION_ESTABLISHED {
-                            Outcome::Connected
-                        } else {
-                            Outcome::ConnectionError
-                        };
-                        Self::record_outcome(state, call, &callee, outcome);
-                    }
-                }
-                _ => {}
             }
+            ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
+                if let Some((call, callee)) = state.direct.remove(&event.socket) {
+                    let outcome = if event.action == ACTION_ESTABLISHED {
+                        Outcome::Connected
+                    } else {
+                        Outcome::ConnectionError
+                    };
+                    Self::record_outcome(state, call, &callee, outcome);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -488,15 +497,13 @@ impl Session {
 
     /// The head of a segment on an observed connection: a request is
     /// admitted as a proxied one would be; a response ends its call.
-    fn absorb_head(state: &mut State, head: &HeadEvent) {
+    fn absorb_head(state: &mut State, head: &Head<'_>) {
         // Out of the map while its call is admitted, which needs the state.
         let Some(mut observed) = state.observed.remove(&head.socket) else {
             return;
         };
-        let local = Destination::from_kernel(&head.local).0;
-        observed.local.get_or_insert(local);
-        let bytes = &head.head[..usize::from(head.head_len).min(head.head.len())];
-        match observed.tracker.segment(head.egress == 1, head.seq, bytes) {
+        observed.local.get_or_insert(head.local);
+        match observed.tracker.segment(head.egress, head.seq, head.bytes) {
             Some(Seen::Request {
                 method,
                 target,
@@ -504,13 +511,13 @@ impl Session {
             }) => {
                 let request = CallRequest {
                     protocol: Protocol::Http,
-                    method: &method,
-                    target: &target,
-                    trace: trace.as_deref(),
+                    method,
+                    target,
+                    trace,
                     first_on_connection: !std::mem::replace(&mut observed.used, true),
                     // The callee's thread serving it reads from the
                     // caller's own socket.
-                    upstream_port: Some(local.port()),
+                    upstream_port: Some(head.local.port()),
                 };
                 let admission =
                     Self::admit_call(state, &(&observed).into(), &request, |_| Some(head.tid));
@@ -753,15 +760,19 @@ impl Session {
                 });
         }
         if fault.is_none() {
-            state
-                .serving
-                .entry(on.callee.to_string())
-                .or_default()
-                .push(InFlight {
-                    id,
-                    trace: request.trace.map(str::to_string),
-                    upstream_port: request.upstream_port,
-                });
+            let in_flight = InFlight {
+                id,
+                trace: request.trace.map(str::to_string),
+                upstream_port: request.upstream_port,
+            };
+            // Looked up before inserting: the callee's name is allocated
+            // once, not per call.
+            match state.serving.get_mut(on.callee) {
+                Some(serving) => serving.push(in_flight),
+                None => {
+                    state.serving.insert(on.callee.to_string(), vec![in_flight]);
+                }
+            }
         }
         Admission {
             call: Some((execution.number, id)),

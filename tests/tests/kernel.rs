@@ -16,7 +16,7 @@ use std::{
 
 use filibuster::{
     cgroups::{RunCgroups, cgroup2_mount},
-    ebpf::{Destination, Kernel, KernelEvent, Speaks},
+    ebpf::{Destination, Events, Kernel, KernelEvent, Speaks},
     netns::NetNs,
 };
 use filibuster_common::{
@@ -57,7 +57,7 @@ sys.stdin.read()
 
 /// The programs loaded, redirecting namespace `netns` to `agent`, and
 /// attached to a fresh cgroup named `client`.
-fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, RunCgroups) {
+fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, Events, RunCgroups) {
     let mut kernel = Kernel::load().expect("programs load (run as root)");
     kernel.configure(Settings::default()).unwrap();
     kernel
@@ -70,8 +70,10 @@ fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, RunCgroups) {
         )
         .unwrap();
     let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
-    kernel.attach(cgroups.add("client").unwrap()).unwrap();
-    (kernel, cgroups)
+    // A service: its threads' sends are recorded.
+    kernel.attach(cgroups.add("client").unwrap(), true).unwrap();
+    let events = kernel.take_events().expect("the ring buffer, once");
+    (kernel, events, cgroups)
 }
 
 fn accept_within(listener: &TcpListener, limit: Duration) -> (TcpStream, SocketAddr) {
@@ -115,7 +117,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
 
     let netns = NetNs::own().unwrap().cookie();
-    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
     let cgroup = cgroups.get("client").unwrap();
     let cgroup_path = cgroup.path().to_path_buf();
     let key = ConnectKey {
@@ -165,7 +167,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     );
     assert!(stdout.contains("second refused"), "{stdout}");
 
-    let events = connect_events(&mut kernel);
+    let events = connect_events(&mut ring);
     let actions: Vec<(u32, u32)> = events
         .iter()
         .filter(|e| e.attempt.key == key)
@@ -209,7 +211,7 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
             .port(),
     );
 
-    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
     let cgroup = cgroups.get("client").unwrap();
     kernel
         .connect_directly(netns, upstream_addr, Speaks::Opaque)
@@ -244,7 +246,7 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
     let (_, peer) = accept_within(&upstream, Duration::from_secs(10));
     assert_eq!(peer.ip(), upstream_addr.ip(), "straight to upstream");
     assert_eq!(finish(child), "connected\nrefused\n");
-    let events = connect_events(&mut kernel);
+    let events = connect_events(&mut ring);
     let seen: Vec<(SocketAddr, u32, u32)> = events
         .iter()
         .map(|e| {
@@ -275,22 +277,21 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
     assert_eq!(attempt.key, key(upstream_addr));
     assert_eq!(finish(child), "connected\n");
     assert!(
-        connect_events(&mut kernel)
+        connect_events(&mut ring)
             .iter()
             .all(|e| e.action == ACTION_REDIRECTED)
     );
 }
 
 /// The connect events the kernel reported since the last drain.
-fn connect_events(kernel: &mut Kernel) -> Vec<ConnectEvent> {
-    kernel
-        .drain_events()
-        .into_iter()
-        .filter_map(|event| match event {
-            KernelEvent::Connect(event) => Some(event),
-            KernelEvent::Head(_) => None,
-        })
-        .collect()
+fn connect_events(ring: &mut Events) -> Vec<ConnectEvent> {
+    let mut connects = Vec::new();
+    ring.drain(|event| {
+        if let KernelEvent::Connect(event) = event {
+            connects.push(event);
+        }
+    });
+    connects
 }
 
 /// Makes two HTTP/1.1 requests on one connection, then closes it; prints
@@ -313,7 +314,7 @@ fn observes_the_heads_of_direct_http1_connections() {
     let upstream_addr = upstream.local_addr().unwrap();
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
     let netns = NetNs::own().unwrap().cookie();
-    let (mut kernel, cgroups) = attached_client(netns, &agent);
+    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
     kernel
         .connect_directly(netns, upstream_addr, Speaks::Http1)
         .unwrap();
@@ -345,46 +346,37 @@ fn observes_the_heads_of_direct_http1_connections() {
 
     // The close is reported once the client's socket leaves the stack.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut events = Vec::new();
-    while !events
-        .iter()
-        .any(|e| matches!(e, KernelEvent::Connect(c) if c.action == ACTION_CLOSED))
-    {
+    let closed = format!("connect event {ACTION_CLOSED}");
+    let mut socket = None;
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.contains(&closed) {
         assert!(Instant::now() < deadline, "no close reported");
         std::thread::sleep(Duration::from_millis(10));
-        events.extend(kernel.drain_events());
+        ring.drain(|event| {
+            seen.push(match event {
+                KernelEvent::Connect(connect) => {
+                    assert_eq!(*socket.get_or_insert(connect.socket), connect.socket);
+                    format!("connect event {}", connect.action)
+                }
+                KernelEvent::Head(head) => {
+                    assert_eq!(Some(head.socket), socket, "a head before its connect");
+                    assert_eq!(head.local, local);
+                    let text = String::from_utf8_lossy(head.bytes);
+                    let line = text.lines().next().unwrap_or_default().to_string();
+                    format!("{} {line}", if head.egress { "out" } else { "in" })
+                }
+            })
+        });
     }
-    let socket = match &events[0] {
-        KernelEvent::Connect(connect) => {
-            assert_eq!(connect.action, ACTION_OBSERVED);
-            connect.socket
-        }
-        KernelEvent::Head(_) => panic!("a head before its connect"),
-    };
-    let seen: Vec<String> = events[1..]
-        .iter()
-        .map(|event| match event {
-            KernelEvent::Head(head) => {
-                assert_eq!(head.socket, socket);
-                assert_eq!(Destination::from_kernel(&head.local).0, local);
-                let text = String::from_utf8_lossy(&head.head[..usize::from(head.head_len)]);
-                let line = text.lines().next().unwrap_or_default().to_string();
-                format!("{} {line}", if head.egress == 1 { "out" } else { "in" })
-            }
-            KernelEvent::Connect(connect) => {
-                assert_eq!(connect.socket, socket);
-                format!("connect event {}", connect.action)
-            }
-        })
-        .collect();
     assert_eq!(
         seen,
         [
+            &format!("connect event {ACTION_OBSERVED}"),
             "out GET /a HTTP/1.1",
             "in HTTP/1.1 204 No Content",
             "out GET /b HTTP/1.1",
             "in HTTP/1.1 204 No Content",
-            &format!("connect event {ACTION_CLOSED}"),
+            &closed,
         ]
     );
 }

@@ -46,7 +46,7 @@ pub enum Section {
     Exploration,
 }
 
-pub fn run_all(root: &Path, sections: &[Section], save: bool) -> Result<()> {
+pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) -> Result<()> {
     apt_install(&["nginx", "libnginx-mod-stream"])?;
     run(Command::new("cargo")
         .args(["build", "--release", "--package", "filibuster-agent"])
@@ -63,7 +63,12 @@ pub fn run_all(root: &Path, sections: &[Section], save: bool) -> Result<()> {
     let all = sections.is_empty();
     let mut table = String::new();
     if all || sections.contains(&Section::Interception) {
-        bench.interception(&mut table)?;
+        let wires = if wires.is_empty() {
+            &Wire::ALL[..]
+        } else {
+            wires
+        };
+        bench.interception(wires, &mut table)?;
     }
     if all || sections.contains(&Section::Exploration) {
         let footprint = bench.exploration(&mut table)?;
@@ -82,8 +87,8 @@ pub fn run_all(root: &Path, sections: &[Section], save: bool) -> Result<()> {
 
 /// What the load speaks, and so which server and which nginx listener it
 /// is measured against.
-#[derive(Clone, Copy)]
-enum Wire {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wire {
     Http1,
     H2c,
     Tcp,
@@ -429,7 +434,7 @@ error_log {work}/nginx.log;
         })
     }
 
-    fn interception(&self, table: &mut String) -> Result<()> {
+    fn interception(&self, wires: &[Wire], table: &mut String) -> Result<()> {
         writeln!(
             table,
             "## Interception ({ROUNDS} rounds of {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
@@ -440,7 +445,7 @@ error_log {work}/nginx.log;
              |---|---|---|---|---|---|---|---|---|"
         )?;
         let mut rows = Vec::new();
-        for wire in Wire::ALL {
+        for &wire in wires {
             for connections in [1, 64] {
                 for body in [0, 64 * 1024] {
                     let row = self.measure(wire, connections, body)?;

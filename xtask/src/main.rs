@@ -39,6 +39,9 @@ enum Task {
         /// Measure only these parts (all when none is given).
         #[arg(long, value_enum)]
         only: Vec<bench::Section>,
+        /// Measure interception over only these wires (all when none is given).
+        #[arg(long, value_enum)]
+        wire: Vec<bench::Wire>,
     },
 }
 
@@ -85,9 +88,9 @@ fn main() -> Result<()> {
                 ),
             }
         }
-        Task::Bench { save, only } => {
+        Task::Bench { save, only, wire } => {
             setup(&root)?;
-            bench::run_all(&root, &only, save)
+            bench::run_all(&root, &only, &wire, save)
         }
         Task::Test => {
             setup(&root)?;

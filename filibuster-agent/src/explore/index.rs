@@ -75,7 +75,8 @@ pub struct ExecutionIndex(Vec<(u64, u32)>);
 
 impl ExecutionIndex {
     pub fn child(&self, site_hash: u64, n: u32) -> Self {
-        let mut entries = self.0.clone();
+        let mut entries = Vec::with_capacity(self.0.len() + 1);
+        entries.extend_from_slice(&self.0);
         entries.push((site_hash, n));
         Self(entries)
     }

@@ -22,7 +22,10 @@ mod models;
 mod reduce;
 mod space;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Hashed per call: fast, as keys come from the run, not an adversary.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 pub use fault::{Fault, GRPC_CODES, GRPC_DEADLINE_EXCEEDED, Outcome, grpc_code};
 pub use index::{CallSite, ExecutionIndex, Protocol};
@@ -116,6 +119,9 @@ pub struct Execution {
     prefix: HashSet<ExecutionIndex>,
     log: Vec<CallRecord>,
     counters: HashMap<(Option<CallId>, u64), u32>,
+    /// The stable hash of every call site seen: SHA-256 per call was a
+    /// tenth of the agent's time under load, and sites repeat.
+    site_hashes: HashMap<CallSite, u64>,
     scheduled: Vec<Plan>,
     max_faults: Option<usize>,
     replay: bool,
@@ -130,6 +136,7 @@ impl Execution {
             prefix,
             log: Vec::new(),
             counters: HashMap::new(),
+            site_hashes: HashMap::new(),
             scheduled: Vec::new(),
             max_faults: options.max_faults,
             replay,
@@ -157,31 +164,38 @@ impl Execution {
         site: CallSite,
         applicable: impl FnOnce(&CallSite) -> Vec<Fault>,
     ) -> (CallId, Option<Fault>) {
-        let hash = site.hash();
+        let hash = match self.site_hashes.get(&site) {
+            Some(&hash) => hash,
+            None => {
+                let hash = site.hash();
+                self.site_hashes.insert(site.clone(), hash);
+                hash
+            }
+        };
         let n = self.counters.entry((parent, hash)).or_default();
         *n += 1;
-        let index = parent
-            .map(|p| self.log[p.0].index.clone())
-            .unwrap_or_default()
-            .child(hash, *n);
+        let index = match parent {
+            Some(p) => self.log[p.0].index.child(hash, *n),
+            None => ExecutionIndex::default().child(hash, *n),
+        };
         let injected = self.plan.faults.get(&index).map(|f| f.fault.clone());
-        let id = CallId(self.log.len());
-        self.log.push(CallRecord {
-            index: index.clone(),
-            parent,
-            site: site.clone(),
-            injected: injected.clone(),
-            outcome: match &injected {
-                Some(fault) => Outcome::Injected(fault.clone()),
-                None => Outcome::Unfinished,
-            },
-            connection: None,
-        });
         if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
             let applicable = applicable(&site);
             self.schedule_faults_on(&index, &site, &applicable);
         }
-        (id, injected)
+        let id = CallId(self.log.len());
+        self.log.push(CallRecord {
+            index,
+            parent,
+            site,
+            outcome: match &injected {
+                Some(fault) => Outcome::Injected(fault.clone()),
+                None => Outcome::Unfinished,
+            },
+            injected,
+            connection: None,
+        });
+        (id, self.log[id.0].injected.clone())
     }
 
     pub fn set_connection(&mut self, id: CallId, connection: u32) {
@@ -215,7 +229,13 @@ impl Execution {
         {
             return;
         }
-        let prefix: Vec<ExecutionIndex> = self.log.iter().map(|r| r.index.clone()).collect();
+        // The calls so far, this one (not yet logged) included.
+        let prefix: Vec<ExecutionIndex> = self
+            .log
+            .iter()
+            .map(|r| r.index.clone())
+            .chain([index.clone()])
+            .collect();
         for fault in applicable {
             let mut faults = self.plan.faults.clone();
             faults.insert(
@@ -272,7 +292,7 @@ impl Explorer {
         let initial = Plan::default();
         Self {
             options,
-            known: HashSet::from([initial.key()]),
+            known: [initial.key()].into_iter().collect(),
             stack: vec![initial],
             ran: Vec::new(),
             pruned: 0,
