@@ -156,6 +156,24 @@ struct Load {
     rps: f64,
     p50: f64,
     p99: f64,
+    /// The proxy's CPU time per request (none direct).
+    cpu_us: Option<f64>,
+}
+
+/// The processes whose parent is `pid` (nginx's workers).
+fn children(pid: u32) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let child = entry.ok()?.file_name().into_string().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // The parent is the second field after the command name.
+            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (parent == pid.to_string()).then_some(child)
+        })
+        .collect()
 }
 
 /// The median of some figures.
@@ -191,12 +209,19 @@ fn ratio(value: f64, base: f64) -> String {
     format!("{:.2}×", value / base)
 }
 
+/// What one row of the interception table measures.
+#[derive(Clone, Copy)]
+struct Cell {
+    wire: Wire,
+    connections: usize,
+    /// Request body bytes (0: an empty GET, over TCP a 16-byte message).
+    body: usize,
+}
+
 /// One row of the interception table: each round's figures, direct, nginx
 /// and Filibuster.
 struct Row {
-    wire: Wire,
-    connections: usize,
-    body: usize,
+    cell: Cell,
     rounds: Vec<[Load; 3]>,
 }
 
@@ -204,6 +229,7 @@ type Figure = fn(&Load) -> f64;
 const RPS: Figure = |load| load.rps;
 const P50: Figure = |load| load.p50;
 const P99: Figure = |load| load.p99;
+const CPU: Figure = |load| load.cpu_us.unwrap_or(f64::NAN);
 
 const DIRECT: usize = 0;
 const NGINX: usize = 1;
@@ -211,7 +237,7 @@ const FILIBUSTER: usize = 2;
 
 impl Row {
     fn body_label(&self) -> String {
-        match self.body {
+        match self.cell.body {
             0 => "small".into(),
             bytes => format!("{} KiB", bytes / 1024),
         }
@@ -241,9 +267,9 @@ impl Row {
 
     fn table_line(&self) -> String {
         format!(
-            "| {} | {} | {} | {:.0} | {:.0} ({:.2}×) | {:.0} ({:.2}×) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} |",
-            self.wire.label(),
-            self.connections,
+            "| {} | {} | {} | {:.0} | {:.0} ({:.2}×) | {:.0} ({:.2}×) | {:.0} / {:.0} | {:+.0} / {:+.0} | {:+.0} / {:+.0} | {:.1} / {:.1} ({:.2}×) |",
+            self.cell.wire.label(),
+            self.cell.connections,
             self.body_label(),
             self.absolute(DIRECT, RPS),
             self.absolute(NGINX, RPS),
@@ -256,6 +282,9 @@ impl Row {
             self.added(NGINX, P99),
             self.added(FILIBUSTER, P50),
             self.added(FILIBUSTER, P99),
+            self.absolute(NGINX, CPU),
+            self.absolute(FILIBUSTER, CPU),
+            self.absolute(FILIBUSTER, CPU) / self.absolute(NGINX, CPU),
         )
     }
 
@@ -277,7 +306,7 @@ impl Row {
             ));
         }
         let share = self.share(FILIBUSTER);
-        if self.connections == 64 && share < 0.8 {
+        if self.cell.connections == 64 && share < 0.8 {
             misses.push(format!(
                 "throughput {share:.2}× direct is {:.0} points under 0.80×",
                 100.0 * (0.8 - share)
@@ -288,9 +317,21 @@ impl Row {
 }
 
 impl Bench {
-    fn load_command(&self, wire: Wire, port: u16, connections: usize, body: usize) -> String {
+    /// The load, as a shell command; `cpu_of` names the proxy processes
+    /// whose CPU time it reports (shell words: `$PPID` is the agent when
+    /// the agent runs it).
+    fn load_command(&self, cell: Cell, port: u16, cpu_of: &[String]) -> String {
+        let Cell {
+            wire,
+            connections,
+            body,
+        } = cell;
+        let cpu_of: String = cpu_of
+            .iter()
+            .map(|pid| format!(" --cpu-of {pid}"))
+            .collect();
         format!(
-            "{} --wire {} --address 127.0.0.1:{port} --connections {connections} --body-bytes {body} --seconds {LOAD_SECONDS} --out {}",
+            "{} --wire {} --address 127.0.0.1:{port} --connections {connections} --body-bytes {body} --seconds {LOAD_SECONDS} --out {}{cpu_of}",
             self.bin.join("bench-load").display(),
             wire.load_flag(),
             self.work.join("load.json").display()
@@ -319,11 +360,13 @@ impl Bench {
             rps: number("rps")?,
             p50: number("p50_us")?,
             p99: number("p99_us")?,
+            cpu_us: json["cpu_us_per_request"].as_f64(),
         })
     }
 
-    fn load_direct(&self, wire: Wire, port: u16, connections: usize, body: usize) -> Result<Load> {
-        run(Command::new("sh").args(["-c", &self.load_command(wire, port, connections, body)]))?;
+    fn load_direct(&self, cell: Cell, port: u16, cpu_of: &[String]) -> Result<Load> {
+        let command = self.load_command(cell, port, cpu_of);
+        run(Command::new("sh").args(["-c", &command]))?;
         self.read_load()
     }
 
@@ -371,14 +414,15 @@ error_log {work}/nginx.log;
     }
 
     /// The load as the functional test of a one-service run.
-    fn load_through_filibuster(&self, wire: Wire, connections: usize, body: usize) -> Result<Load> {
+    fn load_through_filibuster(&self, cell: Cell) -> Result<Load> {
         let config = self.work.join("interception.toml");
+        let wire = cell.wire;
         let port = wire.server_port();
         fs::write(
             &config,
             format!(
                 "[test]\ncommand = \"{}\"\n[services.server]\ncommand = \"{} {}\"\nport = {port}\n{}",
-                self.load_command(wire, port, connections, body),
+                self.load_command(cell, port, &["$PPID".into()]),
                 self.bin.join("bench-server").display(),
                 wire.server_args(),
                 wire.declared_protocol(),
@@ -413,25 +457,21 @@ error_log {work}/nginx.log;
     }
 
     /// One cell: its rounds, direct, nginx and Filibuster in turn.
-    fn measure(&self, wire: Wire, connections: usize, body: usize) -> Result<Row> {
+    fn measure(&self, cell: Cell) -> Result<Row> {
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
             let (direct, nginx) = {
                 let _servers = self.servers()?;
-                let direct = self.load_direct(wire, wire.server_port(), connections, body)?;
-                let _nginx = self.nginx()?;
-                let nginx = self.load_direct(wire, wire.nginx_port(), connections, body)?;
+                let direct = self.load_direct(cell, cell.wire.server_port(), &[])?;
+                let nginx_master = self.nginx()?;
+                let workers = children(nginx_master.0.id());
+                let nginx = self.load_direct(cell, cell.wire.nginx_port(), &workers)?;
                 (direct, nginx)
             };
-            let filibuster = self.load_through_filibuster(wire, connections, body)?;
+            let filibuster = self.load_through_filibuster(cell)?;
             rounds.push([direct, nginx, filibuster]);
         }
-        Ok(Row {
-            wire,
-            connections,
-            body,
-            rounds,
-        })
+        Ok(Row { cell, rounds })
     }
 
     fn interception(&self, wires: &[Wire], table: &mut String) -> Result<()> {
@@ -440,15 +480,22 @@ error_log {work}/nginx.log;
             "## Interception ({ROUNDS} rounds of {LOAD_SECONDS} s per cell, no fault scheduled)\n\n\
              Small: an empty GET over HTTP, a 16-byte message over TCP. HTTP/2 runs one stream at a time per connection. \
              Each round measures direct, nginx and Filibuster in turn; ratios and added latencies are the medians of each round's \
-             against that round's direct figures, absolute figures the medians of the rounds'. The TCP server is declared `protocol = \"tcp\"`.\n\n\
-             | wire | conns | body | direct req/s | nginx req/s | filibuster req/s | direct p50 / p99 µs | nginx added p50 / p99 µs | filibuster added p50 / p99 µs |\n\
-             |---|---|---|---|---|---|---|---|---|"
+             against that round's direct figures, absolute figures the medians of the rounds'. The TCP server is declared `protocol = \"tcp\"`. \
+             Proxy CPU is the CPU time nginx's workers, or the whole agent (kernel programs' time in other processes not included), used per request while the load ran: \
+             steadier than throughput on a shared machine. At 64 connections the load is closed-loop, so p50 ≈ 64 ÷ req/s: \
+             the added p50 there restates the throughput ratio.\n\n\
+             | wire | conns | body | direct req/s | nginx req/s | filibuster req/s | direct p50 / p99 µs | nginx added p50 / p99 µs | filibuster added p50 / p99 µs | proxy CPU µs/req: nginx / filibuster |\n\
+             |---|---|---|---|---|---|---|---|---|---|"
         )?;
         let mut rows = Vec::new();
         for &wire in wires {
             for connections in [1, 64] {
                 for body in [0, 64 * 1024] {
-                    let row = self.measure(wire, connections, body)?;
+                    let row = self.measure(Cell {
+                        wire,
+                        connections,
+                        body,
+                    })?;
                     writeln!(table, "{}", row.table_line())?;
                     rows.push(row);
                 }
@@ -465,8 +512,8 @@ error_log {work}/nginx.log;
                 (!misses.is_empty()).then(|| {
                     format!(
                         "- missed, {} {} conns {}: {}",
-                        row.wire.label(),
-                        row.connections,
+                        row.cell.wire.label(),
+                        row.cell.connections,
                         row.body_label(),
                         misses.join("; ")
                     )

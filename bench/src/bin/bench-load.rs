@@ -52,6 +52,30 @@ struct Args {
     seconds: f64,
     #[arg(long)]
     out: PathBuf,
+    /// Processes (a proxy's) whose CPU time while the load runs is reported
+    /// per request.
+    #[arg(long)]
+    cpu_of: Vec<u32>,
+}
+
+/// The CPU time, in clock ticks, that processes have used so far (all of
+/// their threads).
+fn cpu_ticks(pids: &[u32]) -> Result<u64> {
+    let mut ticks = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name, which may hold spaces: utime and
+        // stime are the 14th and 15th of the line.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        for field in fields.get(11..13).unwrap_or_default() {
+            ticks += field.parse::<u64>()?;
+        }
+    }
+    Ok(ticks)
 }
 
 /// HTTP/1.1 names the server in `host`, HTTP/2 in the URI's authority.
@@ -160,6 +184,7 @@ async fn main() -> Result<()> {
     // first call would: under Filibuster, it shows the agent what the
     // destination speaks, which decides how later connections go there.
     drive(args.wire, args.address, body.clone(), Instant::now()).await?;
+    let ticks_before = cpu_ticks(&args.cpu_of)?;
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(args.seconds);
     let tasks: Vec<_> = (0..args.connections)
@@ -170,6 +195,9 @@ async fn main() -> Result<()> {
         latencies.extend(task.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(&args.cpu_of)? - ticks_before;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     latencies.sort_unstable();
     let percentile =
         |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -178,6 +206,8 @@ async fn main() -> Result<()> {
         "rps": latencies.len() as f64 / elapsed,
         "p50_us": percentile(0.50),
         "p99_us": percentile(0.99),
+        "cpu_us_per_request": (!args.cpu_of.is_empty())
+            .then(|| ticks as f64 / ticks_per_second * 1e6 / latencies.len() as f64),
     });
     std::fs::write(&args.out, result.to_string())?;
     Ok(())
