@@ -184,6 +184,17 @@ mod tests {
     }
 
     #[test]
+    fn a_response_is_read_off_its_status_line_whatever_follows() {
+        let mut tracker = Tracker::default();
+        tracker.segment(true, 1, &get("/a"));
+        let mut head = b"HTTP/1.1 502 Bad Gateway\r\n".to_vec();
+        for n in 0..100 {
+            head.extend_from_slice(format!("x-header-{n}: {n}\r\n").as_bytes());
+        }
+        assert_eq!(tracker.segment(false, 1, &head), Some(Seen::Response(502)));
+    }
+
+    #[test]
     fn garbage_is_not_a_call() {
         let mut tracker = Tracker::default();
         assert_eq!(tracker.segment(true, 1, b"HELLO WORLD\r\n"), None);

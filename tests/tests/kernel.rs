@@ -188,6 +188,27 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
 }
 
 #[test]
+fn the_tests_own_threads_are_not_tracked() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let netns = NetNs::own().unwrap().cookie();
+    let (mut kernel, _ring, mut cgroups) = attached_client(netns, &agent);
+    // The test serves no request, so which thread sent what is of no use.
+    let test = cgroups.add("test").unwrap();
+    kernel.attach(test, false).unwrap();
+    kernel.begin_execution(&[], &[]).unwrap();
+
+    let child = client(test, upstream.local_addr().unwrap());
+    let (mut redirected, peer) = accept_within(&agent, Duration::from_secs(10));
+    let mut greeting = String::new();
+    redirected.read_to_string(&mut greeting).unwrap();
+    assert_eq!(greeting, "hello", "still redirected");
+    let agent_port = agent.local_addr().unwrap().port();
+    assert_eq!(kernel.sender(peer.port(), agent_port), None);
+    child.wait_with_output().unwrap();
+}
+
+#[test]
 fn connects_directly_to_opaque_destinations_unless_proxied() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_addr = upstream.local_addr().unwrap();
