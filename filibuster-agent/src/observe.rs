@@ -61,9 +61,13 @@ impl Tracker {
 fn request(head: &[u8]) -> Option<Seen<'_>> {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut request = Request::new(&mut headers);
-    // A head longer than the kernel copied parses partially: its request
-    // line is still whole.
-    request.parse(head).ok()?;
+    // A head longer than the kernel copied parses partially, and one with
+    // more headers than there is room for stops at the room's end: either
+    // way its request line is whole.
+    match request.parse(head) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
+        Err(_) => return None,
+    }
     let trace = request
         .headers
         .iter()
@@ -178,6 +182,24 @@ mod tests {
             Some(Seen::Request {
                 method: "GET",
                 target: "/long",
+                trace: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_with_more_headers_than_room_is_still_a_call() {
+        let mut head = b"GET /crowded HTTP/1.1\r\n".to_vec();
+        for n in 0..MAX_HEADERS + 10 {
+            head.extend_from_slice(format!("x-header-{n}: {n}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut tracker = Tracker::default();
+        assert_eq!(
+            tracker.segment(true, 1, &head),
+            Some(Seen::Request {
+                method: "GET",
+                target: "/crowded",
                 trace: None
             })
         );
