@@ -22,7 +22,7 @@ mod models;
 mod reduce;
 mod space;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 // Hashed per call: fast, as keys come from the run, not an adversary.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -100,7 +100,8 @@ impl CallId {
 pub struct CallRecord {
     pub index: ExecutionIndex,
     pub parent: Option<CallId>,
-    pub site: CallSite,
+    /// Shared by every call of the same site in the execution.
+    pub site: Arc<CallSite>,
     /// The fault injected on this call, if any.
     pub injected: Option<Fault>,
     pub outcome: Outcome,
@@ -119,9 +120,10 @@ pub struct Execution {
     prefix: HashSet<ExecutionIndex>,
     log: Vec<CallRecord>,
     counters: HashMap<(Option<CallId>, u64), u32>,
-    /// The stable hash of every call site seen: SHA-256 per call was a
-    /// tenth of the agent's time under load, and sites repeat.
-    site_hashes: HashMap<CallSite, u64>,
+    /// Every call site seen, with its stable hash: sites repeat, so each
+    /// is stored and hashed (SHA-256, a tenth of the agent's time under
+    /// load when done per call) once.
+    sites: HashMap<Arc<CallSite>, u64>,
     scheduled: Vec<Plan>,
     max_faults: Option<usize>,
     replay: bool,
@@ -136,7 +138,7 @@ impl Execution {
             prefix,
             log: Vec::new(),
             counters: HashMap::new(),
-            site_hashes: HashMap::new(),
+            sites: HashMap::new(),
             scheduled: Vec::new(),
             max_faults: options.max_faults,
             replay,
@@ -164,12 +166,13 @@ impl Execution {
         site: CallSite,
         applicable: impl FnOnce(&CallSite) -> Vec<Fault>,
     ) -> (CallId, Option<Fault>) {
-        let hash = match self.site_hashes.get(&site) {
-            Some(&hash) => hash,
+        let (site, hash) = match self.sites.get_key_value(&site) {
+            Some((known, &hash)) => (known.clone(), hash),
             None => {
                 let hash = site.hash();
-                self.site_hashes.insert(site.clone(), hash);
-                hash
+                let site = Arc::new(site);
+                self.sites.insert(site.clone(), hash);
+                (site, hash)
             }
         };
         let n = self.counters.entry((parent, hash)).or_default();
@@ -333,7 +336,7 @@ impl Explorer {
             .iter()
             .filter(|index| !seen.contains(index))
             .filter_map(|index| match origin {
-                Some(calls) => calls.iter().find(|c| &c.index == index).map(|c| &c.site),
+                Some(calls) => calls.iter().find(|c| &c.index == index).map(|c| &*c.site),
                 None => plan.faults.get(index).map(|f| &f.site),
             })
             .cloned()

@@ -41,7 +41,7 @@ pub fn discovered_calls(executions: &[Finished]) -> Vec<DiscoveredCall> {
                     parent: call
                         .parent
                         .map(|p| execution.calls[p.position()].index.clone()),
-                    site: call.site.clone(),
+                    site: CallSite::clone(&call.site),
                     seen: 0,
                     faults: Vec::new(),
                 });
@@ -126,7 +126,7 @@ pub fn traffic(calls: &[CallRecord]) -> String {
     for call in calls {
         let mut path: Vec<&CallSite> =
             std::iter::successors(Some(call), |c| c.parent.map(|p| &calls[p.position()]))
-                .map(|c| &c.site)
+                .map(|c| &*c.site)
                 .collect();
         path.reverse();
         let depth = path.len();
