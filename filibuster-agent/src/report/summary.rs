@@ -77,39 +77,59 @@ pub fn discovered_calls(executions: &[Finished]) -> Vec<DiscoveredCall> {
 /// The tree for the terminal: one line per call, indented under its
 /// parent, with its faults marked ✓ (tolerated) or ✗ (the test failed).
 pub fn render(calls: &[DiscoveredCall]) -> String {
-    let mut children: HashMap<Option<&ExecutionIndex>, Vec<&DiscoveredCall>> = HashMap::new();
+    let mut children: Children = HashMap::new();
     for call in calls {
         children.entry(call.parent.as_ref()).or_default().push(call);
     }
     let mut lines = Vec::new();
-    let mut stack: Vec<(&DiscoveredCall, usize)> = children
-        .get(&None)
-        .into_iter()
-        .flatten()
-        .rev()
-        .map(|c| (*c, 1))
-        .collect();
-    while let Some((call, depth)) = stack.pop() {
+    render_children(&children, None, 1, &mut lines);
+    lines.join("\n")
+}
+
+type Children<'a> = HashMap<Option<&'a ExecutionIndex>, Vec<&'a DiscoveredCall>>;
+
+/// The lines of the calls under `parent`. Consecutive siblings of one site
+/// with no fault tried and no calls of their own (a test polling, a load)
+/// are one line with their count: thousands of identical lines would bury
+/// the calls that matter.
+fn render_children(
+    children: &Children<'_>,
+    parent: Option<&ExecutionIndex>,
+    depth: usize,
+    lines: &mut Vec<String>,
+) {
+    let Some(siblings) = children.get(&parent) else {
+        return;
+    };
+    let plain = |c: &DiscoveredCall| {
+        c.faults.is_empty() && !children.contains_key(&Some(&c.execution_index))
+    };
+    let mut at = 0;
+    while let Some(&call) = siblings.get(at) {
+        let alike = if plain(call) {
+            siblings[at..]
+                .iter()
+                .take_while(|c| plain(c) && c.site == call.site)
+                .count()
+        } else {
+            1
+        };
+        let mut line = format!("{}{}", "  ".repeat(depth), call.site);
+        if alike > 1 {
+            line += &format!("  ×{alike}");
+        }
         let faults: Vec<String> = call
             .faults
             .iter()
             .map(|t| format!("{} {}", t.fault, if t.tolerated { "✓" } else { "✗" }))
             .collect();
-        let mut line = format!("{}{}", "  ".repeat(depth), call.site);
         if !faults.is_empty() {
             line += &format!("  [{}]", faults.join(", "));
         }
         lines.push(line);
-        for child in children
-            .get(&Some(&call.execution_index))
-            .into_iter()
-            .flatten()
-            .rev()
-        {
-            stack.push((child, depth + 1));
-        }
+        render_children(children, Some(&call.execution_index), depth + 1, lines);
+        at += alike;
     }
-    lines.join("\n")
 }
 
 /// Calls as `filibuster trace` shows them: repeated calls along the same
@@ -170,15 +190,18 @@ mod tests {
     use super::*;
     use crate::explore::{Explorer, Options, Outcome, Protocol};
 
-    /// test → users → bookings, where users does not survive a 503.
-    fn explore_chain() -> Vec<Finished> {
-        let site = |caller: &str, callee: &str| CallSite {
+    fn site(caller: &str, callee: &str) -> CallSite {
+        CallSite {
             caller: caller.into(),
             callee: callee.into(),
             protocol: Protocol::Http,
             method: "GET".into(),
             target: format!("/{callee}"),
-        };
+        }
+    }
+
+    /// test → users → bookings, where users does not survive a 503.
+    fn explore_chain() -> Vec<Finished> {
         let mut explorer = Explorer::new(Options::default());
         while let Some(mut execution) = explorer.next_execution() {
             let (users, _) = execution.begin_call(None, site("test", "users"), |_| Vec::new());
@@ -216,6 +239,24 @@ mod tests {
         assert_eq!(
             render(&calls),
             "  test → users GET /users\n    users → bookings GET /bookings  [timeout ✓, HTTP 503 ✗]"
+        );
+    }
+
+    #[test]
+    fn a_run_of_alike_plain_calls_is_one_line() {
+        let mut explorer = Explorer::new(Options::default());
+        let mut execution = explorer.next_execution().expect("the first execution");
+        let no_faults = |_: &CallSite| Vec::new();
+        for _ in 0..3 {
+            execution.begin_call(None, site("test", "health"), no_faults);
+        }
+        let (users, _) = execution.begin_call(None, site("test", "users"), no_faults);
+        execution.begin_call(Some(users), site("users", "bookings"), no_faults);
+        execution.begin_call(None, site("test", "health"), no_faults);
+        explorer.finish(execution, true);
+        assert_eq!(
+            render(&discovered_calls(explorer.executions())),
+            "  test → health GET /health  ×3\n  test → users GET /users\n    users → bookings GET /bookings\n  test → health GET /health"
         );
     }
 }
