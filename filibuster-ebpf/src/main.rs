@@ -345,19 +345,7 @@ pub fn reads(ctx: RawTracePointContext) -> i32 {
         port: local_port,
         _pad: 0,
     };
-    // Rewritten in place when the thread has an entry: an LRU map's insert
-    // takes a free element and returns the old one, which cost more than
-    // the rest of the program.
-    match READS.get_ptr_mut(key) {
-        Some(last) => unsafe {
-            if *last != peer_port {
-                *last = peer_port;
-            }
-        },
-        None => {
-            let _ = READS.insert(key, peer_port, 0);
-        }
-    }
+    remember(&READS, key, peer_port);
     0
 }
 
@@ -376,19 +364,25 @@ pub fn sends(ctx: RawTracePointContext) -> i32 {
         remote: peer_port,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
-    // Most messages come from the thread that sent the last one; another
-    // thread's is written in place (an LRU map's insert is what costs).
-    match SENDERS.get_ptr_mut(key) {
+    remember(&SENDERS, key, tid);
+    0
+}
+
+/// Sets `key` to `value`, in place when the key has an entry: an LRU map's
+/// insert takes a free element and gives the old one back, which cost more
+/// than the rest of `reads` and `sends` together. Most of the time the
+/// value is the same as before and nothing is written at all.
+fn remember<K, V: PartialEq>(map: &LruHashMap<K, V>, key: K, value: V) {
+    match map.get_ptr_mut(&key) {
         Some(last) => unsafe {
-            if *last != tid {
-                *last = tid;
+            if *last != value {
+                *last = value;
             }
         },
         None => {
-            let _ = SENDERS.insert(key, tid, 0);
+            let _ = map.insert(&key, &value, 0);
         }
     }
-    0
 }
 
 /// A socket's peer and local ports, in host order.
