@@ -2,7 +2,11 @@
 //! analyses), with errors that name the file, the line and what was
 //! expected.
 
-use std::{fs, path::Path};
+use std::{
+    fs::{self, File},
+    io::{BufWriter, Write},
+    path::Path,
+};
 
 use anyhow::{Context, Result};
 use serde::{Serialize, de::DeserializeOwned};
@@ -21,7 +25,14 @@ pub fn read<T: DeserializeOwned>(path: &Path, what: &str, expected: &str) -> Res
     })
 }
 
+/// Writes `value` to `path` as it is serialised: a report of a run with
+/// many calls is hundreds of megabytes, which need not be held in memory.
 pub fn write<T: Serialize>(path: &Path, what: &str, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("serialisable");
-    fs::write(path, text + "\n").with_context(|| format!("cannot write {what} {}", path.display()))
+    let written = || -> std::io::Result<()> {
+        let mut file = BufWriter::new(File::create(path)?);
+        serde_json::to_writer_pretty(&mut file, value)?;
+        file.write_all(b"\n")?;
+        file.flush()
+    };
+    written().with_context(|| format!("cannot write {what} {}", path.display()))
 }

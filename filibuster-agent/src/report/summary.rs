@@ -1,7 +1,10 @@
 //! The calls a run discovered, merged over all its executions into one
 //! tree, with the faults tried on each and whether the test tolerated them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
@@ -13,7 +16,7 @@ pub struct DiscoveredCall {
     /// The call this one was made while serving (`None`: the test's).
     pub parent: Option<ExecutionIndex>,
     #[serde(flatten)]
-    pub site: CallSite,
+    pub site: Arc<CallSite>,
     /// In how many executions the call happened.
     pub seen: usize,
     pub faults: Vec<FaultTried>,
@@ -41,7 +44,7 @@ pub fn discovered_calls(executions: &[Finished]) -> Vec<DiscoveredCall> {
                     parent: call
                         .parent
                         .map(|p| execution.calls[p.position()].index.clone()),
-                    site: CallSite::clone(&call.site),
+                    site: call.site.clone(),
                     seen: 0,
                     faults: Vec::new(),
                 });
