@@ -35,7 +35,6 @@ pub struct Kernel {
     opaque: HashMap<MapData, Callee, u8>,
     proxied: HashMap<MapData, ConnectKey, u8>,
     redirects: HashMap<MapData, PeerKey, ConnectAttempt>,
-    events: Option<Events>,
     managed: HashMap<MapData, u64, u8>,
     senders: HashMap<MapData, ConnectionPorts, u32>,
     reads: HashMap<MapData, ThreadPort, u16>,
@@ -127,8 +126,9 @@ impl Events {
 }
 
 impl Kernel {
-    /// Loads the programs into the kernel (not yet attached anywhere).
-    pub fn load() -> Result<Self> {
+    /// Loads the programs into the kernel (not yet attached anywhere), with
+    /// the ring buffer they report through.
+    pub fn load() -> Result<(Self, Events)> {
         // The programs read only the stable bpf_sock_addr/bpf_sock_ops
         // context, so they need no CO-RE relocation: skipping the kernel's
         // BTF saves parsing it (about 20 MiB of peak memory).
@@ -166,7 +166,8 @@ impl Kernel {
                 )
             })?;
         }
-        Ok(Self {
+        let events = Events(RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?);
+        let kernel = Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
             connect_counts: HashMap::try_from(take_map(&mut ebpf, maps::CONNECT_COUNTS)?)?,
@@ -174,15 +175,12 @@ impl Kernel {
             opaque: HashMap::try_from(take_map(&mut ebpf, maps::OPAQUE)?)?,
             proxied: HashMap::try_from(take_map(&mut ebpf, maps::PROXIED)?)?,
             redirects: HashMap::try_from(take_map(&mut ebpf, maps::REDIRECTS_BY_PORT)?)?,
-            events: Some(Events(RingBuf::try_from(take_map(
-                &mut ebpf,
-                maps::EVENTS,
-            )?)?)),
             managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
             senders: HashMap::try_from(take_map(&mut ebpf, maps::SENDERS)?)?,
             reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
             ebpf,
-        })
+        };
+        Ok((kernel, events))
     }
 
     pub fn configure(&mut self, settings: Settings) -> Result<()> {
@@ -311,11 +309,6 @@ impl Kernel {
     pub fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
         let key = ThreadPort { tid, port, _pad: 0 };
         self.reads.get(&key, 0).ok()
-    }
-
-    /// The ring buffer of the programs' events (once: it has one reader).
-    pub fn take_events(&mut self) -> Option<Events> {
-        self.events.take()
     }
 }
 

@@ -172,47 +172,45 @@ mod tests {
         assert_eq!(tracker.segment(true, 5, &get("/b")), seen_request("/b"));
     }
 
+    /// A GET of `path` without a trace, as seen.
+    fn untraced(path: &str) -> Option<Seen<'_>> {
+        Some(Seen::Request {
+            method: "GET",
+            target: path,
+            trace: None,
+        })
+    }
+
+    /// A head: its first line, then `count` headers.
+    fn with_headers(first_line: &str, count: usize) -> Vec<u8> {
+        let mut head = format!("{first_line}\r\n").into_bytes();
+        for n in 0..count {
+            head.extend_from_slice(format!("x-header-{n}: {n}\r\n").as_bytes());
+        }
+        head
+    }
+
     #[test]
     fn a_head_cut_short_still_names_its_call() {
         let mut head = b"GET /long HTTP/1.1\r\nHost: bar\r\n".to_vec();
         head.resize(1024, b'x');
         let mut tracker = Tracker::default();
-        assert_eq!(
-            tracker.segment(true, 1, &head),
-            Some(Seen::Request {
-                method: "GET",
-                target: "/long",
-                trace: None
-            })
-        );
+        assert_eq!(tracker.segment(true, 1, &head), untraced("/long"));
     }
 
     #[test]
     fn a_request_with_more_headers_than_room_is_still_a_call() {
-        let mut head = b"GET /crowded HTTP/1.1\r\n".to_vec();
-        for n in 0..MAX_HEADERS + 10 {
-            head.extend_from_slice(format!("x-header-{n}: {n}\r\n").as_bytes());
-        }
+        let mut head = with_headers("GET /crowded HTTP/1.1", MAX_HEADERS + 10);
         head.extend_from_slice(b"\r\n");
         let mut tracker = Tracker::default();
-        assert_eq!(
-            tracker.segment(true, 1, &head),
-            Some(Seen::Request {
-                method: "GET",
-                target: "/crowded",
-                trace: None
-            })
-        );
+        assert_eq!(tracker.segment(true, 1, &head), untraced("/crowded"));
     }
 
     #[test]
     fn a_response_is_read_off_its_status_line_whatever_follows() {
         let mut tracker = Tracker::default();
         tracker.segment(true, 1, &get("/a"));
-        let mut head = b"HTTP/1.1 502 Bad Gateway\r\n".to_vec();
-        for n in 0..100 {
-            head.extend_from_slice(format!("x-header-{n}: {n}\r\n").as_bytes());
-        }
+        let head = with_headers("HTTP/1.1 502 Bad Gateway", 100);
         assert_eq!(tracker.segment(false, 1, &head), Some(Seen::Response(502)));
     }
 

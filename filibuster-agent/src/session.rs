@@ -262,15 +262,16 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        mut kernel: Kernel,
+        kernel: Kernel,
+        events: Events,
         services: Vec<ServiceAddress>,
         faults: FaultSpace,
         namespaces: &[Arc<NetNs>],
     ) -> Self {
         Self {
             state: Mutex::new(State {
-                events: kernel.take_events(),
                 kernel,
+                events: Some(events),
                 execution: None,
                 callers: HashMap::new(),
                 caller_cgroups: HashMap::new(),

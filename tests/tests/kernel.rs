@@ -58,7 +58,7 @@ sys.stdin.read()
 /// The programs loaded, redirecting namespace `netns` to `agent`, and
 /// attached to a fresh cgroup named `client`.
 fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, Events, RunCgroups) {
-    let mut kernel = Kernel::load().expect("programs load (run as root)");
+    let (mut kernel, events) = Kernel::load().expect("programs load (run as root)");
     kernel.configure(Settings::default()).unwrap();
     kernel
         .add_listeners(
@@ -72,7 +72,6 @@ fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, Events, RunCgrou
     let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
     // A service: its threads' sends are recorded.
     kernel.attach(cgroups.add("client").unwrap(), true).unwrap();
-    let events = kernel.take_events().expect("the ring buffer, once");
     (kernel, events, cgroups)
 }
 

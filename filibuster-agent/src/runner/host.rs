@@ -73,7 +73,7 @@ impl Host {
             .await
             .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", control_port))?;
 
-        let mut kernel = Kernel::load()?;
+        let (mut kernel, events) = Kernel::load()?;
         kernel.configure(Settings {
             control_port,
             _pad: [0; 3],
@@ -165,6 +165,7 @@ impl Host {
         let attached_at = started.elapsed();
         let session = Arc::new(Session::new(
             kernel,
+            events,
             directory(&placed)?,
             faults,
             &namespaces,
