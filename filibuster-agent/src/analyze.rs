@@ -83,6 +83,9 @@ impl Analysis {
         let mut analysis = Self::default();
         for entry in entries {
             let path = entry?.path();
+            if is_not_service_code(&path) {
+                continue;
+            }
             let name = if path.is_dir() {
                 path.file_name()
             } else if Language::of(&path).is_some() {
@@ -94,7 +97,11 @@ impl Analysis {
                 continue;
             };
             let service = analysis.services.entry(name).or_default();
-            for file in walkdir::WalkDir::new(&path).sort_by_file_name() {
+            let files = walkdir::WalkDir::new(&path)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|entry| entry.depth() == 0 || !is_not_service_code(entry.path()));
+            for file in files {
                 let file = file?;
                 let Some(language) = Language::of(file.path()) else {
                     continue;
@@ -108,6 +115,61 @@ impl Analysis {
             }
         }
         Ok(analysis)
+    }
+}
+
+/// Directories that hold no code of the service itself: its tests and
+/// their fixtures, and what was vendored, installed or generated.
+const NOT_SERVICE_DIRECTORIES: &[&str] = &[
+    "test",
+    "tests",
+    "__tests__",
+    "spec",
+    "specs",
+    "testdata",
+    "fixtures",
+    "mocks",
+    "__mocks__",
+    "node_modules",
+    "venv",
+    "site-packages",
+    "__pycache__",
+    "vendor",
+    "target",
+    "build",
+    "dist",
+];
+
+/// Whether `path` is test code, a fixture, or vendored, installed or
+/// generated code (hidden directories such as `.venv` and `.git`
+/// included), by the conventions of each language: a mock's status in a
+/// service's unit test is not something the service answers.
+fn is_not_service_code(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if path.is_dir() {
+        return name.starts_with('.') || NOT_SERVICE_DIRECTORIES.contains(&name);
+    }
+    let Some((stem, _)) = name.rsplit_once('.') else {
+        return false;
+    };
+    match Language::of(path) {
+        // test_x.py, x_test.py, conftest.py
+        Some(Language::Python) => {
+            stem.starts_with("test_") || stem.ends_with("_test") || stem == "conftest"
+        }
+        // x.test.js, x.spec.ts
+        Some(Language::JavaScript) => stem.ends_with(".test") || stem.ends_with(".spec"),
+        // x_test.go
+        Some(Language::Go) => stem.ends_with("_test"),
+        // XTest.java, XTests.kt, XIT.java
+        Some(Language::Java) => {
+            stem.ends_with("Test") || stem.ends_with("Tests") || stem.ends_with("IT")
+        }
+        // Integration tests live in tests/ (skipped above); unit tests in
+        // a `#[cfg(test)]` module, which `ServiceAnalysis::scan` stops at.
+        Some(Language::Rust) | None => false,
     }
 }
 
@@ -231,7 +293,12 @@ static STATUS_NAMES: LazyLock<BTreeMap<String, u16>> = LazyLock::new(|| {
 impl ServiceAnalysis {
     fn scan(&mut self, text: &str, language: Language, file: &str) {
         for (number, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with(language.comment()) {
+            let line_start = line.trim_start();
+            // Rust keeps unit tests in a module at the end of the file.
+            if language == Language::Rust && line_start.starts_with("#[cfg(test)]") {
+                break;
+            }
+            if line_start.starts_with(language.comment()) {
                 continue;
             }
             for idiom in IDIOMS.iter().filter(|i| i.languages.contains(&language)) {
@@ -328,6 +395,74 @@ from werkzeug.exceptions import ServiceUnavailable, NotFound
     fn evidence_names_the_line() {
         let service = scan(Language::Python, "\n\n    abort(404)\n");
         assert_eq!(service.evidence, vec!["x:3: abort(404)"]);
+    }
+
+    #[test]
+    fn tests_fixtures_and_vendored_code_are_not_the_services_behaviour() {
+        let dir = std::env::temp_dir().join(format!("filibuster-layout-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let files: &[(&str, &str)] = &[
+            // The services' own code: what counts.
+            ("py/app.py", "abort(503)"),
+            ("js/server.js", "res.status(502)"),
+            ("go/main.go", "w.WriteHeader(504)"),
+            ("java/src/main/java/Api.java", "HttpStatus.CONFLICT"),
+            (
+                "rs/src/main.rs",
+                "StatusCode::GONE\n#[cfg(test)]\nmod tests { StatusCode::FORBIDDEN }",
+            ),
+            // Their tests, mocks and fixtures, one per convention.
+            ("py/tests/test_app.py", "abort(403)"),
+            ("py/test_app.py", "abort(403)"),
+            ("py/app_test.py", "abort(403)"),
+            ("py/conftest.py", "abort(403)"),
+            ("py/.venv/lib/flask.py", "abort(403)"),
+            ("py/venv/lib/flask.py", "abort(403)"),
+            ("py/fixtures/upstream.py", "abort(403)"),
+            ("js/server.test.js", "res.status(403)"),
+            ("js/server.spec.ts", "res.status(403)"),
+            ("js/__tests__/server.js", "res.status(403)"),
+            ("js/__mocks__/db.js", "res.status(403)"),
+            ("js/node_modules/express/index.js", "res.status(403)"),
+            ("js/dist/server.js", "res.status(403)"),
+            ("go/main_test.go", "w.WriteHeader(403)"),
+            ("go/vendor/lib/lib.go", "w.WriteHeader(403)"),
+            ("go/testdata/h.go", "w.WriteHeader(403)"),
+            ("java/src/test/java/ApiTest.java", "HttpStatus.FORBIDDEN"),
+            ("java/src/main/java/ApiIT.java", "HttpStatus.FORBIDDEN"),
+            ("java/build/Gen.java", "HttpStatus.FORBIDDEN"),
+            ("rs/tests/api.rs", "StatusCode::FORBIDDEN"),
+            ("rs/target/debug/build/out.rs", "StatusCode::FORBIDDEN"),
+        ];
+        for (file, text) in files {
+            let path = dir.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        // A directory of tests beside the services is not a service.
+        fs::create_dir_all(dir.join("tests")).unwrap();
+        fs::write(dir.join("tests/test_all.py"), "abort(403)").unwrap();
+        let analysis = Analysis::of_directory(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+
+        let found = |service: &str| {
+            let service = &analysis.services[service];
+            assert!(
+                service
+                    .evidence
+                    .iter()
+                    .all(|e| !e.contains("403") && !e.contains("FORBIDDEN")),
+                "{:?}",
+                service.evidence
+            );
+            service.http_statuses.iter().copied().collect::<Vec<_>>()
+        };
+        assert_eq!(found("py"), vec![503]);
+        assert_eq!(found("js"), vec![502]);
+        assert_eq!(found("go"), vec![504]);
+        assert_eq!(found("java"), vec![409]);
+        assert_eq!(found("rs"), vec![410]);
+        assert_eq!(analysis.services.len(), 5, "{:?}", analysis.services.keys());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::{
     fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow};
@@ -59,6 +60,20 @@ pub enum Speaks {
     Opaque,
     /// HTTP/1.1: each request read off the caller's socket is a call.
     Http1,
+}
+
+/// The moment a kernel timestamp (`bpf_ktime_get_ns`, CLOCK_MONOTONIC,
+/// which `Instant` reads too) names.
+pub fn kernel_instant(at_ns: u64) -> Instant {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+    let taken = Instant::now();
+    match now {
+        Ok(now) => taken
+            .checked_sub(Duration::from_nanos(now.saturating_sub(at_ns)))
+            .unwrap_or(taken),
+        Err(_) => taken,
+    }
 }
 
 /// What the kernel programs reported.

@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::Result;
 use filibuster_common::{
-    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REFUSED,
-    ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
+    ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey,
 };
 // The per-call lookups (sockets, callers, in-flight requests) need speed,
 // not SipHash's resistance to chosen keys.
@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use crate::{
     config::TEST_CALLER,
-    ebpf::{Destination, Events, Head, Kernel, KernelEvent, Speaks},
+    ebpf::{Destination, Events, Head, Kernel, KernelEvent, Speaks, kernel_instant},
     explore::{
         CallId, CallSite, Execution, ExecutionIndex, Fault, FaultSpace, Outcome, PlannedFault,
         Protocol,
@@ -82,25 +82,38 @@ pub fn check_unique_ports(services: &[ServiceAddress]) -> Result<()> {
     Ok(())
 }
 
+/// Whether a connect to `ip` stays in the caller's own network namespace
+/// whatever its interfaces: loopback (all of 127.0.0.0/8, `::1`) and the
+/// unspecified address (`0.0.0.0`, `::`, which Linux routes to the local
+/// host; Flask prints it at start, so people call their peers there), in
+/// IPv4-mapped form too.
+fn is_local(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip.is_unspecified()
+}
+
 /// The service a caller in namespace `caller_netns` reaches at
-/// `destination`: loopback reaches the caller's own namespace, any other
-/// address the namespace that has it. Calls elsewhere are named by address.
+/// `destination`: a local address (`is_local`) reaches the caller's own
+/// namespace; any other address the namespace that has it, the caller's
+/// own first (isolated namespaces may reuse addresses). Calls elsewhere
+/// are named by address.
 fn callee_name(
     services: &[ServiceAddress],
     destination: SocketAddr,
     caller_netns: u64,
 ) -> Option<&str> {
-    let ip = destination.ip();
+    let ip = destination.ip().to_canonical();
     services
         .iter()
-        .find(|s| {
-            s.port == destination.port()
-                && if ip.is_loopback() {
-                    s.netns == caller_netns
-                } else {
-                    s.addresses.contains(&ip)
-                }
+        .filter(|s| s.port == destination.port())
+        .filter(|s| {
+            if is_local(ip) {
+                s.netns == caller_netns
+            } else {
+                s.addresses.contains(&ip)
+            }
         })
+        .min_by_key(|s| s.netns != caller_netns)
         .map(|s| s.name.as_str())
 }
 
@@ -240,6 +253,29 @@ impl State {
     fn next_connection(&mut self) -> u32 {
         self.connections += 1;
         self.connections
+    }
+}
+
+/// See [`Session::forwarding`].
+pub struct Forwarding<'a> {
+    session: &'a Session,
+    call: Option<(usize, CallId)>,
+    callee: &'a str,
+}
+
+impl Forwarding<'_> {
+    /// The forwarded call came back (its outcome is recorded elsewhere).
+    pub fn done(mut self) {
+        self.call = None;
+    }
+}
+
+impl Drop for Forwarding<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call {
+            let mut state = self.session.lock();
+            Session::finish(&mut state, call, self.callee, Outcome::Abandoned);
+        }
     }
 }
 
@@ -389,12 +425,20 @@ impl Session {
             ACTION_REFUSED => Self::absorb_refusal(state, event),
             ACTION_DIRECT => Self::absorb_direct_connect(state, event),
             ACTION_OBSERVED => Self::absorb_observed_connect(state, event),
-            ACTION_CLOSED => {
+            // Closed with a request unanswered: by the caller first (it
+            // gave up: a late answer is not its outcome), or by the callee
+            // or the network.
+            ACTION_HUNG_UP | ACTION_CLOSED => {
                 if let Some(observed) = state.observed.remove(&event.socket)
                     && let Some(call) = observed.pending
                 {
-                    let outcome = Outcome::ConnectionError;
-                    Self::finish(state, call, &observed.callee, outcome);
+                    let outcome = if event.action == ACTION_HUNG_UP {
+                        Outcome::Abandoned
+                    } else {
+                        Outcome::ConnectionError
+                    };
+                    let at = kernel_instant(event.at_ns);
+                    Self::finish_at(state, call, &observed.callee, outcome, at);
                 }
             }
             ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
@@ -404,7 +448,13 @@ impl Session {
                     } else {
                         Outcome::ConnectionError
                     };
-                    Self::record_outcome(state, call, &callee, outcome);
+                    Self::record_outcome(
+                        state,
+                        call,
+                        &callee,
+                        outcome,
+                        kernel_instant(event.at_ns),
+                    );
                 }
             }
             _ => {}
@@ -592,12 +642,16 @@ impl Session {
             return Ok(());
         };
         for &netns in namespaces {
-            let loopback = [
+            // A service's own namespace reaches it at its local addresses
+            // too (a connect names one, not a range: the usual ones).
+            let local = [
                 IpAddr::from(Ipv4Addr::LOCALHOST),
                 Ipv6Addr::LOCALHOST.into(),
+                Ipv4Addr::UNSPECIFIED.into(),
+                Ipv6Addr::UNSPECIFIED.into(),
             ];
-            let own = (netns == service.netns).then_some(loopback);
-            let addresses = service.addresses.iter().filter(|ip| !ip.is_loopback());
+            let own = (netns == service.netns).then_some(local);
+            let addresses = service.addresses.iter().filter(|&&ip| !is_local(ip));
             for ip in own.into_iter().flatten().chain(addresses.copied()) {
                 let destination = SocketAddr::new(ip, service.port);
                 state
@@ -793,7 +847,18 @@ impl Session {
 
     /// Records how `call` ended; its callee no longer serves it.
     fn finish(state: &mut State, call: (usize, CallId), callee: &str, outcome: Outcome) {
-        if Self::record_outcome(state, call, callee, outcome)
+        Self::finish_at(state, call, callee, outcome, Instant::now());
+    }
+
+    /// As [`Session::finish`], at `at`.
+    fn finish_at(
+        state: &mut State,
+        call: (usize, CallId),
+        callee: &str,
+        outcome: Outcome,
+        at: Instant,
+    ) {
+        if Self::record_outcome(state, call, callee, outcome, at)
             && let Some(serving) = state.serving.get_mut(callee)
         {
             serving.retain(|in_flight| in_flight.id != call.1);
@@ -803,40 +868,71 @@ impl Session {
     /// A call already finished ended differently than its caller first
     /// saw: a gRPC call's status comes in the trailers after its headers.
     pub fn amend_outcome(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
-        Self::record_outcome(&mut self.lock(), call, callee, outcome);
+        Self::record_outcome(&mut self.lock(), call, callee, outcome, Instant::now());
     }
 
-    /// Records `outcome` for `call` if its execution is still the current
-    /// one; says whether it was.
+    /// Records `outcome` for `call`, ended at `at`, if its execution is
+    /// still the current one; says whether it was.
     fn record_outcome(
         state: &mut State,
         call: (usize, CallId),
         callee: &str,
         outcome: Outcome,
+        at: Instant,
     ) -> bool {
         let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
             return false;
         };
         state.faults.observe(callee, &outcome);
-        execution.end_call(call.1, outcome);
+        execution.end_call_at(call.1, outcome, at);
         true
     }
 
-    /// Holds a call until the execution it belongs to ends (or the caller
-    /// hangs up, which drops this future).
-    pub async fn hold(&self, execution: usize) {
-        struct Accounting<'a>(&'a Session, Instant);
+    /// Holds `call` until the execution it belongs to ends, or until its
+    /// caller hangs up, which drops this future and ends the call then.
+    pub async fn hold(&self, call: (usize, CallId), callee: &str) {
+        struct Accounting<'a> {
+            session: &'a Session,
+            since: Instant,
+            call: (usize, CallId),
+            callee: &'a str,
+        }
         impl Drop for Accounting<'_> {
             fn drop(&mut self) {
-                let mut state = self.0.lock();
+                let mut state = self.session.lock();
                 state.holding -= 1;
-                state.held += self.1.elapsed();
+                state.held += self.since.elapsed();
+                // After the execution ended, this records nothing: the
+                // call was held to the end, never given up on.
+                let outcome = Outcome::Abandoned;
+                Session::record_outcome(
+                    &mut state,
+                    self.call,
+                    self.callee,
+                    outcome,
+                    Instant::now(),
+                );
             }
         }
         self.lock().holding += 1;
-        let _accounting = Accounting(self, Instant::now());
+        let _accounting = Accounting {
+            session: self,
+            since: Instant::now(),
+            call,
+            callee,
+        };
         let mut current = self.current.subscribe();
-        let _ = current.wait_for(|n| *n != execution).await;
+        let _ = current.wait_for(|n| *n != call.0).await;
+    }
+
+    /// A call forwarded to its callee, ended as abandoned if it is dropped
+    /// before [`Forwarding::done`]: its caller hung up while it waited.
+    pub fn forwarding<'a>(&'a self, call: (usize, CallId), callee: &'a str) -> Forwarding<'a> {
+        Forwarding {
+            session: self,
+            call: Some(call),
+            callee,
+        }
     }
 
     /// Calls read off observed connections so far.
@@ -886,6 +982,21 @@ mod tests {
         };
         // Loopback stays in the caller's namespace.
         assert_eq!(name("127.0.0.1:5000", 1), Some("host-app"));
+        // So do the rest of 127/8, the unspecified addresses and the
+        // IPv4-mapped forms of all of them.
+        for local in [
+            "127.0.0.2:5000",
+            "0.0.0.0:5000",
+            "[::]:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+            "[::ffff:0.0.0.0]:5000",
+        ] {
+            assert_eq!(name(local, 1), Some("host-app"), "{local}");
+            assert_eq!(name(local, 2), None, "{local}");
+        }
+        // The caller's own interface address, mapped or not.
+        assert_eq!(name("[::ffff:10.9.0.1]:5000", 1), Some("host-app"));
         assert_eq!(name("127.0.0.1:8080", 3), Some("bar"));
         assert_eq!(name("127.0.0.1:5000", 2), None);
         // Other addresses belong to the namespace that has them.
@@ -893,6 +1004,14 @@ mod tests {
         assert_eq!(name("10.9.0.1:5000", 3), Some("host-app"));
         assert_eq!(name("10.9.0.3:5000", 1), None);
         assert_eq!(name("192.0.2.7:8080", 1), None);
+        // Namespaces that reuse an address: the caller's own comes first.
+        let reused = [
+            service("foo", 8080, 2, &["10.9.0.9"]),
+            service("bar", 8080, 3, &["10.9.0.9"]),
+        ];
+        let destination = "10.9.0.9:8080".parse().unwrap();
+        assert_eq!(callee_name(&reused, destination, 3), Some("bar"));
+        assert_eq!(callee_name(&reused, destination, 2), Some("foo"));
 
         assert!(check_unique_ports(&services).is_ok());
         let clash = [services[1].clone(), service("baz", 8080, 2, &[])];

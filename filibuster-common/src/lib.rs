@@ -161,6 +161,9 @@ pub struct ConnectEvent {
     /// One of the `ACTION_*` constants.
     pub action: u32,
     pub _pad: u32,
+    /// When it happened: the kernel's CLOCK_MONOTONIC, in nanoseconds
+    /// (the agent reads events a few milliseconds late).
+    pub at_ns: u64,
 }
 
 /// Values of `OPAQUE`: what a destination connected to directly speaks.
@@ -182,6 +185,9 @@ pub const ACTION_UNREACHABLE: u32 = 5;
 pub const ACTION_OBSERVED: u32 = 6;
 /// An observed socket closed.
 pub const ACTION_CLOSED: u32 = 7;
+/// An observed connection's caller closed its end first (FIN_WAIT1): a
+/// request still unanswered was given up on.
+pub const ACTION_HUNG_UP: u32 = 8;
 
 /// How many bytes of a segment's payload a `HeadEvent` carries.
 pub const HEAD_BYTES: usize = 1024;

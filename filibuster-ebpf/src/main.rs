@@ -56,7 +56,7 @@ use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
-        bpf_get_socket_cookie, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
         bpf_skb_load_bytes,
     },
     macros::{cgroup_skb, cgroup_sock_addr, map, raw_tracepoint, sock_ops},
@@ -64,10 +64,10 @@ use aya_ebpf::{
     programs::{RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
-    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REDIRECTED,
-    ACTION_REFUSED, ACTION_UNREACHABLE, AF_INET, AF_INET6, CALLEE_HTTP1, Callee, ConnectAttempt,
-    ConnectEvent, ConnectKey, ConnectionPorts, HEAD_BYTES, HeadEvent, Listeners, PeerKey, Settings,
-    SockAddr, ThreadPort,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
+    ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE, AF_INET, AF_INET6, CALLEE_HTTP1, Callee,
+    ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts, HEAD_BYTES, HeadEvent, Listeners,
+    PeerKey, Settings, SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -188,11 +188,14 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
         family: AF_INET6,
         port: u16::from_be(sa.user_port as u16),
     };
-    let loopback = ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == 1_u32.to_be();
-    if loopback && destination.port == settings.control_port {
+    // `::1`, or `::`, which the stack routes to `::1`.
+    let local =
+        ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && (ip6[3] == 0 || ip6[3] == 1_u32.to_be());
+    if local && destination.port == settings.control_port {
         return ALLOW;
     }
-    if loopback && !has_listener_v6(&ctx, ip6, sa.user_port as u16) {
+    let loopback6 = [0, 0, 0, 1_u32.to_be()];
+    if local && !has_listener_v6(&ctx, loopback6, sa.user_port as u16) {
         return ALLOW;
     }
     match decide(&ctx, destination) {
@@ -227,11 +230,15 @@ fn decide_v4(
         family: AF_INET,
         port: u16::from_be(port_be),
     };
-    let loopback = (ip4 & 0xff) == 127;
-    if loopback && destination.port == settings.control_port {
+    // 127.0.0.0/8, or 0.0.0.0, which the stack routes to 127.0.0.1 (people
+    // call their peers there: Flask prints it at start).
+    let unspecified = ip4 == 0;
+    let local = unspecified || (ip4 & 0xff) == 127;
+    if local && destination.port == settings.control_port {
         return None;
     }
-    if loopback && !has_listener_v4(ctx, ip4, port_be) {
+    let listening_at = if unspecified { LOOPBACK_V4 } else { ip4 };
+    if local && !has_listener_v4(ctx, listening_at, port_be) {
         return None;
     }
     match decide(ctx, destination) {
@@ -256,6 +263,7 @@ fn is_v4_mapped(ip6: [u32; 4]) -> bool {
 
 /// `tcp_states.h`: a connect in flight, and a socket that is done.
 const TCP_SYN_SENT: u32 = 2;
+const TCP_FIN_WAIT1: u32 = 4;
 const TCP_CLOSE: u32 = 7;
 
 #[sock_ops]
@@ -320,6 +328,11 @@ fn observed_progress(ctx: &SockOpsContext, op: u32, cookie: u64) {
             let _ = OBSERVED.remove(&cookie);
             let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
             report(ConnectAttempt::default(), ACTION_CLOSED, netns, cookie, 0);
+        }
+        // The caller closed first: whatever answer still comes is too late.
+        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == TCP_FIN_WAIT1 => {
+            let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+            report(ConnectAttempt::default(), ACTION_HUNG_UP, netns, cookie, 0);
         }
         _ => {}
     }
@@ -523,6 +536,7 @@ fn report(attempt: ConnectAttempt, action: u32, netns: u64, socket: u64, pid_tgi
             tid: pid_tgid as u32,
             action,
             _pad: 0,
+            at_ns: unsafe { bpf_ktime_get_ns() },
         });
         entry.submit(0);
     }

@@ -79,6 +79,8 @@ pub enum Outcome {
     Connected,
     /// The connection to the callee failed on its own.
     ConnectionError,
+    /// The caller gave up (hung up) before the callee answered.
+    Abandoned,
     /// Filibuster injected this fault.
     Injected(Fault),
 }
@@ -91,6 +93,7 @@ impl fmt::Display for Outcome {
             Outcome::Grpc(code) => f.write_str(grpc_code_name(*code)),
             Outcome::Connected => f.write_str("connected"),
             Outcome::ConnectionError => f.write_str("connection error"),
+            Outcome::Abandoned => f.write_str("caller gave up"),
             Outcome::Injected(fault) => write!(f, "injected {fault}"),
         }
     }

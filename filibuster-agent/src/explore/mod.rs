@@ -22,7 +22,7 @@ mod models;
 mod reduce;
 mod space;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 // Hashed per call: fast, as keys come from the run, not an adversary.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -93,6 +93,12 @@ impl CallId {
     pub fn position(self) -> usize {
         self.0
     }
+
+    /// The call at `position` of a log made by hand.
+    #[cfg(test)]
+    pub fn at(position: usize) -> Self {
+        Self(position)
+    }
 }
 
 /// One call of an execution, as it happened.
@@ -109,6 +115,12 @@ pub struct CallRecord {
     /// with the same number shared one (whether a connection outlived a
     /// failed call, a reset from a refusal).
     pub connection: Option<u32>,
+    /// When the agent saw it begin, and end (its answer, its caller
+    /// giving up, or the end of a hold): how long calls waited on each
+    /// other, which the diagnoses read. `None`: it had not ended when the
+    /// execution did.
+    pub began: Instant,
+    pub ended: Option<Instant>,
 }
 
 /// An execution in progress: the proxy reports calls to it and it answers
@@ -197,6 +209,8 @@ impl Execution {
             },
             injected,
             connection: None,
+            began: Instant::now(),
+            ended: None,
         });
         (id, self.log[id.0].injected.clone())
     }
@@ -211,12 +225,19 @@ impl Execution {
         self.log[id.0].outcome = Outcome::Injected(fault);
     }
 
-    /// Records how a call ended (for an injected fault, nothing to add).
+    /// Records how a call ended, now (for an injected fault, only when).
     pub fn end_call(&mut self, id: CallId, outcome: Outcome) {
+        self.end_call_at(id, outcome, Instant::now());
+    }
+
+    /// Records how a call ended, at `at` (for an injected fault, only
+    /// when: a held call's end is when its caller gave up).
+    pub fn end_call_at(&mut self, id: CallId, outcome: Outcome, at: Instant) {
         let record = &mut self.log[id.0];
         if record.injected.is_none() {
             record.outcome = outcome;
         }
+        record.ended = Some(at);
     }
 
     fn schedule_faults_on(

@@ -267,6 +267,54 @@ fn cinema_3_retry_loop() {
     assert_eq!(explore(cinema_3, &bookings_movies(), true).0, 37);
 }
 
+/// The seed's fault counts as the original tool derives them from a
+/// source analysis (bookings raises NotFound and ServiceUnavailable,
+/// movies ServiceUnavailable): a connection error, a timeout, 500 and
+/// what was found.
+fn bookings_movies_analysed() -> Vec<(&'static str, Vec<Fault>)> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::{FaultSpace, FaultSpec};
+    let space = FaultSpace::default().with_analysis(BTreeMap::from([
+        (
+            "bookings".to_string(),
+            BTreeSet::from([FaultSpec::Status(404), FaultSpec::Status(503)]),
+        ),
+        (
+            "movies".to_string(),
+            BTreeSet::from([FaultSpec::Status(503)]),
+        ),
+    ]));
+    let faults = |callee: &str| {
+        space.faults_for(
+            &CallSite {
+                caller: "users".into(),
+                callee: callee.into(),
+                protocol: Protocol::Http,
+                method: "GET".into(),
+                target: format!("/{callee}"),
+            },
+            true,
+        )
+    };
+    vec![
+        ("bookings", faults("bookings")),
+        ("movies", faults("movies")),
+    ]
+}
+
+#[test]
+fn the_seeds_counts_with_an_analysis_file() {
+    let analysed = bookings_movies_analysed();
+    assert_eq!(analysed[0].1.len(), 5, "bookings fails 5 ways");
+    assert_eq!(analysed[1].1.len(), 4, "movies fails 4 ways");
+    assert_eq!(explore(cinema_1, &analysed, true), (10, 0));
+    assert_eq!(explore(cinema_2, &analysed, false).0, 10);
+    assert_eq!(explore(cinema_2, &analysed, true), (9, 1));
+    assert_eq!(explore(cinema_3, &analysed, false).0, 91);
+    assert_eq!(explore(cinema_3, &analysed, true).0, 37);
+}
+
 fn third_parties() -> Vec<(&'static str, Vec<Fault>)> {
     vec![
         ("imdb", one()),

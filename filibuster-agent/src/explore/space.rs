@@ -110,6 +110,17 @@ pub const DEFAULT_HTTP_FAULTS: [FaultSpec; 5] = [
     FaultSpec::Status(503),
 ];
 
+/// The faults tried on an HTTP call to a service a source analysis read,
+/// before the statuses it found: as in the original tool, a connection
+/// error, a timeout and 500 (what any framework answers for an uncaught
+/// exception). The generic 502 and 503 are defaults only where no analysis
+/// speaks for the callee.
+pub const ANALYSED_HTTP_FAULTS: [FaultSpec; 3] = [
+    FaultSpec::ConnectionError,
+    FaultSpec::Timeout,
+    FaultSpec::Status(500),
+];
+
 /// The faults tried on a gRPC call when nothing else is said: the codes a
 /// client library itself reports when the callee is down, overloaded or
 /// too slow, and INTERNAL, what a stream reset becomes. Not a connection
@@ -177,7 +188,8 @@ pub struct FaultRule {
 #[derive(Clone, Debug, Default)]
 pub struct FaultSpace {
     rules: Vec<FaultRule>,
-    /// Statuses a source analysis found each service can answer.
+    /// Statuses a source analysis found each service can answer; a
+    /// service it read replaces the HTTP defaults with what it found.
     analysed: BTreeMap<String, BTreeSet<FaultSpec>>,
     /// Statuses each service was seen answering; `None`: not learning.
     learned: Option<BTreeMap<String, BTreeSet<FaultSpec>>>,
@@ -223,7 +235,9 @@ impl FaultSpace {
                 .copied()
                 .collect::<Vec<_>>()
         };
+        let analysed = self.analysed.contains_key(&site.callee);
         let mut specs = match site.protocol {
+            Protocol::Http | Protocol::Http2 if analysed => ANALYSED_HTTP_FAULTS.to_vec(),
             Protocol::Http | Protocol::Http2 => DEFAULT_HTTP_FAULTS.to_vec(),
             Protocol::Grpc => DEFAULT_GRPC_FAULTS.to_vec(),
             Protocol::Tcp => DEFAULT_TCP_FAULTS.to_vec(),
@@ -332,9 +346,42 @@ mod tests {
         }
         let faults = space.faults_for(&site("bookings", "GET", "/"), true);
         assert_eq!(
-            &faults[5..],
-            &[Fault::HttpStatus(404), Fault::HttpStatus(409)]
+            faults,
+            vec![
+                Fault::ConnectionRefused,
+                Fault::Timeout,
+                Fault::HttpStatus(500),
+                Fault::HttpStatus(404),
+                Fault::HttpStatus(409),
+                Fault::HttpStatus(503),
+            ]
         );
+    }
+
+    #[test]
+    fn an_analysis_replaces_the_http_defaults_of_the_services_it_read() {
+        let space = FaultSpace::default().with_analysis(BTreeMap::from([
+            ("bookings".into(), BTreeSet::from([FaultSpec::Status(403)])),
+            ("movies".into(), BTreeSet::new()),
+        ]));
+        let http = |callee| space.faults_for(&site(callee, "GET", "/"), true);
+        assert_eq!(
+            http("bookings"),
+            vec![
+                Fault::ConnectionRefused,
+                Fault::Timeout,
+                Fault::HttpStatus(500),
+                Fault::HttpStatus(403),
+            ]
+        );
+        // Read, nothing found: what any service can do.
+        assert_eq!(http("movies").len(), 3);
+        // Not read (an outside host): the defaults.
+        assert_eq!(
+            http("api.example.com:443"),
+            space.faults_for(&site("x", "GET", "/"), true)
+        );
+        assert_eq!(http("api.example.com:443").len(), 5);
     }
 
     #[test]

@@ -159,8 +159,8 @@ impl CallerConnection {
         match (admission.fault, admission.call) {
             (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
             (Some(Fault::GrpcStatus(code)), _) => Ok(injected_grpc_status(code)),
-            (Some(Fault::Timeout), Some((execution, _))) => {
-                self.session.hold(execution).await;
+            (Some(Fault::Timeout), Some(call)) => {
+                self.session.hold(call, &self.connection.callee).await;
                 Err(Error::other("held until the execution ended"))
             }
             // hyper answers a failed HTTP/2 stream with RST_STREAM.
@@ -172,7 +172,12 @@ impl CallerConnection {
                 Err(Error::other("connection reset by fault injection"))
             }
             (None, call) => {
+                let callee = &self.connection.callee;
+                let forwarding = call.map(|call| self.session.forwarding(call, callee));
                 let result = self.forward(request, call).await;
+                if let Some(forwarding) = forwarding {
+                    forwarding.done();
+                }
                 let Some(call) = call else {
                     return result
                         .map(|response| response.map(BodyExt::boxed))
@@ -181,7 +186,6 @@ impl CallerConnection {
                 match result {
                     Ok(response) => Ok(self.finish(call, protocol, response)),
                     Err(e) => {
-                        let callee = &self.connection.callee;
                         self.session
                             .finish_call(call, callee, Outcome::ConnectionError);
                         self.reset();

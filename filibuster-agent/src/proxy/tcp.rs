@@ -28,8 +28,8 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
     let admission = session.admit(&connection, &request);
     match (admission.fault, admission.call) {
         // Held until the caller gives up on it (or the execution ends).
-        (Some(Fault::Timeout), Some((execution, _))) => tokio::select! {
-            () = session.hold(execution) => {}
+        (Some(Fault::Timeout), Some(call)) => tokio::select! {
+            () = session.hold(call, &connection.callee) => {}
             () = hung_up(&mut stream) => {}
         },
         // Refusals happen in the kernel; anything else planned here

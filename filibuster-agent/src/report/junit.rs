@@ -36,6 +36,13 @@ pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
         case.set_classname("filibuster").set_time(result.duration);
         suite.add_test_case(case);
     }
+    if let Some(error) = run.error {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_message(error);
+        let mut case = TestCase::new("filibuster run", status);
+        case.set_classname("filibuster");
+        suite.add_test_case(case);
+    }
     suite.set_time(run.elapsed);
     let mut report = Report::new("filibuster");
     report.add_test_suite(suite).set_time(run.elapsed);

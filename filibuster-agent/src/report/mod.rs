@@ -1,6 +1,7 @@
 //! What a run leaves behind: the counterexample that replays a failure,
 //! the JSON and JUnit reports, and what the terminal shows.
 
+mod diagnosis;
 mod junit;
 mod progress;
 mod summary;
@@ -13,6 +14,7 @@ use std::{
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+pub use diagnosis::{Diagnosis, diagnose};
 pub use junit::write_junit;
 pub use progress::Terminal;
 pub use summary::{DiscoveredCall, discovered_calls, render as render_calls, traffic};
@@ -71,10 +73,11 @@ pub struct ExecutionResult {
     pub output: String,
 }
 
-/// A failure and how to replay it.
+/// A failure, what its calls show, and how to replay it.
 #[derive(Debug)]
 pub struct FailureArtifacts {
     pub number: usize,
+    pub diagnosis: Option<Diagnosis>,
     pub counterexample: Option<PathBuf>,
     pub replay: String,
 }
@@ -88,7 +91,10 @@ pub struct RunSummary<'a> {
     pub progress: Progress,
     pub elapsed: Duration,
     pub held: Duration,
-    pub agent: AgentFootprint,
+    /// `None` when the run ended in error.
+    pub agent: Option<AgentFootprint>,
+    /// Why the run could not go on (exit 2), in one line.
+    pub error: Option<&'a str>,
 }
 
 /// What the agent itself cost, for the benchmarks (`cargo xtask bench`).
@@ -163,14 +169,18 @@ impl RunSummary<'_> {
 
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
-    /// "passed" or "failed".
+    /// "passed", "failed", or "error" (the run could not go on).
     pub result: &'static str,
+    /// What went wrong, when the result is "error".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
     pub executions: usize,
     pub pruned: usize,
     pub elapsed_seconds: f64,
     /// Time spent holding calls for timeout faults.
     pub held_seconds: f64,
-    pub agent: AgentFootprint,
+    /// `null` when the run ended in error.
+    pub agent: Option<AgentFootprint>,
     /// Every execution run, in order.
     pub execution_log: Vec<ExecutionEntry<'a>>,
     /// Every call discovered, with the faults tried on it.
@@ -199,6 +209,8 @@ pub struct FailureReport<'a> {
     pub calls: Vec<CallReport<'a>>,
     pub test_result: &'a str,
     pub test_output: &'a str,
+    /// What the calls show: a timeout budget, a hang.
+    pub diagnosis: Option<&'a Diagnosis>,
     pub counterexample: Option<&'a Path>,
     pub replay: &'a str,
 }
@@ -225,11 +237,12 @@ pub struct CallReport<'a> {
 impl<'a> Report<'a> {
     pub fn new(run: &'a RunSummary<'a>) -> Self {
         Self {
-            result: if run.failures.is_empty() {
-                "passed"
-            } else {
-                "failed"
+            result: match (run.error, run.failures.is_empty()) {
+                (Some(_), _) => "error",
+                (None, true) => "passed",
+                (None, false) => "failed",
             },
+            error: run.error,
             executions: run.progress.executions,
             pruned: run.progress.pruned,
             elapsed_seconds: run.elapsed.as_secs_f64(),
@@ -238,6 +251,8 @@ impl<'a> Report<'a> {
             execution_log: run
                 .executions
                 .iter()
+                // An execution cut short by an error has no result.
+                .take(run.results.len())
                 .map(|finished| {
                     let result = run.result_of(finished.number);
                     ExecutionEntry {
@@ -263,6 +278,7 @@ impl<'a> Report<'a> {
                         calls: finished.calls.iter().map(CallReport::from).collect(),
                         test_result: &result.verdict,
                         test_output: &result.output,
+                        diagnosis: failure.diagnosis.as_ref(),
                         counterexample: failure.counterexample.as_deref(),
                         replay: &failure.replay,
                     }

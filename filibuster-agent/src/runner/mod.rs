@@ -59,10 +59,73 @@ pub enum Verdict {
     Failed,
 }
 
+/// What a run has done so far: reported whether it ends well or in error.
+#[derive(Default)]
+struct RunRecord {
+    /// Once the search has begun.
+    explorer: Option<Explorer>,
+    results: Vec<ExecutionResult>,
+    failures: Vec<FailureArtifacts>,
+    held: Duration,
+    /// Once the run is over (not when it ended in error).
+    agent: Option<AgentFootprint>,
+}
+
 pub async fn run(options: Options) -> Result<Verdict> {
     let started = Instant::now();
+    let mut record = RunRecord::default();
+    let outcome = explore(&options, started, &mut record).await;
+    // The reports are written on every exit, an error's too: CI shows why.
+    let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    let summary = RunSummary {
+        config: &options.config,
+        executions: record
+            .explorer
+            .as_ref()
+            .map_or(&[], |explorer| explorer.executions()),
+        results: &record.results,
+        failures: &record.failures,
+        progress: record
+            .explorer
+            .as_ref()
+            .map(Explorer::progress)
+            .unwrap_or_default(),
+        elapsed: started.elapsed(),
+        held: record.held,
+        agent: record.agent,
+        error: error.as_deref(),
+    };
+    if outcome.is_ok() {
+        print_summary(&summary, options.counterexample_file.is_some());
+    }
+    let written = write_reports(&options, &summary);
+    match (outcome, written) {
+        (Err(e), Err(report_error)) => Err(e.context(format!("{report_error:#}"))),
+        (Err(e), Ok(())) => Err(e),
+        // A report that cannot be written does not change the verdict.
+        (Ok(verdict), Err(report_error)) => {
+            eprintln!("filibuster: {report_error:#}");
+            Ok(verdict)
+        }
+        (Ok(verdict), Ok(())) => Ok(verdict),
+    }
+}
+
+fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
+    if let Some(path) = &options.report_json {
+        Report::new(summary).write(path)?;
+    }
+    if let Some(path) = &options.junit {
+        report::write_junit(summary, path)?;
+    }
+    Ok(())
+}
+
+/// The run itself: services up, then executions until the search is done
+/// or one fails; `record` keeps what was done, for the reports.
+async fn explore(options: &Options, started: Instant, record: &mut RunRecord) -> Result<Verdict> {
     let config = Config::load(&options.config)?;
-    let test = test_spec(&options, &config)?;
+    let test = test_spec(options, &config)?;
     let counterexample = options
         .counterexample_file
         .as_deref()
@@ -87,7 +150,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let mut functional = host.functional_test(test, &config.dir, options.execution_timeout);
     let session = &host.session;
 
-    let mut explorer = match &counterexample {
+    let explorer = record.explorer.insert(match &counterexample {
         Some(counterexample) => {
             session.learn_connect_targets(
                 counterexample
@@ -107,7 +170,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
             dynamic_reduction: options.dynamic_reduction,
             max_faults: options.max_faults,
         }),
-    };
+    });
     let replay_command = |path: &Path| {
         format!(
             "filibuster test --config {} --counterexample-file {}",
@@ -117,8 +180,6 @@ pub async fn run(options: Options) -> Result<Verdict> {
     };
 
     let terminal = Terminal::start();
-    let mut results = Vec::new();
-    let mut failures = Vec::new();
     // Filibuster's own time: from one test's end to the next one's start.
     let mut between_executions = Duration::ZERO;
     let mut test_ended: Option<Instant> = None;
@@ -132,10 +193,11 @@ pub async fn run(options: Options) -> Result<Verdict> {
         let began = Instant::now();
         let (_, held_before) = session.holds();
         let test = functional.run(number).await?;
-        let duration = began.elapsed();
-        test_ended = Some(Instant::now());
+        let ended = Instant::now();
+        test_ended = Some(ended);
         let execution = session.end().expect("the execution just run");
         let held = session.holds().1 - held_before;
+        record.held = session.holds().1;
         explorer.finish(execution, test.passed());
         let progress = explorer.progress();
         terminal.update(progress);
@@ -146,43 +208,56 @@ pub async fn run(options: Options) -> Result<Verdict> {
             report::describe_faults(&faults),
             test.verdict()
         ));
-        if test.result == TestResult::TimedOut {
-            let (holding, _) = session.holds();
-            if number == 1 || holding == 0 {
-                bail!(
-                    "the functional test did not finish within {}s{}: raise --execution-timeout or fix the hang",
-                    options.execution_timeout.as_secs(),
-                    if number == 1 {
-                        " with no fault injected"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            terminal.line(&format!(
-                "filibuster: {holding} call(s) held by a timeout fault were never given up on: the caller has no timeout"
-            ));
+        let passed = test.passed();
+        record.results.push(ExecutionResult {
+            number,
+            duration: ended - began,
+            held,
+            passed,
+            verdict: test.verdict(),
+            output: if passed {
+                String::new()
+            } else {
+                test.output.clone()
+            },
+        });
+        let timed_out = test.result == TestResult::TimedOut;
+        // With no fault injected, a hang or a failure is the setup's; with
+        // faults, it is what the search is looking for.
+        if faults.is_empty() && timed_out {
+            bail!(
+                "the functional test did not finish within {}s with no fault injected: raise --execution-timeout or fix the hang",
+                options.execution_timeout.as_secs(),
+            );
         }
-        if !test.passed() && number == 1 && counterexample.is_none() {
+        if faults.is_empty() && !passed {
             bail!(
                 "the functional test fails with no fault injected ({}): fix the test or the services first\n{}",
                 test.verdict(),
                 test.output.trim_end()
             );
         }
-        if !test.passed() {
+        if !passed {
+            let finished = explorer.executions().last().expect("just finished");
             let written = match &counterexample {
                 Some(_) => None,
                 None => {
-                    let path =
-                        counterexample_path(&options.counterexample_output, failures.len(), number);
-                    let finished = explorer.executions().last().expect("just finished");
+                    let path = counterexample_path(
+                        &options.counterexample_output,
+                        record.failures.len(),
+                        number,
+                    );
                     write_counterexample(finished, functional.command(), session, &path)?;
                     Some(path)
                 }
             };
-            failures.push(FailureArtifacts {
+            let diagnosis = report::diagnose(&finished.calls, timed_out, (began, ended));
+            if let Some(diagnosis) = &diagnosis {
+                terminal.line(&format!("filibuster: {diagnosis}"));
+            }
+            record.failures.push(FailureArtifacts {
                 number,
+                diagnosis,
                 replay: replay_command(
                     written
                         .as_deref()
@@ -192,48 +267,21 @@ pub async fn run(options: Options) -> Result<Verdict> {
                 counterexample: written,
             });
         }
-        let passed = test.passed();
-        results.push(ExecutionResult {
-            number,
-            duration,
-            held,
-            passed,
-            verdict: test.verdict(),
-            output: if passed { String::new() } else { test.output },
-        });
         if (!passed && !options.keep_going) || options.only_initial_execution {
             break;
         }
     }
     functional.finish().await;
     drop(terminal);
-
-    let (_, held) = session.holds();
-    let summary = RunSummary {
-        config: &options.config,
-        executions: explorer.executions(),
-        results: &results,
-        failures: &failures,
-        progress: explorer.progress(),
-        elapsed: started.elapsed(),
-        held,
-        agent: AgentFootprint::measure(
-            host.attached_at,
-            host.ready,
-            between_executions,
-            session.observed_calls(),
-        ),
-    };
-    print_summary(&summary, counterexample.is_some());
-    if let Some(path) = &options.report_json {
-        Report::new(&summary).write(path)?;
-    }
-    if let Some(path) = &options.junit {
-        report::write_junit(&summary, path)?;
-    }
+    record.agent = Some(AgentFootprint::measure(
+        host.attached_at,
+        host.ready,
+        between_executions,
+        session.observed_calls(),
+    ));
     drop(functional);
     drop(host);
-    Ok(if failures.is_empty() {
+    Ok(if record.failures.is_empty() {
         Verdict::Passed
     } else {
         Verdict::Failed
@@ -325,6 +373,9 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             report::describe_faults(&finished.faults)
         );
         eprintln!("calls:\n{}", report::call_tree(&finished.calls));
+        if let Some(diagnosis) = &failure.diagnosis {
+            eprintln!("filibuster: {diagnosis}");
+        }
         eprintln!("test output:\n{}", result.output.trim_end());
         match &failure.counterexample {
             Some(path) => eprintln!(

@@ -1,0 +1,213 @@
+//! Applications as people write them, not as the tool would like them:
+//! peers called at 0.0.0.0 and at URLs another service answered with,
+//! unit tests beside each service's code, a poll loop that never ends
+//! under a fault, the same timeout at every hop.
+
+use std::path::{Path, PathBuf};
+
+use filibuster_tests::{filibuster, read_json, replay, run_test, scratch, workspace};
+use serde_json::Value;
+
+fn example(path: &str) -> PathBuf {
+    workspace().join("examples").join(path)
+}
+
+/// The faults tried per discovered call: "caller → callee method target:
+/// fault kind/code, ...".
+fn fault_space(report: &Value) -> Vec<String> {
+    report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|call| {
+            let faults: Vec<String> = call["faults"]
+                .as_array()
+                .expect("faults")
+                .iter()
+                .map(|f| format!("{}{}", f["fault"]["kind"], f["fault"]["code"]))
+                .collect();
+            format!(
+                "{} → {} {} {}: {}",
+                call["caller"],
+                call["callee"],
+                call["method"],
+                call["target"],
+                faults.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Explores `config` with the checkout's analysis; returns the report.
+fn explore_checkout(dir: &Path, config: &str, analysis: &Path) -> Value {
+    let config = example("checkout").join(config).display().to_string();
+    let output = run_test(
+        dir,
+        &[
+            "--config",
+            &config,
+            "--analysis-file",
+            &analysis.display().to_string(),
+            "--report-json",
+            "report.json",
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{config}: every execution passes, each 503 naming a service a fault was injected on"
+    );
+    read_json(&dir.join("report.json"))
+}
+
+#[test]
+fn peers_called_at_0_0_0_0_are_the_services_listening_there() {
+    let dir = scratch("as-written-checkout");
+    let analysis = dir.join("analysis.json");
+    let status = filibuster()
+        .args(["analyze", "--services-directory"])
+        .arg(example("checkout/services"))
+        .arg("--output-file")
+        .arg(&analysis)
+        .status()
+        .expect("filibuster analyze runs");
+    assert!(status.success());
+    let found = read_json(&analysis);
+    // inventory's unit test mocks a 403: not inventory's behaviour.
+    assert_eq!(
+        found["services"]["inventory"]["http_statuses"],
+        serde_json::json!([404])
+    );
+
+    let as_written = explore_checkout(&dir, "filibuster.toml", &analysis);
+    let space = fault_space(&as_written);
+    // Named by the service, so the analysis applies: as the original tool
+    // reads an analysis, a connection error, a timeout, 500 and what was
+    // found, not the generic 502 and 503.
+    assert_eq!(
+        space,
+        [
+            r#""test" → "gateway" "GET" "/checkout/widget": "#,
+            r#""gateway" → "registry" "GET" "/services/inventory": "connection-refused"null, "timeout"null, "http-status"404, "http-status"500"#,
+            r#""gateway" → "inventory" "GET" "/stock/widget": "connection-refused"null, "timeout"null, "http-status"404, "http-status"500"#,
+        ]
+    );
+    let at_localhost = explore_checkout(&dir, "localhost.toml", &analysis);
+    assert_eq!(fault_space(&at_localhost), space);
+    for count in ["executions", "pruned"] {
+        assert_eq!(as_written[count], at_localhost[count], "{count}");
+    }
+}
+
+#[test]
+fn a_hang_under_a_fault_is_a_bug_found() {
+    let dir = scratch("as-written-hang");
+    let config = example("exports/filibuster.toml").display().to_string();
+    let args = [
+        "--config",
+        &config,
+        "--execution-timeout",
+        "3",
+        "--report-json",
+        "report.json",
+    ];
+    let output = run_test(&dir, &args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failure, not a setup error"
+    );
+    let report = read_json(&dir.join("report.json"));
+    let failure = &report["failures"][0];
+    assert_eq!(failure["faults"][0]["site"]["caller"], "back");
+    assert_eq!(failure["faults"][0]["site"]["callee"], "store");
+    let diagnosis = &failure["diagnosis"];
+    assert_eq!(diagnosis["kind"], "hang");
+    let busiest = &diagnosis["activity"][0];
+    assert_eq!(
+        (&busiest["caller"], &busiest["callee"], &busiest["call"]),
+        (
+            &Value::from("front"),
+            &Value::from("back"),
+            &Value::from("GET /exports/alice")
+        )
+    );
+    assert!(busiest["count"].as_u64().unwrap() > 20, "{busiest}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("front called back GET /exports/alice"),
+        "{stderr}"
+    );
+    let replayed = replay(&dir, &config);
+    assert_eq!(replayed.status.code(), Some(1), "the replay hangs too");
+}
+
+#[test]
+fn a_hang_with_no_fault_is_the_setups_and_still_reported() {
+    let dir = scratch("as-written-setup-hang");
+    let config = example("exports/filibuster.toml").display().to_string();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config,
+            "--functional-test",
+            "sleep 30",
+            "--execution-timeout",
+            "1",
+            "--report-json",
+            "report.json",
+            "--junit",
+            "junit.xml",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("did not finish within 1s with no fault injected"),
+        "{stderr}"
+    );
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["result"], "error");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("with no fault injected"),
+        "{report}"
+    );
+    assert_eq!(report["execution_log"][0]["result"], "failed (timed out)");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<error message=\"the functional test did not finish"),
+        "{junit}"
+    );
+}
+
+#[test]
+fn equal_timeouts_at_two_hops_are_diagnosed_as_a_timeout_budget() {
+    let dir = scratch("as-written-budget");
+    let config = example("timeouts/filibuster.toml").display().to_string();
+    let output = run_test(&dir, &["--config", &config, "--report-json", "report.json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = read_json(&dir.join("report.json"));
+    let diagnosis = &report["failures"][0]["diagnosis"];
+    assert_eq!(diagnosis["kind"], "timeout-budget", "{report}");
+    assert_eq!(diagnosis["caller"], "users");
+    assert_eq!(diagnosis["callee"], "bookings");
+    assert_eq!(diagnosis["waited_on"], "movies");
+    let gave_up = diagnosis["gave_up_after_seconds"].as_f64().unwrap();
+    let held = diagnosis["held_seconds"].as_f64().unwrap();
+    assert!((0.9..1.5).contains(&gave_up), "{gave_up}");
+    assert!(held >= gave_up, "{held} {gave_up}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("timeout budget: users gave up on bookings after 1.0 s while bookings still waited on movies"),
+        "{stderr}"
+    );
+    assert_eq!(replay(&dir, &config).status.code(), Some(1));
+
+    // With bookings' timeout inside users', bookings degrades in time.
+    let fixed = example("timeouts/fixed.toml").display().to_string();
+    assert_eq!(run_test(&dir, &["--config", &fixed]).status.code(), Some(0));
+}
