@@ -340,10 +340,13 @@ fn a_looping_test_that_dies_or_hangs_never_leaves_the_agent_waiting() {
         "failed (the test process exited: exit 4)"
     );
 
+    // A hang under faults is a failure found (the setup's only without).
     let hung = run("hang", &["--execution-timeout", "3"]);
-    assert_eq!(hung.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&hung.stderr);
-    assert!(stderr.contains("did not finish within 3s"), "{stderr}");
+    assert_eq!(hung.status.code(), Some(1));
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["failures"][0]["number"], 3);
+    assert_eq!(report["failures"][0]["test_result"], "failed (timed out)");
+    assert_eq!(report["failures"][0]["diagnosis"]["kind"], "hang");
 
     let output = run_test(
         &dir,
