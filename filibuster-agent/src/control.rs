@@ -58,8 +58,10 @@ pub struct LoopResult {
     pub output: String,
 }
 
-/// The runner's side of the test-loop protocol and the control API's.
+/// The runner's side of the test-loop protocol and the control API's, for
+/// one cell: its control API answers for the execution that cell runs.
 pub struct TestLoop {
+    cell: usize,
     token: String,
     turn: watch::Sender<Turn>,
     /// The last execution handed to a test process.
@@ -68,9 +70,10 @@ pub struct TestLoop {
 }
 
 impl TestLoop {
-    pub fn new(token: String) -> (Arc<Self>, mpsc::UnboundedReceiver<LoopResult>) {
+    pub fn new(cell: usize, token: String) -> (Arc<Self>, mpsc::UnboundedReceiver<LoopResult>) {
         let (results, received) = mpsc::unbounded_channel();
         let test_loop = Self {
+            cell,
             token,
             turn: watch::channel(Turn::Wait).0,
             handed: Mutex::new(0),
@@ -168,12 +171,12 @@ async fn answer(
         "/health-check" => reply(StatusCode::OK, json!({"status": "OK"})),
         "/filibuster/fault-injected" => reply(
             StatusCode::OK,
-            json!({"result": session.fault_injected(None)}),
+            json!({"result": session.fault_injected(test_loop.cell, None)}),
         ),
         other => match other.strip_prefix("/filibuster/fault-injected/") {
             Some(service) if !service.contains('/') => reply(
                 StatusCode::OK,
-                json!({"result": session.fault_injected(Some(service))}),
+                json!({"result": session.fault_injected(test_loop.cell, Some(service))}),
             ),
             _ => reply(
                 StatusCode::NOT_FOUND,

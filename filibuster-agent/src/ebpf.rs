@@ -247,16 +247,18 @@ impl Kernel {
         Ok(())
     }
 
-    /// Starts counting connects afresh, arms these refusals and sends
-    /// these callers' connects to these destinations through the proxy.
+    /// Starts counting the connects of `cgroups` (one cell's callers)
+    /// afresh, arms these refusals and sends these callers' connects to
+    /// these destinations through the proxy. Other cells' entries stay.
     pub fn begin_execution(
         &mut self,
+        cgroups: &[u64],
         refusals: &[ConnectAttempt],
         proxied: &[ConnectKey],
     ) -> Result<()> {
-        clear(&mut self.connect_counts);
-        clear(&mut self.refusals);
-        clear(&mut self.proxied);
+        clear(&mut self.connect_counts, |k| cgroups.contains(&k.cgroup_id));
+        clear(&mut self.refusals, |a| cgroups.contains(&a.key.cgroup_id));
+        clear(&mut self.proxied, |k| cgroups.contains(&k.cgroup_id));
         for attempt in refusals {
             self.refusals
                 .insert(attempt, 1, 0)
@@ -338,8 +340,12 @@ fn peer_key(netns: u64, peer: SocketAddr) -> PeerKey {
     }
 }
 
-fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
-    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+/// Removes the entries of `map` whose key is `doomed`.
+fn clear<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    doomed: impl Fn(&K) -> bool,
+) {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(doomed).collect();
     for key in keys {
         let _ = map.remove(&key);
     }

@@ -114,6 +114,25 @@ struct TestArgs {
     /// Write a JUnit XML report here: one test case per execution.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Run this many executions side by side, each in its own copy of the
+    /// services (a cell: a network namespace and cgroups), or `auto`.
+    /// With services the agent attaches to, one.
+    #[arg(long, default_value = "1", value_parser = parse_cells)]
+    cells: runner::CellCount,
+}
+
+/// `auto` or a number of cells from 1 to the most a run uses.
+fn parse_cells(text: &str) -> Result<runner::CellCount, String> {
+    match text {
+        "auto" => Ok(runner::CellCount::Auto),
+        _ => match text.parse::<usize>() {
+            Ok(n @ 1..=runner::MAX_CELLS) => Ok(runner::CellCount::Exactly(n)),
+            _ => Err(format!(
+                "expected `auto` or a number from 1 to {}",
+                runner::MAX_CELLS
+            )),
+        },
+    }
 }
 
 fn main() -> ExitCode {
@@ -157,6 +176,7 @@ fn test_options(args: TestArgs) -> runner::Options {
         execution_timeout: Duration::from_secs(args.run.execution_timeout),
         startup_timeout: Duration::from_secs(args.run.startup_timeout),
         control_port: args.run.control_port,
+        cells: args.cells,
     }
 }
 

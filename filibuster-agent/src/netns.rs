@@ -68,9 +68,8 @@ pub struct NetNs {
     file: File,
     /// The kernel's identity of the namespace (`bpf_get_netns_cookie`).
     cookie: u64,
-    /// A process inside it, whose `/proc` entry shows the namespace's
-    /// sockets; `None` for the agent's own.
-    pid: Option<u32>,
+    /// The agent's own namespace: entered without a thread.
+    own: bool,
 }
 
 impl NetNs {
@@ -84,6 +83,45 @@ impl NetNs {
         Self::open(&format!("/proc/{pid}/ns/net"), Some(pid))
     }
 
+    /// A new namespace with only its loopback, up: a cell's. It lives as
+    /// long as this handle or a process inside it, so nothing of it
+    /// outlasts the agent and the services it started there.
+    pub fn isolated() -> Result<Self> {
+        let file = std::thread::spawn(|| -> io::Result<File> {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+            loopback_up()?;
+            File::open("/proc/thread-self/ns/net")
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+        .context("cannot create a network namespace for a cell (the agent needs CAP_SYS_ADMIN)")?;
+        let mut netns = Self {
+            file,
+            cookie: 0,
+            own: false,
+        };
+        netns.cookie = netns
+            .enter(|| netns_cookie(&std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?))
+            .context("cannot read the cookie of a cell's network namespace")?;
+        Ok(netns)
+    }
+
+    /// Makes `command` start inside this namespace.
+    pub fn start_inside(self: &std::sync::Arc<Self>, command: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        if self.own {
+            return;
+        }
+        let netns = self.clone();
+        // SAFETY: setns is async-signal-safe; the fd stays open in `netns`.
+        unsafe {
+            command.pre_exec(move || {
+                setns(netns.file.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                Ok(())
+            });
+        }
+    }
+
     fn open(path: &str, pid: Option<u32>) -> Result<Self> {
         let file = File::open(path).map_err(|e| {
             anyhow::anyhow!(
@@ -93,7 +131,7 @@ impl NetNs {
         let mut netns = Self {
             file,
             cookie: 0,
-            pid: pid.filter(|_| !Self::is_own(path)),
+            own: pid.is_none() || Self::is_own(path),
         };
         netns.cookie = netns
             .enter(|| netns_cookie(&std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?))
@@ -113,7 +151,7 @@ impl NetNs {
     /// Runs `work` inside this namespace: here when it is the agent's own,
     /// on a thread of its own otherwise (which ends with it).
     pub fn enter<T: Send>(&self, work: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-        if self.pid.is_none() {
+        if self.own {
             return work();
         }
         std::thread::scope(|scope| {
@@ -180,8 +218,8 @@ impl NetNs {
     /// Whether a socket of this namespace listens on TCP `port`, on any
     /// address.
     pub fn listens_on(&self, port: u16) -> bool {
-        let process = self.pid.map_or("self".to_string(), |pid| pid.to_string());
-        listening_ports(&process).contains(&port)
+        self.enter(|| Ok(listening_ports("thread-self")))
+            .is_ok_and(|ports| ports.contains(&port))
     }
 }
 
@@ -212,6 +250,29 @@ fn listening_port(row: &str) -> Option<u16> {
     let (local, _remote, state) = (fields.next()?, fields.next()?, fields.next()?);
     let (_, hex) = local.rsplit_once(':')?;
     (state == "0A").then(|| u16::from_str_radix(hex, 16).ok())?
+}
+
+/// Brings up the loopback of the calling thread's namespace (new
+/// namespaces start with it down). By ioctl: a netlink client would be a
+/// dependency for one flag.
+fn loopback_up() -> io::Result<()> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .or_else(|_| std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
+    // SAFETY: ifreq is plain data; the kernel reads and writes within it.
+    unsafe {
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The cookie of the namespace `socket` was created in.

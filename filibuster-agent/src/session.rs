@@ -36,6 +36,8 @@ use crate::{
 /// A connection the kernel redirected to the agent.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// The cell of the caller.
+    pub cell: usize,
     pub caller: String,
     pub callee: String,
     pub destination: SocketAddr,
@@ -163,6 +165,7 @@ pub struct CallRequest<'a> {
 
 /// The connection a call was made on, as admitting it needs it.
 struct CallConnection<'a> {
+    cell: usize,
     caller: &'a str,
     callee: &'a str,
     destination: SocketAddr,
@@ -173,6 +176,7 @@ struct CallConnection<'a> {
 impl<'a> From<&'a Connection> for CallConnection<'a> {
     fn from(connection: &'a Connection) -> Self {
         Self {
+            cell: connection.cell,
             caller: &connection.caller,
             callee: &connection.callee,
             destination: connection.destination,
@@ -185,6 +189,7 @@ impl<'a> From<&'a Connection> for CallConnection<'a> {
 impl<'a> From<&'a Observed> for CallConnection<'a> {
     fn from(observed: &'a Observed) -> Self {
         Self {
+            cell: observed.cell,
             caller: &observed.caller,
             callee: &observed.callee,
             destination: observed.destination,
@@ -208,42 +213,63 @@ struct Observed {
     tracker: Tracker,
     used: bool,
     /// The call awaiting its response.
-    pending: Option<(usize, CallId)>,
+    pending: Option<CallHandle>,
+    cell: usize,
+}
+
+/// A call admitted in a cell's execution: how the proxy names it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallHandle {
+    pub cell: usize,
+    pub execution: usize,
+    pub id: CallId,
 }
 
 /// A request the proxy is about to handle, and what to do with it.
 #[derive(Debug)]
 pub struct Admission {
-    /// `None` when no execution is running (between executions).
-    pub call: Option<(usize, CallId)>,
+    /// `None` when no execution is running in the caller's cell.
+    pub call: Option<CallHandle>,
     pub fault: Option<Fault>,
+}
+
+/// What one cell owns while it runs an execution: the execution's calls,
+/// who is serving which of them, the refusals armed for it, its holds.
+/// Everything else in [`State`] is the host's, shared by the cells.
+#[derive(Default)]
+struct CellState {
+    execution: Option<Execution>,
+    /// Calls being served, per service: the parents of its outgoing calls.
+    serving: HashMap<String, Vec<InFlight>>,
+    /// Refusals armed in the kernel for the current execution.
+    armed: HashMap<ConnectAttempt, PlannedFault>,
+    /// This cell's cgroup of each caller, by name.
+    caller_cgroups: HashMap<String, u64>,
+    held: Duration,
+    holding: usize,
 }
 
 struct State {
     kernel: Kernel,
     /// The kernel's events; out of the state while they are taken in.
     events: Option<Events>,
-    execution: Option<Execution>,
-    /// Managed cgroup id → caller name.
-    callers: HashMap<u64, String>,
-    caller_cgroups: HashMap<String, u64>,
+    cells: Vec<CellState>,
+    /// Managed cgroup id → caller name and cell.
+    callers: HashMap<u64, (String, usize)>,
+    /// The namespaces of the cells' copies of the launched services: a
+    /// local destination learned in one is the same service in each.
+    cell_namespaces: Vec<u64>,
     services: Vec<ServiceAddress>,
     faults: FaultSpace,
-    /// Calls being served, per service: the parents of its outgoing calls.
-    serving: HashMap<String, Vec<InFlight>>,
     /// Where each call that opened a connection did so, learned when the
     /// call was first seen: what a refusal of that call must target.
     connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
-    /// Refusals armed in the kernel for the current execution.
-    armed: HashMap<ConnectAttempt, PlannedFault>,
     /// Calls made by direct connects not yet answered, by socket cookie.
-    direct: HashMap<u64, ((usize, CallId), String)>,
+    direct: HashMap<u64, CallHandle>,
     /// Open observed HTTP/1.1 connections, by caller socket cookie.
     observed: HashMap<u64, Observed>,
     /// The callers' network namespaces, by cookie.
     namespaces: HashMap<u64, Arc<NetNs>>,
-    held: Duration,
-    holding: usize,
     connections: u32,
     observed_calls: u64,
 }
@@ -254,13 +280,26 @@ impl State {
         self.connections += 1;
         self.connections
     }
+
+    /// The caller with managed cgroup `cgroup_id`: its name and cell.
+    fn caller(&self, cgroup_id: u64) -> Option<(String, usize)> {
+        self.callers.get(&cgroup_id).cloned()
+    }
+
+    /// The cell of `call`, if it is still running `call`'s execution.
+    fn cell_running(&mut self, call: CallHandle) -> Option<&mut CellState> {
+        self.cells.get_mut(call.cell).filter(|cell| {
+            cell.execution
+                .as_ref()
+                .is_some_and(|e| e.number == call.execution)
+        })
+    }
 }
 
 /// See [`Session::forwarding`].
 pub struct Forwarding<'a> {
     session: &'a Session,
-    call: Option<(usize, CallId)>,
-    callee: &'a str,
+    call: Option<CallHandle>,
 }
 
 impl Forwarding<'_> {
@@ -274,7 +313,7 @@ impl Drop for Forwarding<'_> {
     fn drop(&mut self) {
         if let Some(call) = self.call {
             let mut state = self.session.lock();
-            Session::finish(&mut state, call, self.callee, Outcome::Abandoned);
+            Session::finish(&mut state, call, Outcome::Abandoned);
         }
     }
 }
@@ -291,9 +330,9 @@ struct InFlight {
 
 pub struct Session {
     state: Mutex<State>,
-    /// The number of the execution in progress (0: none). Held calls wait
-    /// for it to change.
-    current: watch::Sender<usize>,
+    /// The numbers of the executions the cells are running. A held call
+    /// waits until its own is no longer among them.
+    running: watch::Sender<Vec<usize>>,
 }
 
 impl Session {
@@ -303,28 +342,25 @@ impl Session {
         services: Vec<ServiceAddress>,
         faults: FaultSpace,
         namespaces: &[Arc<NetNs>],
+        cell_namespaces: Vec<u64>,
     ) -> Self {
         Self {
             state: Mutex::new(State {
                 kernel,
                 events: Some(events),
-                execution: None,
+                cells: cell_namespaces.iter().map(|_| CellState::default()).collect(),
                 callers: HashMap::new(),
-                caller_cgroups: HashMap::new(),
+                cell_namespaces,
                 services,
                 faults,
-                serving: HashMap::new(),
                 connect_targets: HashMap::new(),
-                armed: HashMap::new(),
                 direct: HashMap::new(),
                 observed: HashMap::new(),
                 namespaces: namespaces.iter().map(|n| (n.cookie(), n.clone())).collect(),
-                held: Duration::ZERO,
-                holding: 0,
                 connections: 0,
                 observed_calls: 0,
             }),
-            current: watch::channel(0).0,
+            running: watch::channel(Vec::new()).0,
         }
     }
 
@@ -334,10 +370,13 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn add_caller(&self, cgroup_id: u64, name: &str) {
+    /// `name`, in `cell`, runs in managed cgroup `cgroup_id`.
+    pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
         let mut state = self.lock();
-        state.callers.insert(cgroup_id, name.to_string());
-        state.caller_cgroups.insert(name.to_string(), cgroup_id);
+        state.callers.insert(cgroup_id, (name.to_string(), cell));
+        state.cells[cell]
+            .caller_cgroups
+            .insert(name.to_string(), cgroup_id);
     }
 
     pub fn learn_connect_targets(
@@ -356,20 +395,20 @@ impl Session {
     /// would otherwise go directly). Open observed connections of those
     /// callers to those destinations are destroyed, so that a pooled one
     /// cannot carry a call the fault must reach; their callers reconnect.
-    pub fn begin(&self, execution: Execution) -> Result<()> {
+    pub fn begin(&self, cell: usize, execution: Execution) -> Result<()> {
         let number = execution.number;
         let mut state = self.lock();
         Self::absorb_events(&mut state);
         let state = &mut *state;
-        state.armed.clear();
-        state.serving.clear();
-        state.direct.clear();
+        let own = &mut state.cells[cell];
+        own.armed.clear();
+        own.serving.clear();
         let mut proxied = Vec::new();
         for planned in execution.plan().faults() {
             let Some(target) = state.connect_targets.get(&planned.index) else {
                 continue;
             };
-            let Some(&cgroup_id) = state.caller_cgroups.get(&target.caller) else {
+            let Some(&cgroup_id) = own.caller_cgroups.get(&target.caller) else {
                 continue;
             };
             let key = ConnectKey {
@@ -384,23 +423,27 @@ impl Session {
                     ordinal: target.ordinal,
                     _pad: 0,
                 };
-                state.armed.insert(attempt, planned.clone());
+                own.armed.insert(attempt, planned.clone());
             }
         }
-        let armed: Vec<ConnectAttempt> = state.armed.keys().copied().collect();
-        state.kernel.begin_execution(&armed, &proxied)?;
+        let armed: Vec<ConnectAttempt> = own.armed.keys().copied().collect();
+        let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
+        state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
         Self::destroy_observed(state, &proxied);
-        state.execution = Some(execution);
-        self.current.send_replace(number);
+        state.cells[cell].execution = Some(execution);
+        self.running.send_modify(|running| running.push(number));
         Ok(())
     }
 
-    /// Ends the current execution, releasing every held call.
-    pub fn end(&self) -> Option<Execution> {
+    /// Ends `cell`'s execution, releasing every call held in it.
+    pub fn end(&self, cell: usize) -> Option<Execution> {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
-        let execution = state.execution.take();
-        self.current.send_replace(0);
+        let execution = state.cells[cell].execution.take();
+        if let Some(execution) = &execution {
+            self.running
+                .send_modify(|running| running.retain(|&n| n != execution.number));
+        }
         execution
     }
 
@@ -438,57 +481,54 @@ impl Session {
                         Outcome::ConnectionError
                     };
                     let at = kernel_instant(event.at_ns);
-                    Self::finish_at(state, call, &observed.callee, outcome, at);
+                    Self::finish_at(state, call, outcome, at);
                 }
             }
             ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
-                if let Some((call, callee)) = state.direct.remove(&event.socket) {
+                if let Some(call) = state.direct.remove(&event.socket) {
                     let outcome = if event.action == ACTION_ESTABLISHED {
                         Outcome::Connected
                     } else {
                         Outcome::ConnectionError
                     };
-                    Self::record_outcome(
-                        state,
-                        call,
-                        &callee,
-                        outcome,
-                        kernel_instant(event.at_ns),
-                    );
+                    Self::record_outcome(state, call, outcome, kernel_instant(event.at_ns));
                 }
             }
             _ => {}
         }
     }
 
-    /// The parent of a call the kernel saw thread `tid` of `caller` make
-    /// by connecting (no request to read a trace from).
-    fn parent_of_connect(state: &State, caller: &str, tid: u32) -> Option<CallId> {
-        Self::parent(&state.serving, caller, None, || {
+    /// The parent of a call the kernel saw thread `tid` of `caller`, in
+    /// `cell`, make by connecting (no request to read a trace from).
+    fn parent_of_connect(state: &State, cell: usize, caller: &str, tid: u32) -> Option<CallId> {
+        Self::parent(&state.cells[cell].serving, caller, None, || {
             Self::served_by_thread(&state.services, &state.kernel, caller, Some(tid))
         })
     }
 
     fn absorb_refusal(state: &mut State, event: &ConnectEvent) {
-        let Some(planned) = state.armed.get(&event.attempt).cloned() else {
+        let Some((_, cell)) = state.caller(event.attempt.key.cgroup_id) else {
             return;
         };
-        let parent = Self::parent_of_connect(state, &planned.site.caller, event.tid);
-        if let Some(execution) = state.execution.as_mut() {
+        let Some(planned) = state.cells[cell].armed.get(&event.attempt).cloned() else {
+            return;
+        };
+        let parent = Self::parent_of_connect(state, cell, &planned.site.caller, event.tid);
+        if let Some(execution) = state.cells[cell].execution.as_mut() {
             execution.begin_call(parent, planned.site, |_| Vec::new());
         }
     }
 
     fn absorb_direct_connect(state: &mut State, event: &ConnectEvent) {
-        let Some(caller) = state.callers.get(&event.attempt.key.cgroup_id).cloned() else {
+        let Some((caller, cell)) = state.caller(event.attempt.key.cgroup_id) else {
             return;
         };
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
         let callee = callee(&state.services, destination, event.netns);
-        let parent = Self::parent_of_connect(state, &caller, event.tid);
+        let parent = Self::parent_of_connect(state, cell, &caller, event.tid);
         debug!(%caller, %callee, "a direct connect");
         let number = state.next_connection();
-        let Some(execution) = state.execution.as_mut() else {
+        let Some(execution) = state.cells[cell].execution.as_mut() else {
             return;
         };
         let site = CallSite {
@@ -505,9 +545,12 @@ impl Session {
         });
         execution.set_connection(id, number);
         let index = execution.call(id).index.clone();
-        state
-            .direct
-            .insert(event.socket, ((execution.number, id), callee));
+        let call = CallHandle {
+            cell,
+            execution: execution.number,
+            id,
+        };
+        state.direct.insert(event.socket, call);
         state
             .connect_targets
             .entry(index)
@@ -527,7 +570,7 @@ impl Session {
     /// A connect the kernel let through to a destination that speaks
     /// HTTP/1.1: a connection, whose requests are the calls.
     fn absorb_observed_connect(state: &mut State, event: &ConnectEvent) {
-        let Some(caller) = state.callers.get(&event.attempt.key.cgroup_id).cloned() else {
+        let Some((caller, cell)) = state.caller(event.attempt.key.cgroup_id) else {
             return;
         };
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
@@ -542,6 +585,7 @@ impl Session {
             tracker: Tracker::default(),
             used: false,
             pending: None,
+            cell,
         };
         state.observed.insert(event.socket, observed);
     }
@@ -581,7 +625,7 @@ impl Session {
             }
             Some(Seen::Response(status)) => {
                 if let Some(call) = observed.pending.take() {
-                    Self::finish(state, call, &observed.callee, Outcome::Status(status));
+                    Self::finish(state, call, Outcome::Status(status));
                 }
             }
             None => {}
@@ -621,15 +665,25 @@ impl Session {
     }
 
     /// Connects from `connection`'s namespace to its destination, which
-    /// speaks `speaks`, go there directly from now on.
+    /// speaks `speaks`, go there directly from now on; from every cell's
+    /// namespace, for a local destination in one (the same service there).
     pub fn connect_directly(&self, connection: &Connection, speaks: Speaks) {
-        let result = self.lock().kernel.connect_directly(
-            connection.netns.cookie(),
-            connection.destination,
-            speaks,
-        );
-        if let Err(e) = result {
-            debug!("{} stays proxied: {e:#}", connection.destination);
+        let mut state = self.lock();
+        let own = connection.netns.cookie();
+        let namespaces = if is_local(connection.destination.ip())
+            && state.cell_namespaces.contains(&own)
+        {
+            state.cell_namespaces.clone()
+        } else {
+            vec![own]
+        };
+        for netns in namespaces {
+            let result = state
+                .kernel
+                .connect_directly(netns, connection.destination, speaks);
+            if let Err(e) = result {
+                debug!("{} stays proxied: {e:#}", connection.destination);
+            }
         }
     }
 
@@ -638,10 +692,9 @@ impl Session {
     pub fn declare_opaque(&self, name: &str, namespaces: &[u64]) -> Result<()> {
         let mut state = self.lock();
         let state = &mut *state;
-        let Some(service) = state.services.iter().find(|s| s.name == name) else {
-            return Ok(());
-        };
-        for &netns in namespaces {
+        // One entry per cell's copy of the service.
+        let copies = state.services.iter().filter(|s| s.name == name);
+        for (service, &netns) in copies.flat_map(|s| namespaces.iter().map(move |n| (s, n))) {
             // A service's own namespace reaches it at its local addresses
             // too (a connect names one, not a range: the usual ones).
             let local = [
@@ -674,10 +727,11 @@ impl Session {
         // Refusals reported before this connect belong before its calls.
         Self::absorb_events(&mut state);
         let attempt = state.kernel.take_redirect(netns.cookie(), peer)?;
-        let caller = state.callers.get(&attempt.key.cgroup_id)?.clone();
+        let (caller, cell) = state.caller(attempt.key.cgroup_id)?;
         let destination = Destination::from_kernel(&attempt.key.destination).0;
         let callee = callee(&state.services, destination, netns.cookie());
         Some(Connection {
+            cell,
             caller,
             callee,
             destination,
@@ -735,12 +789,20 @@ impl Session {
 
     /// The call `call` is carried to its callee on the agent's connection
     /// from local `port`, opened after the call was admitted.
-    pub fn set_upstream_port(&self, call: (usize, CallId), callee: &str, port: u16) {
+    pub fn set_upstream_port(&self, call: CallHandle, port: u16) {
         let mut state = self.lock();
-        if let Some(in_flight) = state
-            .serving
-            .get_mut(callee)
-            .and_then(|calls| calls.iter_mut().find(|c| c.id == call.1))
+        let Some(cell) = state.cell_running(call) else {
+            return;
+        };
+        let CellState {
+            execution,
+            serving,
+            ..
+        } = cell;
+        let callee = &execution.as_ref().expect("running").call(call.id).site.callee;
+        if let Some(in_flight) = serving
+            .get_mut(callee.as_str())
+            .and_then(|calls| calls.iter_mut().find(|c| c.id == call.id))
         {
             in_flight.upstream_port = Some(port);
         }
@@ -764,7 +826,16 @@ impl Session {
         request: &CallRequest,
         sender: impl FnOnce(&Kernel) -> Option<u32>,
     ) -> Admission {
-        let Some(execution) = state.execution.as_mut() else {
+        let State {
+            cells,
+            services,
+            kernel,
+            faults,
+            connect_targets,
+            ..
+        } = state;
+        let cell = &mut cells[on.cell];
+        let Some(execution) = cell.execution.as_mut() else {
             return Admission {
                 call: None,
                 fault: None,
@@ -777,11 +848,9 @@ impl Session {
             method: request.method.into(),
             target: request.target.into(),
         };
-        let (services, kernel) = (&state.services, &state.kernel);
-        let parent = Self::parent(&state.serving, on.caller, request.trace, || {
+        let parent = Self::parent(&cell.serving, on.caller, request.trace, || {
             Self::served_by_thread(services, kernel, on.caller, sender(kernel))
         });
-        let faults = &state.faults;
         let (id, fault) = execution.begin_call(parent, site, |site| {
             applicable_faults(faults, site, request.first_on_connection)
         });
@@ -792,10 +861,10 @@ impl Session {
             // kernel so the caller's reconnect goes through.
             Some(Fault::ConnectionRefused) if !request.first_on_connection => {
                 let index = &execution.call(id).index;
-                let armed = state.armed.iter().find(|(_, p)| p.index == *index);
+                let armed = cell.armed.iter().find(|(_, p)| p.index == *index);
                 if let Some((&attempt, _)) = armed {
-                    state.armed.remove(&attempt);
-                    state.kernel.disarm(&attempt);
+                    cell.armed.remove(&attempt);
+                    kernel.disarm(&attempt);
                 }
                 let enacted = Fault::connection_error(request.protocol, false);
                 execution.enacted_as(id, enacted.clone());
@@ -805,8 +874,7 @@ impl Session {
         };
         if request.first_on_connection {
             let index = execution.call(id).index.clone();
-            state
-                .connect_targets
+            connect_targets
                 .entry(index)
                 .or_insert_with(|| ConnectTarget {
                     caller: on.caller.to_string(),
@@ -822,116 +890,114 @@ impl Session {
             };
             // Looked up before inserting: the callee's name is allocated
             // once, not per call.
-            match state.serving.get_mut(on.callee) {
+            match cell.serving.get_mut(on.callee) {
                 Some(serving) => serving.push(in_flight),
                 None => {
-                    state.serving.insert(on.callee.to_string(), vec![in_flight]);
+                    cell.serving.insert(on.callee.to_string(), vec![in_flight]);
                 }
             }
         }
         Admission {
-            call: Some((execution.number, id)),
+            call: Some(CallHandle {
+                cell: on.cell,
+                execution: execution.number,
+                id,
+            }),
             fault,
         }
     }
 
     /// The call admitted as `call` ended with `outcome`.
-    pub fn finish_call(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
+    pub fn finish_call(&self, call: CallHandle, outcome: Outcome) {
         let mut state = self.lock();
         // A refusal the callee met while serving this call was reported
         // before the callee could answer: record it while its parent is
         // still being served.
         Self::absorb_events(&mut state);
-        Self::finish(&mut state, call, callee, outcome);
+        Self::finish(&mut state, call, outcome);
     }
 
     /// Records how `call` ended; its callee no longer serves it.
-    fn finish(state: &mut State, call: (usize, CallId), callee: &str, outcome: Outcome) {
-        Self::finish_at(state, call, callee, outcome, Instant::now());
+    fn finish(state: &mut State, call: CallHandle, outcome: Outcome) {
+        Self::finish_at(state, call, outcome, Instant::now());
     }
 
     /// As [`Session::finish`], at `at`.
-    fn finish_at(
-        state: &mut State,
-        call: (usize, CallId),
-        callee: &str,
-        outcome: Outcome,
-        at: Instant,
-    ) {
-        if Self::record_outcome(state, call, callee, outcome, at)
-            && let Some(serving) = state.serving.get_mut(callee)
+    fn finish_at(state: &mut State, call: CallHandle, outcome: Outcome, at: Instant) {
+        let Some(site) = Self::record_outcome(state, call, outcome, at) else {
+            return;
+        };
+        if let Some(serving) = state
+            .cell_running(call)
+            .and_then(|cell| cell.serving.get_mut(site.callee.as_str()))
         {
-            serving.retain(|in_flight| in_flight.id != call.1);
+            serving.retain(|in_flight| in_flight.id != call.id);
         }
     }
 
     /// A call already finished ended differently than its caller first
     /// saw: a gRPC call's status comes in the trailers after its headers.
-    pub fn amend_outcome(&self, call: (usize, CallId), callee: &str, outcome: Outcome) {
-        Self::record_outcome(&mut self.lock(), call, callee, outcome, Instant::now());
+    pub fn amend_outcome(&self, call: CallHandle, outcome: Outcome) {
+        Self::record_outcome(&mut self.lock(), call, outcome, Instant::now());
     }
 
-    /// Records `outcome` for `call`, ended at `at`, if its execution is
-    /// still the current one; says whether it was.
+    /// Records `outcome` for `call`, ended at `at`, if its cell still runs
+    /// its execution; returns its callee if it did.
     fn record_outcome(
         state: &mut State,
-        call: (usize, CallId),
-        callee: &str,
+        call: CallHandle,
         outcome: Outcome,
         at: Instant,
-    ) -> bool {
-        let Some(execution) = state.execution.as_mut().filter(|e| e.number == call.0) else {
-            return false;
-        };
-        state.faults.observe(callee, &outcome);
-        execution.end_call_at(call.1, outcome, at);
-        true
+    ) -> Option<Arc<CallSite>> {
+        let cell = state.cells.get_mut(call.cell)?;
+        let execution = cell
+            .execution
+            .as_mut()
+            .filter(|e| e.number == call.execution)?;
+        let site = execution.call(call.id).site.clone();
+        state.faults.observe(&site.callee, &outcome);
+        execution.end_call_at(call.id, outcome, at);
+        Some(site)
     }
 
     /// Holds `call` until the execution it belongs to ends, or until its
     /// caller hangs up, which drops this future and ends the call then.
-    pub async fn hold(&self, call: (usize, CallId), callee: &str) {
+    pub async fn hold(&self, call: CallHandle) {
         struct Accounting<'a> {
             session: &'a Session,
             since: Instant,
-            call: (usize, CallId),
-            callee: &'a str,
+            call: CallHandle,
         }
         impl Drop for Accounting<'_> {
             fn drop(&mut self) {
                 let mut state = self.session.lock();
-                state.holding -= 1;
-                state.held += self.since.elapsed();
+                let cell = &mut state.cells[self.call.cell];
+                cell.holding -= 1;
+                cell.held += self.since.elapsed();
                 // After the execution ended, this records nothing: the
                 // call was held to the end, never given up on.
                 let outcome = Outcome::Abandoned;
-                Session::record_outcome(
-                    &mut state,
-                    self.call,
-                    self.callee,
-                    outcome,
-                    Instant::now(),
-                );
+                Session::record_outcome(&mut state, self.call, outcome, Instant::now());
             }
         }
-        self.lock().holding += 1;
+        self.lock().cells[call.cell].holding += 1;
         let _accounting = Accounting {
             session: self,
             since: Instant::now(),
             call,
-            callee,
         };
-        let mut current = self.current.subscribe();
-        let _ = current.wait_for(|n| *n != call.0).await;
+        let mut running = self.running.subscribe();
+        let _ = running
+            .wait_for(|running| !running.contains(&call.execution))
+            .await;
     }
 
     /// A call forwarded to its callee, ended as abandoned if it is dropped
     /// before [`Forwarding::done`]: its caller hung up while it waited.
-    pub fn forwarding<'a>(&'a self, call: (usize, CallId), callee: &'a str) -> Forwarding<'a> {
+    pub fn forwarding(&self, call: CallHandle) -> Forwarding<'_> {
         Forwarding {
             session: self,
             call: Some(call),
-            callee,
         }
     }
 
@@ -940,18 +1006,19 @@ impl Session {
         self.lock().observed_calls
     }
 
-    /// Calls held right now, and the time spent holding calls so far.
-    pub fn holds(&self) -> (usize, Duration) {
+    /// Calls held right now in `cell`, and the time it spent holding
+    /// calls so far.
+    pub fn holds(&self, cell: usize) -> (usize, Duration) {
         let state = self.lock();
-        (state.holding, state.held)
+        (state.cells[cell].holding, state.cells[cell].held)
     }
 
-    /// Whether a fault was injected so far in the current execution
-    /// (on a call to `callee`, if given).
-    pub fn fault_injected(&self, callee: Option<&str>) -> bool {
+    /// Whether a fault was injected so far in `cell`'s execution (on a
+    /// call to `callee`, if given).
+    pub fn fault_injected(&self, cell: usize, callee: Option<&str>) -> bool {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
-        state.execution.as_ref().is_some_and(|execution| {
+        state.cells[cell].execution.as_ref().is_some_and(|execution| {
             execution
                 .calls()
                 .iter()

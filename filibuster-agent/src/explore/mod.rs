@@ -139,6 +139,8 @@ pub struct Execution {
     scheduled: Vec<Plan>,
     max_faults: Option<usize>,
     replay: bool,
+    /// Handed out while others were still out.
+    overlapped: bool,
 }
 
 impl Execution {
@@ -154,6 +156,7 @@ impl Execution {
             scheduled: Vec::new(),
             max_faults: options.max_faults,
             replay,
+            overlapped: false,
         }
     }
 
@@ -297,16 +300,27 @@ pub struct Progress {
     pub executions: usize,
     pub pruned: usize,
     pub scheduled: usize,
+    /// Executions that ran side by side with others (cells) and that,
+    /// once they finished, what was known by then would have pruned: the
+    /// price of dispatching before every earlier result is in.
+    pub beyond_sequential: usize,
 }
 
-/// The depth-first search over fault combinations.
+/// The depth-first search over fault combinations. Several executions may
+/// be out at once (cells): each is numbered when handed out, reduction
+/// decides with what has finished by then, and results may come back in
+/// any order.
 #[derive(Debug)]
 pub struct Explorer {
     options: Options,
     stack: Vec<Plan>,
     known: HashSet<Vec<(ExecutionIndex, Fault)>>,
+    /// Finished executions, by number.
     ran: Vec<Finished>,
+    /// Executions handed out so far.
+    dispatched: usize,
     pruned: usize,
+    beyond_sequential: usize,
     replay: bool,
 }
 
@@ -319,7 +333,9 @@ impl Explorer {
             known: [initial.key()].into_iter().collect(),
             stack: vec![initial],
             ran: Vec::new(),
+            dispatched: 0,
             pruned: 0,
+            beyond_sequential: 0,
             replay: false,
         }
     }
@@ -331,7 +347,9 @@ impl Explorer {
             known: HashSet::new(),
             stack: vec![plan],
             ran: Vec::new(),
+            dispatched: 0,
             pruned: 0,
+            beyond_sequential: 0,
             replay: true,
         }
     }
@@ -341,18 +359,32 @@ impl Explorer {
             executions: self.ran.len(),
             pruned: self.pruned,
             scheduled: self.stack.len(),
+            beyond_sequential: self.beyond_sequential,
         }
     }
 
+    /// The finished executions, in the order they were handed out.
     pub fn executions(&self) -> &[Finished] {
         &self.ran
+    }
+
+    /// Finished execution `number`.
+    pub fn execution(&self, number: usize) -> Option<&Finished> {
+        self.position(number).ok().map(|at| &self.ran[at])
+    }
+
+    fn position(&self, number: usize) -> Result<usize, usize> {
+        self.ran.binary_search_by_key(&number, |f| f.number)
     }
 
     /// The calls of `plan`'s prefix missing from `log`, named as they were
     /// when the plan was made.
     fn vanished(&self, plan: &Plan, log: &[CallRecord]) -> Vec<CallSite> {
         let seen: HashSet<&ExecutionIndex> = log.iter().map(|c| &c.index).collect();
-        let origin = plan.origin.map(|n| &self.ran[n - 1].calls);
+        let origin = plan
+            .origin
+            .and_then(|n| self.execution(n))
+            .map(|f| &f.calls);
         plan.prefix
             .iter()
             .filter(|index| !seen.contains(index))
@@ -364,19 +396,20 @@ impl Explorer {
             .collect()
     }
 
-    /// The next execution to run, or `None` when the search is complete.
+    /// The next execution to run, or `None` when nothing is scheduled
+    /// (the search is complete once no execution is out either).
     pub fn next_execution(&mut self) -> Option<Execution> {
         while let Some(plan) = self.stack.pop() {
             if self.options.dynamic_reduction && reduce::should_prune(&plan, &self.ran) {
                 self.pruned += 1;
                 continue;
             }
-            return Some(Execution::new(
-                self.ran.len() + 1,
-                plan,
-                &self.options,
-                self.replay,
-            ));
+            let overlapped = self.ran.len() < self.dispatched;
+            self.dispatched += 1;
+            let mut execution =
+                Execution::new(self.dispatched, plan, &self.options, self.replay);
+            execution.overlapped = overlapped;
+            return Some(execution);
         }
         None
     }
@@ -388,6 +421,7 @@ impl Explorer {
             plan,
             log,
             scheduled,
+            overlapped,
             ..
         } = execution;
         let vanished = self.vanished(&plan, &log);
@@ -398,13 +432,23 @@ impl Explorer {
                 }
             }
         }
-        self.ran.push(Finished {
-            number,
-            faults: plan.faults.into_values().collect(),
-            calls: log,
-            passed,
-            vanished,
-        });
-        self.ran.last().expect("just pushed")
+        // Handed out before an earlier one finished, it may have run where
+        // a search one at a time would have pruned it.
+        if self.options.dynamic_reduction && overlapped && reduce::should_prune(&plan, &self.ran)
+        {
+            self.beyond_sequential += 1;
+        }
+        let at = self.position(number).unwrap_or_else(|at| at);
+        self.ran.insert(
+            at,
+            Finished {
+                number,
+                faults: plan.faults.into_values().collect(),
+                calls: log,
+                passed,
+                vanished,
+            },
+        );
+        &self.ran[at]
     }
 }

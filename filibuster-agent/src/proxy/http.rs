@@ -28,8 +28,8 @@ use tracing::debug;
 use super::reset;
 use crate::{
     ebpf::Speaks,
-    explore::{CallId, Fault, Outcome, Protocol},
-    session::{CallRequest, Connection, Session},
+    explore::{Fault, Outcome, Protocol},
+    session::{CallHandle, CallRequest, Connection, Session},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -160,7 +160,7 @@ impl CallerConnection {
             (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
             (Some(Fault::GrpcStatus(code)), _) => Ok(injected_grpc_status(code)),
             (Some(Fault::Timeout), Some(call)) => {
-                self.session.hold(call, &self.connection.callee).await;
+                self.session.hold(call).await;
                 Err(Error::other("held until the execution ended"))
             }
             // hyper answers a failed HTTP/2 stream with RST_STREAM.
@@ -172,8 +172,7 @@ impl CallerConnection {
                 Err(Error::other("connection reset by fault injection"))
             }
             (None, call) => {
-                let callee = &self.connection.callee;
-                let forwarding = call.map(|call| self.session.forwarding(call, callee));
+                let forwarding = call.map(|call| self.session.forwarding(call));
                 let result = self.forward(request, call).await;
                 if let Some(forwarding) = forwarding {
                     forwarding.done();
@@ -187,7 +186,7 @@ impl CallerConnection {
                     Ok(response) => Ok(self.finish(call, protocol, response)),
                     Err(e) => {
                         self.session
-                            .finish_call(call, callee, Outcome::ConnectionError);
+                            .finish_call(call, Outcome::ConnectionError);
                         self.reset();
                         Err(e)
                     }
@@ -200,11 +199,10 @@ impl CallerConnection {
     /// a gRPC call with a body, again at its trailers.
     fn finish(
         &self,
-        call: (usize, CallId),
+        call: CallHandle,
         protocol: Protocol,
         response: Response<Incoming>,
     ) -> Response<Body> {
-        let callee = &self.connection.callee;
         // A trailers-only gRPC answer has its status in the headers; one
         // with a body, in the trailers that follow it.
         let grpc = match protocol {
@@ -215,17 +213,16 @@ impl CallerConnection {
             Some(Some(code)) => Outcome::Grpc(code),
             _ => Outcome::Status(response.status().as_u16()),
         };
-        self.session.finish_call(call, callee, outcome);
+        self.session.finish_call(call, outcome);
         let trailers_pending = grpc == Some(None);
         if !trailers_pending {
             return response.map(BodyExt::boxed);
         }
         let session = self.session.clone();
-        let callee = callee.clone();
         response.map(|body| {
             body.map_frame(move |frame| {
                 if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
-                    session.amend_outcome(call, &callee, Outcome::Grpc(code));
+                    session.amend_outcome(call, Outcome::Grpc(code));
                 }
                 frame
             })
@@ -236,7 +233,7 @@ impl CallerConnection {
     async fn forward(
         &self,
         mut request: Request<Incoming>,
-        call: Option<(usize, CallId)>,
+        call: Option<CallHandle>,
     ) -> Result<Response<Incoming>, Error> {
         match &self.upstream {
             Upstream::Http1(upstream) => {
@@ -282,7 +279,7 @@ impl CallerConnection {
 
     /// Opens the upstream connection; `call`, admitted before it existed,
     /// learns its port before the callee can read it.
-    async fn connect_upstream(&self, call: Option<(usize, CallId)>) -> Result<TcpStream, Error> {
+    async fn connect_upstream(&self, call: Option<CallHandle>) -> Result<TcpStream, Error> {
         let stream = self
             .connection
             .netns
@@ -292,7 +289,7 @@ impl CallerConnection {
         self.upstream_port.store(port, Ordering::Relaxed);
         if let Some(call) = call {
             self.session
-                .set_upstream_port(call, &self.connection.callee, port);
+                .set_upstream_port(call, port);
         }
         Ok(stream)
     }

@@ -29,7 +29,7 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
     match (admission.fault, admission.call) {
         // Held until the caller gives up on it (or the execution ends).
         (Some(Fault::Timeout), Some(call)) => tokio::select! {
-            () = session.hold(call, &connection.callee) => {}
+            () = session.hold(call) => {}
             () = hung_up(&mut stream) => {}
         },
         // Refusals happen in the kernel; anything else planned here
@@ -38,7 +38,7 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
         (None, call) => match connection.netns.connect(connection.destination).await {
             Ok(mut upstream) => {
                 if let Some(call) = call {
-                    session.finish_call(call, &connection.callee, Outcome::Connected);
+                    session.finish_call(call, Outcome::Connected);
                 }
                 if let Err(e) = copy_bidirectional(&mut stream, &mut upstream).await {
                     debug!("passed-through connection ended: {e}");
@@ -47,7 +47,7 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
             Err(e) => {
                 debug!("cannot reach {}: {e}", connection.destination);
                 if let Some(call) = call {
-                    session.finish_call(call, &connection.callee, Outcome::ConnectionError);
+                    session.finish_call(call, Outcome::ConnectionError);
                 }
                 reset(&stream);
             }

@@ -91,6 +91,8 @@ pub struct RunSummary<'a> {
     pub progress: Progress,
     pub elapsed: Duration,
     pub held: Duration,
+    /// Cells the run used (0 when it ended before they existed).
+    pub cells: usize,
     /// `None` when the run ended in error.
     pub agent: Option<AgentFootprint>,
     /// Why the run could not go on (exit 2), in one line.
@@ -153,12 +155,18 @@ impl AgentFootprint {
 }
 
 impl RunSummary<'_> {
-    fn result_of(&self, number: usize) -> &ExecutionResult {
-        &self.results[number - 1]
+    /// Execution `number`'s result (both lists are in execution order).
+    fn result_of(&self, number: usize) -> Option<&ExecutionResult> {
+        let at = self.results.binary_search_by_key(&number, |r| r.number).ok()?;
+        Some(&self.results[at])
     }
 
-    fn execution(&self, number: usize) -> &Finished {
-        &self.executions[number - 1]
+    pub fn execution(&self, number: usize) -> &Finished {
+        let at = self
+            .executions
+            .binary_search_by_key(&number, |f| f.number)
+            .expect("a finished execution");
+        &self.executions[at]
     }
 
     /// Executions planned on calls that then did not happen.
@@ -176,6 +184,11 @@ pub struct Report<'a> {
     pub error: Option<&'a str>,
     pub executions: usize,
     pub pruned: usize,
+    /// Executions run side by side at most (cells).
+    pub cells: usize,
+    /// Executions that ran in a cell before results that would have
+    /// pruned them came back (see `explore::Progress`).
+    pub beyond_sequential: usize,
     pub elapsed_seconds: f64,
     /// Time spent holding calls for timeout faults.
     pub held_seconds: f64,
@@ -245,6 +258,8 @@ impl<'a> Report<'a> {
             error: run.error,
             executions: run.progress.executions,
             pruned: run.progress.pruned,
+            cells: run.cells,
+            beyond_sequential: run.progress.beyond_sequential,
             elapsed_seconds: run.elapsed.as_secs_f64(),
             held_seconds: run.held.as_secs_f64(),
             agent: run.agent,
@@ -252,9 +267,8 @@ impl<'a> Report<'a> {
                 .executions
                 .iter()
                 // An execution cut short by an error has no result.
-                .take(run.results.len())
-                .map(|finished| {
-                    let result = run.result_of(finished.number);
+                .filter_map(|finished| Some((finished, run.result_of(finished.number)?)))
+                .map(|(finished, result)| {
                     ExecutionEntry {
                         number: finished.number,
                         faults: &finished.faults,
@@ -271,7 +285,7 @@ impl<'a> Report<'a> {
                 .iter()
                 .map(|failure| {
                     let finished = run.execution(failure.number);
-                    let result = run.result_of(failure.number);
+                    let result = run.result_of(failure.number).expect("a failure's result");
                     FailureReport {
                         number: failure.number,
                         faults: &finished.faults,

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::Stdio,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +23,7 @@ use crate::{
     cgroups::Cgroup,
     config::{TestMode, TestSpec},
     control::{LoopResult, TestLoop, Turn},
+    netns::NetNs,
 };
 
 /// How one execution of the test went.
@@ -59,6 +60,8 @@ pub struct FunctionalTest {
     mode: TestMode,
     dir: PathBuf,
     cgroup: Cgroup,
+    /// Its cell's network namespace, where it runs.
+    netns: Arc<NetNs>,
     control_url: String,
     timeout: Duration,
     test_loop: Arc<TestLoop>,
@@ -67,6 +70,8 @@ pub struct FunctionalTest {
     looping: Option<Looping>,
     /// Where a looping process's own output goes.
     log: PathBuf,
+    /// When its last execution's test ended.
+    last_ended: Option<Instant>,
 }
 
 struct Looping {
@@ -79,7 +84,7 @@ impl FunctionalTest {
     pub(super) fn new(
         test: TestSpec,
         dir: &Path,
-        cgroup: Cgroup,
+        (cgroup, netns): (Cgroup, Arc<NetNs>),
         control_port: u16,
         timeout: Duration,
         (test_loop, results): (Arc<TestLoop>, mpsc::UnboundedReceiver<LoopResult>),
@@ -90,12 +95,14 @@ impl FunctionalTest {
             mode: test.mode,
             dir: dir.to_path_buf(),
             cgroup,
+            netns,
             control_url: format!("http://127.0.0.1:{control_port}"),
             timeout,
             test_loop,
             results,
             looping: None,
             log,
+            last_ended: None,
         }
     }
 
@@ -105,10 +112,17 @@ impl FunctionalTest {
 
     /// Runs the test for `execution`, which has begun.
     pub async fn run(&mut self, execution: usize) -> Result<TestRun> {
-        match self.mode {
+        let run = match self.mode {
             TestMode::PerExecution => self.run_process(execution).await,
             TestMode::Loop => self.run_in_loop(execution).await,
-        }
+        };
+        self.last_ended = Some(Instant::now());
+        run
+    }
+
+    /// When its last execution's test ended.
+    pub fn last_ended(&self) -> Option<Instant> {
+        self.last_ended
     }
 
     /// Tells a looping test process that the search is over and lets it
@@ -134,6 +148,7 @@ impl FunctionalTest {
             Some(n) => command.env("FILIBUSTER_EXECUTION", n.to_string()),
             None => command.env("FILIBUSTER_LOOP", "1"),
         };
+        self.netns.start_inside(&mut command);
         command
     }
 

@@ -36,8 +36,7 @@ pub struct Host {
     _proxy: proxy::Threads,
     pub cgroups: RunCgroups,
     pub session: Arc<Session>,
-    test_loop: Arc<TestLoop>,
-    loop_results: Option<mpsc::UnboundedReceiver<LoopResult>>,
+    cells: Vec<Cell>,
     control_port: u16,
     logs: PathBuf,
     /// From the run's start to the programs attached.
@@ -47,6 +46,27 @@ pub struct Host {
     _lock: HostLock,
 }
 
+/// How many cells a run asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellCount {
+    /// As many as the cores and the memory allow (at most [`MAX_CELLS`]).
+    Auto,
+    Exactly(usize),
+}
+
+/// Cells a run uses at most: waiting costs no CPU, so several per core
+/// overlap, but each is a copy of every service.
+pub const MAX_CELLS: usize = 8;
+
+/// One copy of the application: cell 0 in the agent's own network
+/// namespace (what a run with one cell is), the others each in a new one.
+/// What the host keeps of it; what it runs lives in the session.
+struct Cell {
+    netns: Arc<NetNs>,
+    test_loop: Arc<TestLoop>,
+    loop_results: Option<mpsc::UnboundedReceiver<LoopResult>>,
+}
+
 impl Host {
     pub async fn prepare(
         config: &Config,
@@ -54,6 +74,7 @@ impl Host {
         control_port: u16,
         startup_timeout: Duration,
         started: Instant,
+        cells: CellCount,
     ) -> Result<Self> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
@@ -68,10 +89,20 @@ impl Host {
                 stale.display()
             );
         }
-        services::check_ports(config)?;
-        let control_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, control_port))
-            .await
-            .with_context(|| format!("control port {} is in use (another filibuster running?): stop it or pass --control-port", control_port))?;
+        let own = Arc::new(NetNs::own()?);
+        services::check_ports(config, &own)?;
+        let attaches = config
+            .services
+            .iter()
+            .any(|s| !matches!(s.source, ServiceSource::Command(_)));
+        let most = match cells {
+            CellCount::Exactly(n) if n > 1 && attaches => bail!(
+                "--cells {n}: services the agent attaches to cannot be copied into cells; run with --cells 1 (or leave it at auto)"
+            ),
+            CellCount::Exactly(n) => n.clamp(1, MAX_CELLS),
+            CellCount::Auto if attaches => 1,
+            CellCount::Auto => MAX_CELLS.min(4 * proxy::thread_count()),
+        };
 
         let (mut kernel, events) = Kernel::load()?;
         kernel.configure(Settings {
@@ -79,16 +110,22 @@ impl Host {
             _pad: [0; 3],
         })?;
 
-        let own = Arc::new(NetNs::own()?);
-        let mut namespaces = vec![own.clone()];
+        // Cell 0 is the host's namespace; the others get their own.
+        let mut cell_namespaces = vec![own.clone()];
+        for _ in 1..most {
+            cell_namespaces.push(Arc::new(NetNs::isolated()?));
+        }
+        let mut namespaces = cell_namespaces.clone();
         let mut cgroups = RunCgroups::create(&mount)?;
         let mut attached = Vec::new();
         let mut placed = Vec::new();
         for service in &config.services {
             let (cgroup, pid) = match &service.source {
                 ServiceSource::Command(_) => {
-                    cgroups.add(&service.name)?;
-                    placed.push((service, own.clone()));
+                    for (cell, netns) in cell_namespaces.iter().enumerate() {
+                        cgroups.add(&services::in_cell(&service.name, cell))?;
+                        placed.push((service, netns.clone()));
+                    }
                     continue;
                 }
                 ServiceSource::Cgroup(path) => (Cgroup::existing(path)?, None),
@@ -110,7 +147,9 @@ impl Host {
             attached.push((service.name.as_str(), cgroup));
             placed.push((service, netns));
         }
-        cgroups.add(TEST_CALLER)?;
+        for cell in 0..most {
+            cgroups.add(&services::in_cell(TEST_CALLER, cell))?;
+        }
 
         // A listener in every namespace a caller lives in, for every proxy
         // thread, registered before any program is attached.
@@ -138,22 +177,24 @@ impl Host {
             }
         }
 
-        let callers: Vec<(&str, &Cgroup)> = cgroups
-            .children()
-            .iter()
-            .map(|c| {
-                (
-                    c.path()
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or_default(),
-                    c,
-                )
-            })
-            .chain(attached.iter().map(|(name, c)| (*name, c)))
-            .collect();
+        // Each launched service's and the test's copies, by cell; attached
+        // services are in cell 0.
+        let mut callers: Vec<(usize, &str, &Cgroup)> = Vec::new();
+        let launched = config
+            .launched()
+            .map(|(s, _)| s.name.as_str())
+            .chain([TEST_CALLER]);
+        for name in launched {
+            for cell in 0..most {
+                let cgroup = cgroups
+                    .get(&services::in_cell(name, cell))
+                    .expect("made above");
+                callers.push((cell, name, cgroup));
+            }
+        }
+        callers.extend(attached.iter().map(|(name, c)| (0, *name, c)));
         let mut ids = HashSet::new();
-        for (name, cgroup) in &callers {
+        for (_, name, cgroup) in &callers {
             if !ids.insert(cgroup.id()) {
                 bail!(
                     "service `{name}` shares cgroup {} with another service: the kernel cannot tell their calls apart; give each its own cgroup",
@@ -169,9 +210,10 @@ impl Host {
             directory(&placed)?,
             faults,
             &namespaces,
+            cell_namespaces.iter().map(|n| n.cookie()).collect(),
         ));
-        for (name, cgroup) in &callers {
-            session.add_caller(cgroup.id(), name);
+        for (cell, name, cgroup) in &callers {
+            session.add_caller(*cell, cgroup.id(), name);
         }
         let caller_namespaces: Vec<u64> = namespaces.iter().map(|n| n.cookie()).collect();
         for service in &config.services {
@@ -179,34 +221,64 @@ impl Host {
                 session.declare_opaque(&service.name, &caller_namespaces)?;
             }
         }
-        let (test_loop, loop_results) = TestLoop::new(run_token()?);
-        let tasks = Tasks(vec![
-            tokio::spawn(control::serve(
-                control_listener,
+        let mut tasks = vec![tokio::spawn(absorb_kernel_events(session.clone()))];
+        let token = run_token()?;
+        let mut cells = Vec::new();
+        for (index, netns) in cell_namespaces.into_iter().enumerate() {
+            // Each cell's control API where its test expects it.
+            let listener = netns
+                .enter(|| {
+                    let listener =
+                        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, control_port))?;
+                    listener.set_nonblocking(true)?;
+                    Ok(listener)
+                })
+                .with_context(|| format!("control port {control_port} is in use (another filibuster running?): stop it or pass --control-port"))?;
+            let (test_loop, loop_results) = TestLoop::new(index, token.clone());
+            tasks.push(tokio::spawn(control::serve(
+                TcpListener::from_std(listener)?,
                 session.clone(),
                 test_loop.clone(),
-            )),
-            tokio::spawn(absorb_kernel_events(session.clone())),
-        ]);
+            )));
+            cells.push(Cell {
+                netns,
+                test_loop,
+                loop_results: Some(loop_results),
+            });
+        }
         let proxy = proxy::Threads::start(listeners, &session)?;
 
         let logs = services::log_dir()?;
-        let services = services::start(config, &cgroups, &logs, startup_timeout).await?;
+        let mut running = Vec::new();
+        for (index, cell) in cells.iter().enumerate() {
+            let started_here = services::start(
+                config,
+                &cgroups,
+                (index, &cell.netns),
+                &logs,
+                startup_timeout,
+            )
+            .await?;
+            running.extend(started_here);
+        }
         let ready = started.elapsed();
         eprintln!(
-            "filibuster: {} service(s) up in {:.1}s; logs in {}",
-            services.len(),
+            "filibuster: {} service(s) up in {:.1}s{}; logs in {}",
+            config.launched().count(),
             started.elapsed().as_secs_f64(),
+            match cells.len() {
+                1 => String::new(),
+                n => format!(", a copy in each of {n} cells"),
+            },
             logs.display()
         );
         Ok(Self {
-            _services: services,
-            _tasks: tasks,
+            _services: running,
+            _tasks: Tasks(tasks),
             _proxy: proxy,
             cgroups,
             session,
-            test_loop,
-            loop_results: Some(loop_results),
+            cells,
             control_port,
             logs,
             attached_at,
@@ -215,29 +287,40 @@ impl Host {
         })
     }
 
-    /// The run's functional test, in the test cgroup, driven through this
-    /// host's control API. One per run: it takes the test loop's results.
+    /// How many cells the run has.
+    pub fn cells(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Cell `cell`'s functional test, in its test cgroup and namespace,
+    /// driven through its control API. One per cell: it takes the cell's
+    /// test-loop results.
     pub fn functional_test(
         &mut self,
+        cell: usize,
         test: TestSpec,
         dir: &Path,
         timeout: Duration,
     ) -> FunctionalTest {
-        let results = self
+        let state = &mut self.cells[cell];
+        let results = state
             .loop_results
             .take()
-            .expect("one functional test per run");
+            .expect("one functional test per cell");
         FunctionalTest::new(
             test,
             dir,
-            self.cgroups
-                .get(TEST_CALLER)
-                .expect("the test cgroup")
-                .clone(),
+            (
+                self.cgroups
+                    .get(&services::in_cell(TEST_CALLER, cell))
+                    .expect("the test cgroup")
+                    .clone(),
+                state.netns.clone(),
+            ),
             self.control_port,
             timeout,
-            (self.test_loop.clone(), results),
-            self.logs.join("test.log"),
+            (state.test_loop.clone(), results),
+            self.logs.join(format!("{}.log", services::in_cell("test", cell))),
         )
     }
 }

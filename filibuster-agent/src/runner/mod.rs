@@ -18,15 +18,19 @@ use anyhow::{Context, Result, bail};
 use crate::{
     analyze::Analysis,
     config::{Config, TestMode, TestSpec},
-    explore::{Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan},
+    explore::{
+        Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault,
+    },
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, Report, RunSummary, Terminal,
     },
     session::Session,
 };
-use functional::TestResult;
+use functional::{FunctionalTest, TestResult};
+pub use host::{CellCount, MAX_CELLS};
 use host::Host;
+use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -50,6 +54,8 @@ pub struct Options {
     pub execution_timeout: Duration,
     pub startup_timeout: Duration,
     pub control_port: u16,
+    /// Executions run side by side, each in its own copy of the services.
+    pub cells: CellCount,
 }
 
 /// How a run ended, when it could run at all.
@@ -60,8 +66,20 @@ pub enum Verdict {
 }
 
 /// What a run has done so far: reported whether it ends well or in error.
+/// One execution's run in a cell, as its task hands it back.
+struct Ran {
+    cell: usize,
+    number: usize,
+    faults: Vec<PlannedFault>,
+    began: Instant,
+    ended: Instant,
+    held_before: Duration,
+}
+
 #[derive(Default)]
 struct RunRecord {
+    /// Cells the run used.
+    cells: usize,
     /// Once the search has begun.
     explorer: Option<Explorer>,
     results: Vec<ExecutionResult>,
@@ -92,6 +110,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
             .unwrap_or_default(),
         elapsed: started.elapsed(),
         held: record.held,
+        cells: record.cells,
         agent: record.agent,
         error: error.as_deref(),
     };
@@ -139,15 +158,31 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         faults = faults.learning();
     }
 
+    // A replay, or the fault-free execution alone, is one execution.
+    let cells = if counterexample.is_some() || options.only_initial_execution {
+        CellCount::Exactly(1)
+    } else {
+        options.cells
+    };
     let mut host = Host::prepare(
         &config,
         faults,
         options.control_port,
         options.startup_timeout,
         started,
+        cells,
     )
     .await?;
-    let mut functional = host.functional_test(test, &config.dir, options.execution_timeout);
+    record.cells = host.cells();
+    // Idle cells, each with its functional test; the last is used first.
+    let mut idle: Vec<(usize, FunctionalTest)> = (0..host.cells())
+        .rev()
+        .map(|cell| {
+            let functional =
+                host.functional_test(cell, test.clone(), &config.dir, options.execution_timeout);
+            (cell, functional)
+        })
+        .collect();
     let session = &host.session;
 
     let explorer = record.explorer.insert(match &counterexample {
@@ -180,47 +215,91 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     };
 
     let terminal = Terminal::start();
-    // Filibuster's own time: from one test's end to the next one's start.
+    // Filibuster's own time: from a cell's test ending to its next one
+    // starting.
     let mut between_executions = Duration::ZERO;
-    let mut test_ended: Option<Instant> = None;
-    while let Some(execution) = explorer.next_execution() {
-        let number = execution.number;
-        let faults: Vec<_> = execution.plan().faults().cloned().collect();
-        session.begin(execution)?;
-        if let Some(ended) = test_ended {
-            between_executions += ended.elapsed();
+    let mut running = JoinSet::new();
+    let mut stopping = false;
+    // Failures as they come, written out in execution order at the end.
+    let mut failed = Vec::new();
+    loop {
+        while !stopping && !idle.is_empty() {
+            let Some(execution) = explorer.next_execution() else {
+                break;
+            };
+            let (cell, mut functional) = idle.pop().expect("an idle cell");
+            let number = execution.number;
+            let faults: Vec<_> = execution.plan().faults().cloned().collect();
+            let last_ended = functional.last_ended();
+            session.begin(cell, execution)?;
+            if let Some(ended) = last_ended {
+                between_executions += ended.elapsed();
+            }
+            let (_, held_before) = session.holds(cell);
+            running.spawn(async move {
+                let began = Instant::now();
+                let test = functional.run(number).await;
+                let ran = Ran {
+                    cell,
+                    number,
+                    faults,
+                    began,
+                    ended: Instant::now(),
+                    held_before,
+                };
+                (functional, ran, test)
+            });
         }
-        let began = Instant::now();
-        let (_, held_before) = session.holds();
-        let test = functional.run(number).await?;
-        let ended = Instant::now();
-        test_ended = Some(ended);
-        let execution = session.end().expect("the execution just run");
-        let held = session.holds().1 - held_before;
-        record.held = session.holds().1;
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (functional, ran, test) = joined.context("a cell's test runner failed")?;
+        let test = test?;
+        let Ran {
+            cell,
+            number,
+            faults,
+            began,
+            ended,
+            held_before,
+        } = ran;
+        idle.push((cell, functional));
+        let execution = session.end(cell).expect("the execution just run");
+        let held = session.holds(cell).1 - held_before;
+        record.held += held;
         explorer.finish(execution, test.passed());
         let progress = explorer.progress();
         terminal.update(progress);
         terminal.line(&format!(
-            "filibuster: execution {number} ({} scheduled, {} pruned): {} → {}",
+            "filibuster: execution {number} ({} scheduled, {} pruned{}): {} → {}",
             progress.scheduled,
             progress.pruned,
+            match record.cells {
+                1 => String::new(),
+                _ => format!(", cell {cell}"),
+            },
             report::describe_faults(&faults),
             test.verdict()
         ));
         let passed = test.passed();
-        record.results.push(ExecutionResult {
-            number,
-            duration: ended - began,
-            held,
-            passed,
-            verdict: test.verdict(),
-            output: if passed {
-                String::new()
-            } else {
-                test.output.clone()
+        let at = record
+            .results
+            .partition_point(|result| result.number < number);
+        record.results.insert(
+            at,
+            ExecutionResult {
+                number,
+                duration: ended - began,
+                held,
+                passed,
+                verdict: test.verdict(),
+                output: if passed {
+                    String::new()
+                } else {
+                    test.output.clone()
+                },
             },
-        });
+        );
         let timed_out = test.result == TestResult::TimedOut;
         // With no fault injected, a hang or a failure is the setup's; with
         // faults, it is what the search is looking for.
@@ -238,40 +317,46 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             );
         }
         if !passed {
-            let finished = explorer.executions().last().expect("just finished");
-            let written = match &counterexample {
-                Some(_) => None,
-                None => {
-                    let path = counterexample_path(
-                        &options.counterexample_output,
-                        record.failures.len(),
-                        number,
-                    );
-                    write_counterexample(finished, functional.command(), session, &path)?;
-                    Some(path)
-                }
-            };
+            let finished = explorer.execution(number).expect("just finished");
             let diagnosis = report::diagnose(&finished.calls, timed_out, (began, ended));
             if let Some(diagnosis) = &diagnosis {
                 terminal.line(&format!("filibuster: {diagnosis}"));
             }
-            record.failures.push(FailureArtifacts {
-                number,
-                diagnosis,
-                replay: replay_command(
-                    written
-                        .as_deref()
-                        .or(options.counterexample_file.as_deref())
-                        .expect("a counterexample written or replayed"),
-                ),
-                counterexample: written,
-            });
+            failed.push((number, diagnosis));
         }
+        // The executions already out finish; none is handed out after.
         if (!passed && !options.keep_going) || options.only_initial_execution {
-            break;
+            stopping = true;
         }
     }
-    functional.finish().await;
+    failed.sort_by_key(|(number, _)| *number);
+    let command = idle.first().map(|(_, f)| f.command().to_string());
+    for (number, diagnosis) in failed {
+        let finished = explorer.execution(number).expect("finished");
+        let written = match (&counterexample, &command) {
+            (None, Some(command)) => {
+                let path =
+                    counterexample_path(&options.counterexample_output, record.failures.len(), number);
+                write_counterexample(finished, command, session, &path)?;
+                Some(path)
+            }
+            _ => None,
+        };
+        record.failures.push(FailureArtifacts {
+            number,
+            diagnosis,
+            replay: replay_command(
+                written
+                    .as_deref()
+                    .or(options.counterexample_file.as_deref())
+                    .expect("a counterexample written or replayed"),
+            ),
+            counterexample: written,
+        });
+    }
+    for (_, functional) in &mut idle {
+        functional.finish().await;
+    }
     drop(terminal);
     record.agent = Some(AgentFootprint::measure(
         host.attached_at,
@@ -279,7 +364,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         between_executions,
         session.observed_calls(),
     ));
-    drop(functional);
+    drop(idle);
     drop(host);
     Ok(if record.failures.is_empty() {
         Verdict::Passed
@@ -364,8 +449,12 @@ fn print_summary(run: &RunSummary, replaying: bool) {
         );
     }
     for failure in run.failures {
-        let finished = &run.executions[failure.number - 1];
-        let result = &run.results[failure.number - 1];
+        let finished = run.execution(failure.number);
+        let result = run
+            .results
+            .iter()
+            .find(|r| r.number == failure.number)
+            .expect("a failure's result");
         eprintln!(
             "\nfilibuster: execution {} {} with: {}",
             finished.number,
@@ -436,25 +525,27 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
         options.control_port,
         options.startup_timeout,
         started,
+        CellCount::Exactly(1),
     )
     .await?;
     // A replay of no fault: calls are recorded, nothing is scheduled.
     let mut explorer = Explorer::replay(Plan::replay(Vec::new()));
     let execution = explorer.next_execution().expect("one execution");
-    host.session.begin(execution)?;
+    host.session.begin(0, execution)?;
     match observe {
         Observe::For(duration) => {
             eprintln!("filibuster: observing for {}s", duration.as_secs());
             tokio::time::sleep(duration).await;
         }
         Observe::Test(test) => {
-            let mut functional = host.functional_test(test, &config.dir, options.execution_timeout);
+            let mut functional =
+                host.functional_test(0, test, &config.dir, options.execution_timeout);
             let run = functional.run(1).await?;
             functional.finish().await;
             eprintln!("filibuster: the functional test {}", run.verdict());
         }
     }
-    let execution = host.session.end().expect("the execution just run");
+    let execution = host.session.end(0).expect("the execution just run");
     println!("{}", report::traffic(execution.calls()));
     Ok(())
 }

@@ -6,27 +6,31 @@ use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use crate::{cgroups::RunCgroups, config::Config};
+use crate::{cgroups::RunCgroups, config::Config, netns::NetNs};
 
-/// Whether something accepts connections on loopback `port`.
-pub fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(100),
-    )
-    .is_ok()
+/// Whether something accepts connections on loopback `port` (of `netns`).
+pub fn listening(port: u16, netns: &NetNs) -> bool {
+    netns
+        .enter(|| {
+            TcpStream::connect_timeout(
+                &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                Duration::from_millis(100),
+            )
+        })
+        .is_ok()
 }
 
 /// Fails if another process holds a port a launched service needs.
-pub fn check_ports(config: &Config) -> Result<()> {
+pub fn check_ports(config: &Config, host: &NetNs) -> Result<()> {
     for (service, _) in config.launched() {
-        if listening(service.port) {
+        if listening(service.port, host) {
             bail!(
                 "port {} of service `{}` is already in use by another process: stop it, or change [services.{}].port",
                 service.port,
@@ -38,6 +42,15 @@ pub fn check_ports(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The name of cell `cell`'s copy of `name` (its cgroup, its log): cell 0
+/// is the host's and keeps the plain name.
+pub fn in_cell(name: &str, cell: usize) -> String {
+    match cell {
+        0 => name.to_string(),
+        _ => format!("{name}.cell{cell}"),
+    }
+}
+
 /// Where the run's logs go: one file per service, one for a looping test.
 pub fn log_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("filibuster-{}", std::process::id()));
@@ -45,20 +58,23 @@ pub fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Starts every service the agent launches (killed when the returned
-/// children are dropped) and waits until each listens.
+/// Starts a copy of every service the agent launches in `cell` (killed
+/// when the returned children are dropped), in its network namespace, and
+/// waits until each listens there.
 pub async fn start(
     config: &Config,
     cgroups: &RunCgroups,
+    (cell, netns): (usize, &Arc<NetNs>),
     logs: &Path,
     timeout: Duration,
 ) -> Result<Vec<Child>> {
+    let log_path = |name: &str| logs.join(format!("{}.log", in_cell(name, cell)));
     let mut running = Vec::new();
     for (service, command_line) in config.launched() {
         let cgroup = cgroups
-            .get(&service.name)
+            .get(&in_cell(&service.name, cell))
             .expect("a cgroup per launched service");
-        let log_path = logs.join(format!("{}.log", service.name));
+        let log_path = log_path(&service.name);
         let log = File::create(&log_path)?;
         let mut command = std::process::Command::new("sh");
         command
@@ -69,6 +85,7 @@ pub async fn start(
             .stdout(log.try_clone()?)
             .stderr(log);
         cgroup.start_inside(&mut command)?;
+        netns.start_inside(&mut command);
         let child = Command::from(command)
             .kill_on_drop(true)
             .spawn()
@@ -77,8 +94,8 @@ pub async fn start(
     }
     let deadline = Instant::now() + timeout;
     for ((service, _), process) in config.launched().zip(running.iter_mut()) {
-        while !listening(service.port) {
-            let log_path = logs.join(format!("{}.log", service.name));
+        while !listening(service.port, netns) {
+            let log_path = log_path(&service.name);
             if let Some(status) = process.try_wait()? {
                 bail!(
                     "service `{}` exited ({status}) before listening on port {}: see {}",
