@@ -341,10 +341,7 @@ fn peer_key(netns: u64, peer: SocketAddr) -> PeerKey {
 }
 
 /// Removes the entries of `map` whose key is `doomed`.
-fn clear<K: aya::Pod, V: aya::Pod>(
-    map: &mut HashMap<MapData, K, V>,
-    doomed: impl Fn(&K) -> bool,
-) {
+fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>, doomed: impl Fn(&K) -> bool) {
     let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(doomed).collect();
     for key in keys {
         let _ = map.remove(&key);

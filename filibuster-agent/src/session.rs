@@ -348,7 +348,10 @@ impl Session {
             state: Mutex::new(State {
                 kernel,
                 events: Some(events),
-                cells: cell_namespaces.iter().map(|_| CellState::default()).collect(),
+                cells: cell_namespaces
+                    .iter()
+                    .map(|_| CellState::default())
+                    .collect(),
                 callers: HashMap::new(),
                 cell_namespaces,
                 services,
@@ -670,13 +673,12 @@ impl Session {
     pub fn connect_directly(&self, connection: &Connection, speaks: Speaks) {
         let mut state = self.lock();
         let own = connection.netns.cookie();
-        let namespaces = if is_local(connection.destination.ip())
-            && state.cell_namespaces.contains(&own)
-        {
-            state.cell_namespaces.clone()
-        } else {
-            vec![own]
-        };
+        let namespaces =
+            if is_local(connection.destination.ip()) && state.cell_namespaces.contains(&own) {
+                state.cell_namespaces.clone()
+            } else {
+                vec![own]
+            };
         for netns in namespaces {
             let result = state
                 .kernel
@@ -795,11 +797,14 @@ impl Session {
             return;
         };
         let CellState {
-            execution,
-            serving,
-            ..
+            execution, serving, ..
         } = cell;
-        let callee = &execution.as_ref().expect("running").call(call.id).site.callee;
+        let callee = &execution
+            .as_ref()
+            .expect("running")
+            .call(call.id)
+            .site
+            .callee;
         if let Some(in_flight) = serving
             .get_mut(callee.as_str())
             .and_then(|calls| calls.iter_mut().find(|c| c.id == call.id))
@@ -1018,12 +1023,14 @@ impl Session {
     pub fn fault_injected(&self, cell: usize, callee: Option<&str>) -> bool {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
-        state.cells[cell].execution.as_ref().is_some_and(|execution| {
-            execution
-                .calls()
-                .iter()
-                .any(|c| c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name))
-        })
+        state.cells[cell]
+            .execution
+            .as_ref()
+            .is_some_and(|execution| {
+                execution.calls().iter().any(|c| {
+                    c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name)
+                })
+            })
     }
 }
 

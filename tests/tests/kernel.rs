@@ -127,6 +127,7 @@ fn redirects_refuses_leaves_outsiders_alone_and_detaches() {
     // Refuse the client's second connect to upstream, not its first.
     kernel
         .begin_execution(
+            &[cgroup.id()],
             &[ConnectAttempt {
                 key,
                 ordinal: 2,
@@ -195,7 +196,7 @@ fn the_tests_own_threads_are_not_tracked() {
     // The test serves no request, so which thread sent what is of no use.
     let test = cgroups.add("test").unwrap();
     kernel.attach(test, false).unwrap();
-    kernel.begin_execution(&[], &[]).unwrap();
+    kernel.begin_execution(&[], &[], &[]).unwrap();
 
     let child = client(test, upstream.local_addr().unwrap());
     let (mut redirected, peer) = accept_within(&agent, Duration::from_secs(10));
@@ -261,7 +262,7 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
 
-    kernel.begin_execution(&[], &[]).unwrap();
+    kernel.begin_execution(&[], &[], &[]).unwrap();
     let child = connect(&[upstream_addr, closed]);
     let (_, peer) = accept_within(&upstream, Duration::from_secs(10));
     assert_eq!(peer.ip(), upstream_addr.ip(), "straight to upstream");
@@ -290,7 +291,9 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
     assert!(events[0].tid != 0 && events[0].netns == netns);
 
     // Proxied this execution: the same connect is redirected to the agent.
-    kernel.begin_execution(&[], &[key(upstream_addr)]).unwrap();
+    kernel
+        .begin_execution(&[cgroup.id()], &[], &[key(upstream_addr)])
+        .unwrap();
     let child = connect(&[upstream_addr]);
     let (_, peer) = accept_within(&agent, Duration::from_secs(10));
     let attempt = kernel.take_redirect(netns, peer).expect("redirected");
@@ -338,7 +341,7 @@ fn observes_the_heads_of_direct_http1_connections() {
     kernel
         .connect_directly(netns, upstream_addr, Speaks::Http1)
         .unwrap();
-    kernel.begin_execution(&[], &[]).unwrap();
+    kernel.begin_execution(&[], &[], &[]).unwrap();
     // The server runs here, outside the managed cgroup: its own socket is
     // not observed, only the client's.
     let server = std::thread::spawn(move || {

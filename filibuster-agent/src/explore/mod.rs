@@ -406,8 +406,7 @@ impl Explorer {
             }
             let overlapped = self.ran.len() < self.dispatched;
             self.dispatched += 1;
-            let mut execution =
-                Execution::new(self.dispatched, plan, &self.options, self.replay);
+            let mut execution = Execution::new(self.dispatched, plan, &self.options, self.replay);
             execution.overlapped = overlapped;
             return Some(execution);
         }
@@ -434,8 +433,7 @@ impl Explorer {
         }
         // Handed out before an earlier one finished, it may have run where
         // a search one at a time would have pruned it.
-        if self.options.dynamic_reduction && overlapped && reduce::should_prune(&plan, &self.ran)
-        {
+        if self.options.dynamic_reduction && overlapped && reduce::should_prune(&plan, &self.ran) {
             self.beyond_sequential += 1;
         }
         let at = self.position(number).unwrap_or_else(|at| at);

@@ -626,7 +626,11 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
         for failure in failing(&one) {
             let last = failure.faults.iter().map(|f| &f.index).max().unwrap();
             let plan = super::Plan {
-                faults: failure.faults.iter().map(|f| (f.index.clone(), f.clone())).collect(),
+                faults: failure
+                    .faults
+                    .iter()
+                    .map(|f| (f.index.clone(), f.clone()))
+                    .collect(),
                 prefix: failure
                     .calls
                     .iter()
@@ -642,8 +646,7 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
                 .cloned()
                 .collect();
             assert!(
-                found.contains(&fault_set(failure))
-                    || super::reduce::should_prune(&plan, &others),
+                found.contains(&fault_set(failure)) || super::reduce::should_prune(&plan, &others),
                 "{cells} cells lost {:?}",
                 failure.faults
             );

@@ -185,8 +185,7 @@ impl CallerConnection {
                 match result {
                     Ok(response) => Ok(self.finish(call, protocol, response)),
                     Err(e) => {
-                        self.session
-                            .finish_call(call, Outcome::ConnectionError);
+                        self.session.finish_call(call, Outcome::ConnectionError);
                         self.reset();
                         Err(e)
                     }
@@ -288,8 +287,7 @@ impl CallerConnection {
         let port = stream.local_addr()?.port();
         self.upstream_port.store(port, Ordering::Relaxed);
         if let Some(call) = call {
-            self.session
-                .set_upstream_port(call, port);
+            self.session.set_upstream_port(call, port);
         }
         Ok(stream)
     }

@@ -157,7 +157,10 @@ impl AgentFootprint {
 impl RunSummary<'_> {
     /// Execution `number`'s result (both lists are in execution order).
     fn result_of(&self, number: usize) -> Option<&ExecutionResult> {
-        let at = self.results.binary_search_by_key(&number, |r| r.number).ok()?;
+        let at = self
+            .results
+            .binary_search_by_key(&number, |r| r.number)
+            .ok()?;
         Some(&self.results[at])
     }
 
@@ -268,15 +271,13 @@ impl<'a> Report<'a> {
                 .iter()
                 // An execution cut short by an error has no result.
                 .filter_map(|finished| Some((finished, run.result_of(finished.number)?)))
-                .map(|(finished, result)| {
-                    ExecutionEntry {
-                        number: finished.number,
-                        faults: &finished.faults,
-                        result: &result.verdict,
-                        seconds: result.duration.as_secs_f64(),
-                        held_seconds: result.held.as_secs_f64(),
-                        calls: finished.calls.iter().map(CallReport::from).collect(),
-                    }
+                .map(|(finished, result)| ExecutionEntry {
+                    number: finished.number,
+                    faults: &finished.faults,
+                    result: &result.verdict,
+                    seconds: result.duration.as_secs_f64(),
+                    held_seconds: result.held.as_secs_f64(),
+                    calls: finished.calls.iter().map(CallReport::from).collect(),
                 })
                 .collect(),
             calls: summary::discovered_calls(run.executions),

@@ -16,7 +16,11 @@ use anyhow::{Context, Result, bail};
 use filibuster_common::{Listeners, Settings};
 use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 
-use super::{functional::FunctionalTest, host_lock::HostLock, services};
+use super::{
+    functional::FunctionalTest,
+    host_lock::HostLock,
+    services::{self, CellLaunch},
+};
 use crate::{
     cgroups::{self, Cgroup, RunCgroups},
     config::{Config, Service, ServiceProtocol, ServiceSource, TEST_CALLER, TestSpec},
@@ -36,9 +40,15 @@ pub struct Host {
     _proxy: proxy::Threads,
     pub cgroups: RunCgroups,
     pub session: Arc<Session>,
+    /// Made (namespaces, cgroups, listeners, control APIs), whether used
+    /// or not.
     cells: Vec<Cell>,
+    /// The cells the run uses: the first `usable` ones.
+    usable: usize,
+    config: Arc<Config>,
     control_port: u16,
     logs: PathBuf,
+    startup_timeout: Duration,
     /// From the run's start to the programs attached.
     pub attached_at: Duration,
     /// From the run's start to every service listening.
@@ -74,7 +84,7 @@ impl Host {
         control_port: u16,
         startup_timeout: Duration,
         started: Instant,
-        cells: CellCount,
+        count: CellCount,
     ) -> Result<Self> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
@@ -95,7 +105,7 @@ impl Host {
             .services
             .iter()
             .any(|s| !matches!(s.source, ServiceSource::Command(_)));
-        let most = match cells {
+        let most = match count {
             CellCount::Exactly(n) if n > 1 && attaches => bail!(
                 "--cells {n}: services the agent attaches to cannot be copied into cells; run with --cells 1 (or leave it at auto)"
             ),
@@ -249,47 +259,83 @@ impl Host {
         let proxy = proxy::Threads::start(listeners, &session)?;
 
         let logs = services::log_dir()?;
-        let mut running = Vec::new();
-        for (index, cell) in cells.iter().enumerate() {
-            let started_here = services::start(
-                config,
-                &cgroups,
-                (index, &cell.netns),
-                &logs,
-                startup_timeout,
-            )
-            .await?;
-            running.extend(started_here);
-        }
-        let ready = started.elapsed();
-        eprintln!(
-            "filibuster: {} service(s) up in {:.1}s{}; logs in {}",
-            config.launched().count(),
-            started.elapsed().as_secs_f64(),
-            match cells.len() {
-                1 => String::new(),
-                n => format!(", a copy in each of {n} cells"),
-            },
-            logs.display()
-        );
-        Ok(Self {
-            _services: running,
+        let mut host = Self {
+            _services: Vec::new(),
             _tasks: Tasks(tasks),
             _proxy: proxy,
             cgroups,
             session,
             cells,
+            usable: 1,
+            config: Arc::new(config.clone()),
             control_port,
             logs,
+            startup_timeout,
             attached_at,
-            ready,
+            ready: Duration::ZERO,
             _lock: lock,
-        })
+        };
+        // Cell 0 now; the others while it explores (`launch`).
+        host._services = host.launch(0).start().await?;
+        host.ready = started.elapsed();
+        host.usable = match count {
+            CellCount::Auto => host.cells_memory_allows(),
+            CellCount::Exactly(_) => most,
+        };
+        eprintln!(
+            "filibuster: {} service(s) up in {:.1}s{}; logs in {}",
+            config.launched().count(),
+            started.elapsed().as_secs_f64(),
+            match host.usable {
+                1 => String::new(),
+                n => format!(" ({n} cells: the other copies are starting)"),
+            },
+            host.logs.display()
+        );
+        Ok(host)
     }
 
-    /// How many cells the run has.
+    /// How many cells the run uses.
     pub fn cells(&self) -> usize {
-        self.cells.len()
+        self.usable
+    }
+
+    /// What starting cell `cell`'s copy of the launched services takes.
+    pub fn launch(&self, cell: usize) -> CellLaunch {
+        CellLaunch {
+            config: self.config.clone(),
+            cgroups: self
+                .config
+                .launched()
+                .map(|(s, _)| {
+                    self.cgroups
+                        .get(&services::in_cell(&s.name, cell))
+                        .expect("a cgroup per launched service and cell")
+                        .clone()
+                })
+                .collect(),
+            cell,
+            netns: self.cells[cell].netns.clone(),
+            logs: self.logs.clone(),
+            timeout: self.startup_timeout,
+        }
+    }
+
+    /// The cells that fit in half the memory available, measured on cell
+    /// 0's running services (at least one, at most the ones made).
+    fn cells_memory_allows(&self) -> usize {
+        let resident: u64 = self
+            .config
+            .launched()
+            .filter_map(|(s, _)| self.cgroups.get(&s.name))
+            .flat_map(|c| c.pids())
+            .filter_map(|pid| status_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
+            .sum();
+        let available = status_kib("/proc/meminfo", "MemAvailable:").unwrap_or(0);
+        let fit = (available / 2)
+            .checked_div(resident)
+            .map_or(usize::MAX, |n| n as usize);
+        fit.clamp(1, self.cells.len())
     }
 
     /// Cell `cell`'s functional test, in its test cgroup and namespace,
@@ -320,9 +366,17 @@ impl Host {
             self.control_port,
             timeout,
             (state.test_loop.clone(), results),
-            self.logs.join(format!("{}.log", services::in_cell("test", cell))),
+            self.logs
+                .join(format!("{}.log", services::in_cell("test", cell))),
         )
     }
+}
+
+/// A `Key: <n> kB` line's number, from a /proc file.
+fn status_kib(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The network namespace of an attached service: its process's, or the

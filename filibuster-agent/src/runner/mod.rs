@@ -28,8 +28,8 @@ use crate::{
     session::Session,
 };
 use functional::{FunctionalTest, TestResult};
-pub use host::{CellCount, MAX_CELLS};
 use host::Host;
+pub use host::{CellCount, MAX_CELLS};
 use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
@@ -174,16 +174,20 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     )
     .await?;
     record.cells = host.cells();
-    // Idle cells, each with its functional test; the last is used first.
-    let mut idle: Vec<(usize, FunctionalTest)> = (0..host.cells())
-        .rev()
-        .map(|cell| {
-            let functional =
-                host.functional_test(cell, test.clone(), &config.dir, options.execution_timeout);
-            (cell, functional)
-        })
-        .collect();
-    let session = &host.session;
+    // Idle cells, each with its functional test; cell 0 is up, the others
+    // join as their copies of the services listen.
+    let mut idle: Vec<(usize, FunctionalTest)> = vec![(
+        0,
+        host.functional_test(0, test.clone(), &config.dir, options.execution_timeout),
+    )];
+    let mut starting = JoinSet::new();
+    for cell in 1..host.cells() {
+        let launch = host.launch(cell);
+        starting.spawn(async move { (cell, launch.start().await) });
+    }
+    // Killed with the run, before the host's cgroups go.
+    let mut cells_services = Vec::new();
+    let session = &host.session.clone();
 
     let explorer = record.explorer.insert(match &counterexample {
         Some(counterexample) => {
@@ -250,8 +254,19 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
                 (functional, ran, test)
             });
         }
-        let Some(joined) = running.join_next().await else {
+        if running.is_empty() {
             break;
+        }
+        let joined = tokio::select! {
+            Some(joined) = running.join_next() => joined,
+            Some(started) = starting.join_next() => {
+                let (cell, services) = started.context("a cell's start failed")?;
+                cells_services.extend(services.with_context(|| format!("cell {cell}"))?);
+                let functional =
+                    host.functional_test(cell, test.clone(), &config.dir, options.execution_timeout);
+                idle.push((cell, functional));
+                continue;
+            }
         };
         let (functional, ran, test) = joined.context("a cell's test runner failed")?;
         let test = test?;
@@ -335,8 +350,11 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         let finished = explorer.execution(number).expect("finished");
         let written = match (&counterexample, &command) {
             (None, Some(command)) => {
-                let path =
-                    counterexample_path(&options.counterexample_output, record.failures.len(), number);
+                let path = counterexample_path(
+                    &options.counterexample_output,
+                    record.failures.len(),
+                    number,
+                );
                 write_counterexample(finished, command, session, &path)?;
                 Some(path)
             }
@@ -365,6 +383,8 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         session.observed_calls(),
     ));
     drop(idle);
+    drop(starting);
+    drop(cells_services);
     drop(host);
     Ok(if record.failures.is_empty() {
         Verdict::Passed

@@ -4,7 +4,7 @@
 use std::{
     fs::{self, File},
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use crate::{cgroups::RunCgroups, config::Config, netns::NetNs};
+use crate::{cgroups::Cgroup, config::Config, netns::NetNs};
 
 /// Whether something accepts connections on loopback `port` (of `netns`).
 pub fn listening(port: u16, netns: &NetNs) -> bool {
@@ -58,64 +58,69 @@ pub fn log_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Starts a copy of every service the agent launches in `cell` (killed
-/// when the returned children are dropped), in its network namespace, and
-/// waits until each listens there.
-pub async fn start(
-    config: &Config,
-    cgroups: &RunCgroups,
-    (cell, netns): (usize, &Arc<NetNs>),
-    logs: &Path,
-    timeout: Duration,
-) -> Result<Vec<Child>> {
-    let log_path = |name: &str| logs.join(format!("{}.log", in_cell(name, cell)));
-    let mut running = Vec::new();
-    for (service, command_line) in config.launched() {
-        let cgroup = cgroups
-            .get(&in_cell(&service.name, cell))
-            .expect("a cgroup per launched service");
-        let log_path = log_path(&service.name);
-        let log = File::create(&log_path)?;
-        let mut command = std::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg(command_line)
-            .current_dir(&config.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        cgroup.start_inside(&mut command)?;
-        netns.start_inside(&mut command);
-        let child = Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start service `{}`", service.name))?;
-        running.push(child);
-    }
-    let deadline = Instant::now() + timeout;
-    for ((service, _), process) in config.launched().zip(running.iter_mut()) {
-        while !listening(service.port, netns) {
+/// What starting one cell's copy of the launched services takes, owned,
+/// so that cells beyond the first start while the first one explores.
+pub struct CellLaunch {
+    pub config: Arc<Config>,
+    /// Each launched service's cgroup in this cell, in config order.
+    pub cgroups: Vec<Cgroup>,
+    pub cell: usize,
+    pub netns: Arc<NetNs>,
+    pub logs: PathBuf,
+    pub timeout: Duration,
+}
+
+impl CellLaunch {
+    /// Starts the cell's copy of every service the agent launches (killed
+    /// when the returned children are dropped), in its network namespace,
+    /// and waits until each listens there.
+    pub async fn start(self) -> Result<Vec<Child>> {
+        let log_path = |name: &str| self.logs.join(format!("{}.log", in_cell(name, self.cell)));
+        let mut running = Vec::new();
+        for ((service, command_line), cgroup) in self.config.launched().zip(&self.cgroups) {
             let log_path = log_path(&service.name);
-            if let Some(status) = process.try_wait()? {
-                bail!(
-                    "service `{}` exited ({status}) before listening on port {}: see {}",
-                    service.name,
-                    service.port,
-                    log_path.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "service `{}` did not listen on port {} within {}s: check [services.{}].port and its log {}",
-                    service.name,
-                    service.port,
-                    timeout.as_secs(),
-                    service.name,
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let log = File::create(&log_path)?;
+            let mut command = std::process::Command::new("sh");
+            command
+                .arg("-c")
+                .arg(command_line)
+                .current_dir(&self.config.dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            cgroup.start_inside(&mut command)?;
+            self.netns.start_inside(&mut command);
+            let child = Command::from(command)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start service `{}`", service.name))?;
+            running.push(child);
         }
+        let deadline = Instant::now() + self.timeout;
+        for ((service, _), process) in self.config.launched().zip(running.iter_mut()) {
+            while !listening(service.port, &self.netns) {
+                let log_path = log_path(&service.name);
+                if let Some(status) = process.try_wait()? {
+                    bail!(
+                        "service `{}` exited ({status}) before listening on port {}: see {}",
+                        service.name,
+                        service.port,
+                        log_path.display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "service `{}` did not listen on port {} within {}s: check [services.{}].port and its log {}",
+                        service.name,
+                        service.port,
+                        self.timeout.as_secs(),
+                        service.name,
+                        log_path.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(running)
     }
-    Ok(running)
 }
