@@ -114,10 +114,11 @@ struct TestArgs {
     /// Write a JUnit XML report here: one test case per execution.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Run this many executions side by side, each in its own copy of the
-    /// services (a cell: a network namespace and cgroups), or `auto`.
-    /// With services the agent attaches to, one.
-    #[arg(long, default_value = "1", value_parser = parse_cells)]
+    /// Run up to this many executions side by side, each in its own copy
+    /// of the services (a cell: a network namespace and cgroups); `auto`
+    /// adds cells while the time held for timeouts pays for them. With
+    /// services the agent attaches to, one.
+    #[arg(long, default_value = "auto", value_parser = parse_cells)]
     cells: runner::CellCount,
 }
 

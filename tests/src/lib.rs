@@ -49,10 +49,15 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// Runs `filibuster test` with `args` from `dir`; returns its output.
+/// One cell unless `args` say otherwise: the suites check the exact
+/// execution counts of the search one execution at a time, which more
+/// cells may exceed (see README, "Cells").
 pub fn run_test(dir: &Path, args: &[&str]) -> Output {
+    let one_cell = (!args.contains(&"--cells")).then_some(["--cells", "1"]);
     let output = filibuster()
         .arg("test")
         .args(args)
+        .args(one_cell.iter().flatten())
         .current_dir(dir)
         .output()
         .expect("filibuster runs");

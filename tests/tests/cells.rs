@@ -170,3 +170,16 @@ fn however_a_run_with_cells_ends_nothing_is_left() {
         assert_eq!(our_programs_loaded(), Vec::<String>::new());
     }
 }
+
+#[test]
+fn auto_adds_cells_where_held_time_pays_for_them() {
+    let dir = scratch("cells-auto");
+    let production = config("timeouts/production.toml");
+    let (code, report) = explore(&dir, &production, &["--cells", "auto"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report["cells"].as_u64().unwrap() > 1, "{}", report["cells"]);
+    // The fixed tutorial's timeouts are short: as many cells as pay, and
+    // the same verdict.
+    let (code, _) = explore(&dir, &config("tutorial/fixed.toml"), &["--cells", "auto"]);
+    assert_eq!(code, Some(0));
+}

@@ -7,6 +7,7 @@
 //! 2. Exploration: whole runs of the examples, the test per process and in
 //!    a loop, with Filibuster's own share of the time.
 //! 3. The agent's footprint, from its report.
+//! 4. Cells: the same explorations with 1, 4 and 8 executions side by side.
 
 use std::{
     fmt::Write as _,
@@ -44,6 +45,8 @@ pub enum Section {
     Interception,
     /// Whole runs, and the agent's footprint in one of them.
     Exploration,
+    /// Whole runs with executions side by side in cells.
+    Cells,
 }
 
 pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) -> Result<()> {
@@ -73,6 +76,9 @@ pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) ->
     if all || sections.contains(&Section::Exploration) {
         let footprint = bench.exploration(&mut table)?;
         bench.footprint(&footprint, &mut table)?;
+    }
+    if all || sections.contains(&Section::Cells) {
+        bench.cells(&mut table)?;
     }
     println!("\n{table}");
     if save {
@@ -453,6 +459,13 @@ error_log {work}/nginx.log;
             .arg(&report)
             .args(["--control-port", &CONTROL_PORT.to_string()])
             .args(flags)
+            // The exploration table is the search one execution at a time;
+            // the cells table says how many.
+            .args(
+                ["--cells", "1"]
+                    .iter()
+                    .filter(|_| !flags.contains(&"--cells")),
+            )
             .current_dir(&self.work)
             .stderr(Stdio::null())
             .status()
@@ -626,6 +639,88 @@ error_log {work}/nginx.log;
             speedups.join(", "),
         )?;
         Ok(tutorial_report)
+    }
+
+    /// cinema-3 (short client timeouts, 0.5-1 s) and the timeouts example
+    /// with production-like ones (3 s and 2 s), each with 1, 4 and 8 cells.
+    fn cells(&self, table: &mut String) -> Result<()> {
+        writeln!(
+            table,
+            "## Cells (executions side by side)\n\n\
+             | example | test | cells | executions | beyond sequential | wall s | startup s | held s | services' RSS MiB | wall ÷ 1 cell |\n\
+             |---|---|---|---|---|---|---|---|---|---|"
+        )?;
+        let cinema = self.root.join("examples/cinema/cinema-3/filibuster.toml");
+        // Production-like client timeouts: what cells are for (a held call
+        // waits out the caller's timeout).
+        let timeouts = self.root.join("examples/timeouts/production.toml");
+        let runs: [(&str, &Path, &str, &[&str]); 5] = [
+            (
+                "cinema-3",
+                &cinema,
+                "per process",
+                &["--functional-test", "python3 ../functional/test_users.py"],
+            ),
+            ("cinema-3", &cinema, "pytest loop", &[]),
+            (
+                "cinema-3 unreduced",
+                &cinema,
+                "per process",
+                &[
+                    "--functional-test",
+                    "python3 ../functional/test_users.py",
+                    "--disable-dynamic-reduction",
+                ],
+            ),
+            (
+                "cinema-3 unreduced",
+                &cinema,
+                "pytest loop",
+                &["--disable-dynamic-reduction"],
+            ),
+            ("timeouts 3 s / 2 s", &timeouts, "per process", &[]),
+        ];
+        let mut misses = Vec::new();
+        for (name, config, mode, flags) in runs {
+            let mut one_cell = 0.0;
+            for cells in ["1", "4", "8"] {
+                let report = self.filibuster(config, &[flags, &["--cells", cells]].concat())?;
+                let number = |v: &Value| v.as_f64().unwrap_or(0.0);
+                let wall = number(&report["elapsed_seconds"]);
+                if cells == "1" {
+                    one_cell = wall;
+                }
+                writeln!(
+                    table,
+                    "| {name} | {mode} | {cells} | {} | {} | {wall:.2} | {:.2} | {:.2} | {:.0} | {} |",
+                    report["executions"],
+                    report["beyond_sequential"],
+                    number(&report["agent"]["ready_seconds"]),
+                    number(&report["held_seconds"]),
+                    number(&report["services_rss_kib"]) / 1024.0,
+                    ratio(wall, one_cell),
+                )?;
+                if cells == "8" && name == "cinema-3" && wall > 0.3 * one_cell {
+                    misses.push(format!(
+                        "missed, cinema-3 {mode}: 8 cells take {} of 1 cell's wall time, target 0.30×",
+                        ratio(wall, one_cell)
+                    ));
+                }
+            }
+        }
+        writeln!(
+            table,
+            "\nHeld is the time calls were held for timeout faults, summed over cells (it overlaps). \
+             Services' RSS: every cell's services and tests at the end of the run. \
+             Beyond sequential: executions that ran before results that would have pruned them came back.\n\
+             Target: 8 cells ≤ 0.30× the wall time of 1 cell on cinema-3, per process and looping.\n{}\n",
+            misses
+                .iter()
+                .map(|m| format!("- {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )?;
+        Ok(())
     }
 
     fn footprint(&self, report: &Value, table: &mut String) -> Result<()> {

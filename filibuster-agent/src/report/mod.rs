@@ -93,6 +93,8 @@ pub struct RunSummary<'a> {
     pub held: Duration,
     /// Cells the run used (0 when it ended before they existed).
     pub cells: usize,
+    /// The resident memory of every cell's services and tests at the end.
+    pub services_rss_kib: u64,
     /// `None` when the run ended in error.
     pub agent: Option<AgentFootprint>,
     /// Why the run could not go on (exit 2), in one line.
@@ -189,6 +191,9 @@ pub struct Report<'a> {
     pub pruned: usize,
     /// Executions run side by side at most (cells).
     pub cells: usize,
+    /// The resident memory of every cell's services and tests at the end
+    /// of the run, in KiB.
+    pub services_rss_kib: u64,
     /// Executions that ran in a cell before results that would have
     /// pruned them came back (see `explore::Progress`).
     pub beyond_sequential: usize,
@@ -262,6 +267,7 @@ impl<'a> Report<'a> {
             executions: run.progress.executions,
             pruned: run.progress.pruned,
             cells: run.cells,
+            services_rss_kib: run.services_rss_kib,
             beyond_sequential: run.progress.beyond_sequential,
             elapsed_seconds: run.elapsed.as_secs_f64(),
             held_seconds: run.held.as_secs_f64(),

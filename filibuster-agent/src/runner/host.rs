@@ -286,9 +286,11 @@ impl Host {
             "filibuster: {} service(s) up in {:.1}s{}; logs in {}",
             config.launched().count(),
             started.elapsed().as_secs_f64(),
-            match host.usable {
-                1 => String::new(),
-                n => format!(" ({n} cells: the other copies are starting)"),
+            match (count, host.usable) {
+                (_, 1) => String::new(),
+                (CellCount::Auto, n) => format!(" (up to {n} cells, added while they pay)"),
+                (CellCount::Exactly(_), n) =>
+                    format!(" ({n} cells: the other copies are starting)"),
             },
             host.logs.display()
         );
@@ -321,16 +323,21 @@ impl Host {
         }
     }
 
+    /// The resident memory of every process in the run's cgroups (all
+    /// cells' services and tests), in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        resident_kib(self.cgroups.children())
+    }
+
     /// The cells that fit in half the memory available, measured on cell
     /// 0's running services (at least one, at most the ones made).
     fn cells_memory_allows(&self) -> usize {
-        let resident: u64 = self
+        let cell_0: Vec<Cgroup> = self
             .config
             .launched()
-            .filter_map(|(s, _)| self.cgroups.get(&s.name))
-            .flat_map(|c| c.pids())
-            .filter_map(|pid| status_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
-            .sum();
+            .filter_map(|(s, _)| self.cgroups.get(&s.name).cloned())
+            .collect();
+        let resident = resident_kib(&cell_0);
         let available = status_kib("/proc/meminfo", "MemAvailable:").unwrap_or(0);
         let fit = (available / 2)
             .checked_div(resident)
@@ -370,6 +377,15 @@ impl Host {
                 .join(format!("{}.log", services::in_cell("test", cell))),
         )
     }
+}
+
+/// The resident memory of the processes in `cgroups`, in KiB.
+fn resident_kib(cgroups: &[Cgroup]) -> u64 {
+    cgroups
+        .iter()
+        .flat_map(Cgroup::pids)
+        .filter_map(|pid| status_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
+        .sum()
 }
 
 /// A `Key: <n> kB` line's number, from a /proc file.

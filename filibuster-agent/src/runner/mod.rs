@@ -80,6 +80,8 @@ struct Ran {
 struct RunRecord {
     /// Cells the run used.
     cells: usize,
+    /// What the services and tests of all cells held at the end, in KiB.
+    services_rss_kib: u64,
     /// Once the search has begun.
     explorer: Option<Explorer>,
     results: Vec<ExecutionResult>,
@@ -111,6 +113,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
         elapsed: started.elapsed(),
         held: record.held,
         cells: record.cells,
+        services_rss_kib: record.services_rss_kib,
         agent: record.agent,
         error: error.as_deref(),
     };
@@ -173,7 +176,10 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         cells,
     )
     .await?;
-    record.cells = host.cells();
+    record.cells = match cells {
+        CellCount::Auto => 1,
+        CellCount::Exactly(_) => host.cells(),
+    };
     // Idle cells, each with its functional test; cell 0 is up, the others
     // join as their copies of the services listen.
     let mut idle: Vec<(usize, FunctionalTest)> = vec![(
@@ -181,10 +187,14 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         host.functional_test(0, test.clone(), &config.dir, options.execution_timeout),
     )];
     let mut starting = JoinSet::new();
-    for cell in 1..host.cells() {
+    // `auto` adds cells one at a time while they pay; a number, all now.
+    let adaptive = cells == CellCount::Auto;
+    let mut launched = if adaptive { 1 } else { host.cells() };
+    for cell in 1..launched {
         let launch = host.launch(cell);
         starting.spawn(async move { (cell, launch.start().await) });
     }
+    let start_cost = host.ready.saturating_sub(host.attached_at);
     // Killed with the run, before the host's cgroups go.
     let mut cells_services = Vec::new();
     let session = &host.session.clone();
@@ -343,6 +353,22 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         if (!passed && !options.keep_going) || options.only_initial_execution {
             stopping = true;
         }
+        if adaptive
+            && !stopping
+            && launched < host.cells()
+            && starting.is_empty()
+            && another_cell_pays(
+                &record.results,
+                explorer.progress().scheduled,
+                launched,
+                start_cost,
+            )
+        {
+            let launch = host.launch(launched);
+            starting.spawn(async move { (launch.cell, launch.start().await) });
+            launched += 1;
+            record.cells = launched;
+        }
     }
     failed.sort_by_key(|(number, _)| *number);
     let command = idle.first().map(|(_, f)| f.command().to_string());
@@ -376,6 +402,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         functional.finish().await;
     }
     drop(terminal);
+    record.services_rss_kib = host.resident_kib();
     record.agent = Some(AgentFootprint::measure(
         host.attached_at,
         host.ready,
@@ -391,6 +418,26 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     } else {
         Verdict::Failed
     })
+}
+
+/// Whether starting one more cell, on top of `cells`, would save more
+/// time than it costs (`start_cost`: what cell 0's services took to
+/// start): the time the `scheduled` executions are expected to spend held
+/// for timeouts, at the mean so far, shared by one more cell.
+fn another_cell_pays(
+    results: &[ExecutionResult],
+    scheduled: usize,
+    cells: usize,
+    start_cost: Duration,
+) -> bool {
+    // The fault-free execution holds nothing: wait for one with faults.
+    if results.len() < 2 {
+        return false;
+    }
+    let held: f64 = results.iter().map(|r| r.held.as_secs_f64()).sum();
+    let expected = scheduled as f64 * held / results.len() as f64;
+    let cells = cells as f64;
+    expected * (1.0 / cells - 1.0 / (cells + 1.0)) > start_cost.as_secs_f64()
 }
 
 /// The test to run: the command line's, else the config's.
@@ -568,4 +615,37 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
     let execution = host.session.end(0).expect("the execution just run");
     println!("{}", report::traffic(execution.calls()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(held_ms: u64) -> ExecutionResult {
+        ExecutionResult {
+            number: 1,
+            duration: Duration::from_millis(held_ms + 50),
+            held: Duration::from_millis(held_ms),
+            passed: true,
+            verdict: "passed".into(),
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn cells_are_added_while_the_time_they_share_outweighs_their_start() {
+        let start = Duration::from_millis(600);
+        // Long timeouts: 2 s held per execution, 20 to come.
+        let slow = [result(0), result(2000), result(2000)];
+        assert!(another_cell_pays(&slow, 20, 1, start));
+        assert!(another_cell_pays(&slow, 20, 4, start));
+        assert!(!another_cell_pays(&slow, 20, 8, start));
+        // Nothing held: one cell.
+        let fast = [result(0), result(0), result(0)];
+        assert!(!another_cell_pays(&fast, 100, 1, start));
+        // Too few executions left to pay for a start.
+        assert!(!another_cell_pays(&slow, 1, 1, Duration::from_secs(1)));
+        // Not before an execution with faults has shown what it holds.
+        assert!(!another_cell_pays(&slow[..1], 20, 1, start));
+    }
 }

@@ -1,0 +1,308 @@
+//! Calls: admitted from the proxy and the kernel's observations, tied to
+//! their parents (attribution), finished with their outcomes, in the cell
+//! whose execution they belong to.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use filibuster_common::ConnectAttempt;
+// The per-call lookups (sockets, callers, in-flight requests) need speed,
+// not SipHash's resistance to chosen keys.
+use foldhash::HashMap;
+
+use super::{
+    Admission, CallHandle, CallRequest, CellState, ConnectTarget, Connection, InFlight,
+    ServiceAddress, Session, State, callee,
+};
+use crate::{
+    config::TEST_CALLER,
+    ebpf::{Destination, Kernel},
+    explore::{CallId, CallSite, Fault, FaultSpace, Outcome},
+    netns::NetNs,
+};
+
+/// The faults `site` could be failed with. The test's own calls are
+/// watched, not failed: the test is what judges.
+pub(super) fn applicable_faults(
+    faults: &FaultSpace,
+    site: &CallSite,
+    first_on_connection: bool,
+) -> Vec<Fault> {
+    if site.caller == TEST_CALLER {
+        Vec::new()
+    } else {
+        faults.faults_for(site, first_on_connection)
+    }
+}
+
+/// The connection a call was made on, as admitting it needs it.
+pub(super) struct CallConnection<'a> {
+    pub(super) cell: usize,
+    pub(super) caller: &'a str,
+    pub(super) callee: &'a str,
+    pub(super) destination: SocketAddr,
+    pub(super) attempt: &'a ConnectAttempt,
+    pub(super) number: u32,
+}
+
+impl<'a> From<&'a Connection> for CallConnection<'a> {
+    fn from(connection: &'a Connection) -> Self {
+        Self {
+            cell: connection.cell,
+            caller: &connection.caller,
+            callee: &connection.callee,
+            destination: connection.destination,
+            attempt: &connection.attempt,
+            number: connection.number,
+        }
+    }
+}
+
+impl Session {
+    /// A connection arrived at the proxy's listener on `listener_port` in
+    /// `netns` from `peer`: who made it, to where.
+    pub fn accept(
+        &self,
+        netns: &Arc<NetNs>,
+        listener_port: u16,
+        peer: SocketAddr,
+    ) -> Option<Connection> {
+        let mut state = self.lock();
+        // Refusals reported before this connect belong before its calls.
+        Self::absorb_events(&mut state);
+        let attempt = state.kernel.take_redirect(netns.cookie(), peer)?;
+        let (caller, cell) = state.caller(attempt.key.cgroup_id)?;
+        let destination = Destination::from_kernel(&attempt.key.destination).0;
+        let callee = callee(&state.services, destination, netns.cookie());
+        Some(Connection {
+            cell,
+            caller,
+            callee,
+            destination,
+            peer,
+            listener_port,
+            netns: netns.clone(),
+            attempt,
+            number: state.next_connection(),
+        })
+    }
+
+    /// The request `caller` is serving that a call it makes belongs to:
+    /// the one of the same trace, when the call carries a trace id its
+    /// caller propagated; else the one the calling thread is serving, when
+    /// the kernel saw that thread read it (`upstream_port`); otherwise the
+    /// most recent still in flight.
+    pub(super) fn parent(
+        serving: &HashMap<String, Vec<InFlight>>,
+        caller: &str,
+        trace: Option<&str>,
+        upstream_port: impl FnOnce() -> Option<u16>,
+    ) -> Option<CallId> {
+        let in_flight = serving.get(caller)?;
+        let same_trace = trace.and_then(|trace| {
+            in_flight
+                .iter()
+                .rev()
+                .find(|call| call.trace.as_deref() == Some(trace))
+        });
+        // Asking the kernel only pays when there is a choice to make.
+        let same_thread = || {
+            let port = upstream_port()?;
+            in_flight
+                .iter()
+                .rev()
+                .find(|call| call.upstream_port == Some(port))
+        };
+        same_trace
+            .or_else(|| (in_flight.len() > 1).then(same_thread).flatten())
+            .or(in_flight.last())
+            .map(|call| call.id)
+    }
+
+    /// The agent's port on the inbound connection whose request thread
+    /// `tid` of service `caller` last read (on the service's port).
+    pub(super) fn served_by_thread(
+        services: &[ServiceAddress],
+        kernel: &Kernel,
+        caller: &str,
+        tid: Option<u32>,
+    ) -> Option<u16> {
+        let port = services.iter().find(|s| s.name == caller)?.port;
+        kernel.last_read_peer(tid?, port)
+    }
+
+    /// The call `call` is carried to its callee on the agent's connection
+    /// from local `port`, opened after the call was admitted.
+    pub fn set_upstream_port(&self, call: CallHandle, port: u16) {
+        let mut state = self.lock();
+        let Some(cell) = state.cell_running(call) else {
+            return;
+        };
+        let CellState {
+            execution, serving, ..
+        } = cell;
+        let callee = &execution
+            .as_ref()
+            .expect("running")
+            .call(call.id)
+            .site
+            .callee;
+        if let Some(in_flight) = serving
+            .get_mut(callee.as_str())
+            .and_then(|calls| calls.iter_mut().find(|c| c.id == call.id))
+        {
+            in_flight.upstream_port = Some(port);
+        }
+    }
+
+    /// A request on `connection`: records the call and says which fault,
+    /// if any, to inject.
+    pub fn admit(&self, connection: &Connection, request: &CallRequest) -> Admission {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        Self::admit_call(&mut state, &connection.into(), request, |kernel| {
+            kernel.sender(connection.peer.port(), connection.listener_port)
+        })
+    }
+
+    /// Records a request on connection `on` as a call; `sender` names the
+    /// thread that sent it, asked only when the parent is in doubt.
+    pub(super) fn admit_call(
+        state: &mut State,
+        on: &CallConnection,
+        request: &CallRequest,
+        sender: impl FnOnce(&Kernel) -> Option<u32>,
+    ) -> Admission {
+        let State {
+            cells,
+            services,
+            kernel,
+            faults,
+            connect_targets,
+            ..
+        } = state;
+        let cell = &mut cells[on.cell];
+        let Some(execution) = cell.execution.as_mut() else {
+            return Admission {
+                call: None,
+                fault: None,
+            };
+        };
+        let site = CallSite {
+            caller: on.caller.to_string(),
+            callee: on.callee.to_string(),
+            protocol: request.protocol,
+            method: request.method.into(),
+            target: request.target.into(),
+        };
+        let parent = Self::parent(&cell.serving, on.caller, request.trace, || {
+            Self::served_by_thread(services, kernel, on.caller, sender(kernel))
+        });
+        let (id, fault) = execution.begin_call(parent, site, |site| {
+            applicable_faults(faults, site, request.first_on_connection)
+        });
+        execution.set_connection(id, on.number);
+        let fault = match fault {
+            // Planned when the call opened its connection, but this time it
+            // reused a pooled one: reset that instead, and disarm the
+            // kernel so the caller's reconnect goes through.
+            Some(Fault::ConnectionRefused) if !request.first_on_connection => {
+                let index = &execution.call(id).index;
+                let armed = cell.armed.iter().find(|(_, p)| p.index == *index);
+                if let Some((&attempt, _)) = armed {
+                    cell.armed.remove(&attempt);
+                    kernel.disarm(&attempt);
+                }
+                let enacted = Fault::connection_error(request.protocol, false);
+                execution.enacted_as(id, enacted.clone());
+                Some(enacted)
+            }
+            fault => fault,
+        };
+        if request.first_on_connection {
+            let index = execution.call(id).index.clone();
+            connect_targets
+                .entry(index)
+                .or_insert_with(|| ConnectTarget {
+                    caller: on.caller.to_string(),
+                    destination: on.destination,
+                    ordinal: on.attempt.ordinal,
+                });
+        }
+        if fault.is_none() {
+            let in_flight = InFlight {
+                id,
+                trace: request.trace.map(str::to_string),
+                upstream_port: request.upstream_port,
+            };
+            // Looked up before inserting: the callee's name is allocated
+            // once, not per call.
+            match cell.serving.get_mut(on.callee) {
+                Some(serving) => serving.push(in_flight),
+                None => {
+                    cell.serving.insert(on.callee.to_string(), vec![in_flight]);
+                }
+            }
+        }
+        Admission {
+            call: Some(CallHandle {
+                cell: on.cell,
+                execution: execution.number,
+                id,
+            }),
+            fault,
+        }
+    }
+
+    /// The call admitted as `call` ended with `outcome`.
+    pub fn finish_call(&self, call: CallHandle, outcome: Outcome) {
+        let mut state = self.lock();
+        // A refusal the callee met while serving this call was reported
+        // before the callee could answer: record it while its parent is
+        // still being served.
+        Self::absorb_events(&mut state);
+        Self::finish(&mut state, call, outcome);
+    }
+
+    /// Records how `call` ended; its callee no longer serves it.
+    pub(super) fn finish(state: &mut State, call: CallHandle, outcome: Outcome) {
+        Self::finish_at(state, call, outcome, Instant::now());
+    }
+
+    /// As [`Session::finish`], at `at`.
+    pub(super) fn finish_at(state: &mut State, call: CallHandle, outcome: Outcome, at: Instant) {
+        let Some(site) = Self::record_outcome(state, call, outcome, at) else {
+            return;
+        };
+        if let Some(serving) = state
+            .cell_running(call)
+            .and_then(|cell| cell.serving.get_mut(site.callee.as_str()))
+        {
+            serving.retain(|in_flight| in_flight.id != call.id);
+        }
+    }
+
+    /// A call already finished ended differently than its caller first
+    /// saw: a gRPC call's status comes in the trailers after its headers.
+    pub fn amend_outcome(&self, call: CallHandle, outcome: Outcome) {
+        Self::record_outcome(&mut self.lock(), call, outcome, Instant::now());
+    }
+
+    /// Records `outcome` for `call`, ended at `at`, if its cell still runs
+    /// its execution; returns its callee if it did.
+    pub(super) fn record_outcome(
+        state: &mut State,
+        call: CallHandle,
+        outcome: Outcome,
+        at: Instant,
+    ) -> Option<Arc<CallSite>> {
+        let cell = state.cells.get_mut(call.cell)?;
+        let execution = cell
+            .execution
+            .as_mut()
+            .filter(|e| e.number == call.execution)?;
+        let site = execution.call(call.id).site.clone();
+        state.faults.observe(&site.callee, &outcome);
+        execution.end_call_at(call.id, outcome, at);
+        Some(site)
+    }
+}

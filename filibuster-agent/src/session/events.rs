@@ -1,0 +1,328 @@
+//! What the kernel reported on its own: refusals, direct connects and how
+//! they ended, heads read off observed HTTP/1.1 connections; and what the
+//! kernel is told to connect directly.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::Result;
+use filibuster_common::{
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
+    ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey,
+};
+use tracing::{debug, warn};
+
+use super::{
+    CallConnection, CallHandle, CallRequest, ConnectTarget, Connection, Session, State,
+    applicable_faults, callee, is_local,
+};
+use crate::{
+    ebpf::{Destination, Head, KernelEvent, Speaks, kernel_instant},
+    explore::{CallId, CallSite, Outcome, Protocol},
+    observe::{Seen, Tracker},
+    sockdiag,
+};
+
+/// A direct HTTP/1.1 connection whose caller socket the kernel observes.
+pub(super) struct Observed {
+    pub(super) caller: String,
+    pub(super) callee: String,
+    pub(super) destination: SocketAddr,
+    /// Cookie of the caller's network namespace.
+    pub(super) netns: u64,
+    pub(super) attempt: ConnectAttempt,
+    pub(super) number: u32,
+    /// The caller socket's own address, once a head showed it.
+    pub(super) local: Option<SocketAddr>,
+    pub(super) tracker: Tracker,
+    pub(super) used: bool,
+    /// The call awaiting its response.
+    pub(super) pending: Option<CallHandle>,
+    pub(super) cell: usize,
+}
+
+impl<'a> From<&'a Observed> for CallConnection<'a> {
+    fn from(observed: &'a Observed) -> Self {
+        Self {
+            cell: observed.cell,
+            caller: &observed.caller,
+            callee: &observed.callee,
+            destination: observed.destination,
+            attempt: &observed.attempt,
+            number: observed.number,
+        }
+    }
+}
+
+impl Session {
+    /// Records what the kernel did on its own: the connects it refused
+    /// (each the planned call), and the direct connects (each a call) and
+    /// how they ended.
+    pub(super) fn absorb_events(state: &mut State) {
+        let Some(mut events) = state.events.take() else {
+            return;
+        };
+        events.drain(|event| match event {
+            KernelEvent::Connect(event) => Self::absorb_connect(state, &event),
+            KernelEvent::Head(head) => Self::absorb_head(state, &head),
+        });
+        state.events = Some(events);
+    }
+
+    /// A connect the kernel refused or let through, or how a direct one
+    /// ended.
+    pub(super) fn absorb_connect(state: &mut State, event: &ConnectEvent) {
+        match event.action {
+            ACTION_REFUSED => Self::absorb_refusal(state, event),
+            ACTION_DIRECT => Self::absorb_direct_connect(state, event),
+            ACTION_OBSERVED => Self::absorb_observed_connect(state, event),
+            // Closed with a request unanswered: by the caller first (it
+            // gave up: a late answer is not its outcome), or by the callee
+            // or the network.
+            ACTION_HUNG_UP | ACTION_CLOSED => {
+                if let Some(observed) = state.observed.remove(&event.socket)
+                    && let Some(call) = observed.pending
+                {
+                    let outcome = if event.action == ACTION_HUNG_UP {
+                        Outcome::Abandoned
+                    } else {
+                        Outcome::ConnectionError
+                    };
+                    let at = kernel_instant(event.at_ns);
+                    Self::finish_at(state, call, outcome, at);
+                }
+            }
+            ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
+                if let Some(call) = state.direct.remove(&event.socket) {
+                    let outcome = if event.action == ACTION_ESTABLISHED {
+                        Outcome::Connected
+                    } else {
+                        Outcome::ConnectionError
+                    };
+                    Self::record_outcome(state, call, outcome, kernel_instant(event.at_ns));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The parent of a call the kernel saw thread `tid` of `caller`, in
+    /// `cell`, make by connecting (no request to read a trace from).
+    pub(super) fn parent_of_connect(
+        state: &State,
+        cell: usize,
+        caller: &str,
+        tid: u32,
+    ) -> Option<CallId> {
+        Self::parent(&state.cells[cell].serving, caller, None, || {
+            Self::served_by_thread(&state.services, &state.kernel, caller, Some(tid))
+        })
+    }
+
+    fn absorb_refusal(state: &mut State, event: &ConnectEvent) {
+        let Some((_, cell)) = state.caller(event.attempt.key.cgroup_id) else {
+            return;
+        };
+        let Some(planned) = state.cells[cell].armed.get(&event.attempt).cloned() else {
+            return;
+        };
+        let parent = Self::parent_of_connect(state, cell, &planned.site.caller, event.tid);
+        if let Some(execution) = state.cells[cell].execution.as_mut() {
+            execution.begin_call(parent, planned.site, |_| Vec::new());
+        }
+    }
+
+    fn absorb_direct_connect(state: &mut State, event: &ConnectEvent) {
+        let Some((caller, cell)) = state.caller(event.attempt.key.cgroup_id) else {
+            return;
+        };
+        let destination = Destination::from_kernel(&event.attempt.key.destination).0;
+        let callee = callee(&state.services, destination, event.netns);
+        let parent = Self::parent_of_connect(state, cell, &caller, event.tid);
+        debug!(%caller, %callee, "a direct connect");
+        let number = state.next_connection();
+        let Some(execution) = state.cells[cell].execution.as_mut() else {
+            return;
+        };
+        let site = CallSite {
+            caller: caller.clone(),
+            callee: callee.clone(),
+            protocol: Protocol::Tcp,
+            method: String::new(),
+            target: String::new(),
+        };
+        // A fault planned on this call made the kernel send its caller's
+        // connects there through the proxy, so none comes back here.
+        let (id, _) = execution.begin_call(parent, site, |site| {
+            applicable_faults(&state.faults, site, true)
+        });
+        execution.set_connection(id, number);
+        let index = execution.call(id).index.clone();
+        let call = CallHandle {
+            cell,
+            execution: execution.number,
+            id,
+        };
+        state.direct.insert(event.socket, call);
+        state
+            .connect_targets
+            .entry(index)
+            .or_insert_with(|| ConnectTarget {
+                caller,
+                destination,
+                ordinal: event.attempt.ordinal,
+            });
+    }
+
+    /// Events the kernel reported so far are taken into account: called
+    /// periodically, so that the ring buffer never fills under load.
+    pub fn absorb(&self) {
+        Self::absorb_events(&mut self.lock());
+    }
+
+    /// A connect the kernel let through to a destination that speaks
+    /// HTTP/1.1: a connection, whose requests are the calls.
+    fn absorb_observed_connect(state: &mut State, event: &ConnectEvent) {
+        let Some((caller, cell)) = state.caller(event.attempt.key.cgroup_id) else {
+            return;
+        };
+        let destination = Destination::from_kernel(&event.attempt.key.destination).0;
+        let observed = Observed {
+            callee: callee(&state.services, destination, event.netns),
+            caller,
+            destination,
+            netns: event.netns,
+            attempt: event.attempt,
+            number: state.next_connection(),
+            local: None,
+            tracker: Tracker::default(),
+            used: false,
+            pending: None,
+            cell,
+        };
+        state.observed.insert(event.socket, observed);
+    }
+
+    /// The head of a segment on an observed connection: a request is
+    /// admitted as a proxied one would be; a response ends its call.
+    fn absorb_head(state: &mut State, head: &Head<'_>) {
+        // Out of the map while its call is admitted, which needs the state.
+        let Some(mut observed) = state.observed.remove(&head.socket) else {
+            return;
+        };
+        observed.local.get_or_insert(head.local);
+        match observed.tracker.segment(head.egress, head.seq, head.bytes) {
+            Some(Seen::Request {
+                method,
+                target,
+                trace,
+            }) => {
+                let request = CallRequest {
+                    protocol: Protocol::Http,
+                    method,
+                    target,
+                    trace,
+                    first_on_connection: !std::mem::replace(&mut observed.used, true),
+                    // The callee's thread serving it reads from the
+                    // caller's own socket.
+                    upstream_port: Some(head.local.port()),
+                };
+                let admission =
+                    Self::admit_call(state, &(&observed).into(), &request, |_| Some(head.tid));
+                state.observed_calls += u64::from(admission.call.is_some());
+                if admission.fault.is_some() {
+                    let (caller, callee) = (&observed.caller, &observed.callee);
+                    warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
+                }
+                observed.pending = admission.call;
+            }
+            Some(Seen::Response(status)) => {
+                if let Some(call) = observed.pending.take() {
+                    Self::finish(state, call, Outcome::Status(status));
+                }
+            }
+            None => {}
+        }
+        state.observed.insert(head.socket, observed);
+    }
+
+    /// Destroys the open observed connections of these callers to these
+    /// destinations (each from inside its caller's namespace, as sock_diag
+    /// only reaches its own).
+    pub(super) fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
+        let doomed: Vec<u64> = state
+            .observed
+            .iter()
+            .filter(|(_, observed)| pairs.contains(&observed.attempt.key))
+            .map(|(&cookie, _)| cookie)
+            .collect();
+        for cookie in doomed {
+            let Some(observed) = state.observed.remove(&cookie) else {
+                continue;
+            };
+            let (Some(local), Some(netns)) =
+                (observed.local, state.namespaces.get(&observed.netns))
+            else {
+                continue;
+            };
+            let remote = observed.destination;
+            match netns.enter(|| sockdiag::destroy(local, remote, cookie)) {
+                Ok(()) => debug!(%local, %remote, "destroyed an observed connection a fault needs"),
+                // Closed since: its close event is on its way.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(%local, %remote, "cannot destroy an observed connection a planned fault needs: {e}")
+                }
+            }
+        }
+    }
+
+    /// Connects from `connection`'s namespace to its destination, which
+    /// speaks `speaks`, go there directly from now on; from every cell's
+    /// namespace, for a local destination in one (the same service there).
+    pub fn connect_directly(&self, connection: &Connection, speaks: Speaks) {
+        let mut state = self.lock();
+        let own = connection.netns.cookie();
+        let namespaces =
+            if is_local(connection.destination.ip()) && state.cell_namespaces.contains(&own) {
+                state.cell_namespaces.clone()
+            } else {
+                vec![own]
+            };
+        for netns in namespaces {
+            let result = state
+                .kernel
+                .connect_directly(netns, connection.destination, speaks);
+            if let Err(e) = result {
+                debug!("{} stays proxied: {e:#}", connection.destination);
+            }
+        }
+    }
+
+    /// Connects to service `name` from any of `namespaces` go there
+    /// directly: it was declared to speak an opaque protocol.
+    pub fn declare_opaque(&self, name: &str, namespaces: &[u64]) -> Result<()> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        // One entry per cell's copy of the service.
+        let copies = state.services.iter().filter(|s| s.name == name);
+        for (service, &netns) in copies.flat_map(|s| namespaces.iter().map(move |n| (s, n))) {
+            // A service's own namespace reaches it at its local addresses
+            // too (a connect names one, not a range: the usual ones).
+            let local = [
+                IpAddr::from(Ipv4Addr::LOCALHOST),
+                Ipv6Addr::LOCALHOST.into(),
+                Ipv4Addr::UNSPECIFIED.into(),
+                Ipv6Addr::UNSPECIFIED.into(),
+            ];
+            let own = (netns == service.netns).then_some(local);
+            let addresses = service.addresses.iter().filter(|&&ip| !is_local(ip));
+            for ip in own.into_iter().flatten().chain(addresses.copied()) {
+                let destination = SocketAddr::new(ip, service.port);
+                state
+                    .kernel
+                    .connect_directly(netns, destination, Speaks::Opaque)?;
+            }
+        }
+        Ok(())
+    }
+}

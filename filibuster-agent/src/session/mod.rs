@@ -1,0 +1,313 @@
+//! One run's live state, shared by the proxy, the control API and the
+//! runner. [`State`] holds what is the host's (the kernel's maps, the
+//! callers, the services, what was learned about destinations and
+//! connects); each [`CellState`] one cell's execution (its calls, who is
+//! serving which, its armed refusals, its holds). A cell's boundary is a
+//! message: `begin(cell, execution)` in, `end(cell)` out.
+
+mod calls;
+mod events;
+mod holds;
+mod naming;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use anyhow::Result;
+use filibuster_common::{ConnectAttempt, ConnectKey};
+// The per-call lookups (sockets, callers, in-flight requests) need speed,
+// not SipHash's resistance to chosen keys.
+use foldhash::{HashMap, HashMapExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use calls::{CallConnection, applicable_faults};
+use events::Observed;
+pub use holds::Forwarding;
+pub use naming::{ServiceAddress, check_unique_ports};
+use naming::{callee, is_local};
+
+use crate::{
+    ebpf::{Destination, Events, Kernel},
+    explore::{CallId, Execution, ExecutionIndex, Fault, FaultSpace, PlannedFault, Protocol},
+    netns::NetNs,
+};
+
+/// A connection the kernel redirected to the agent.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// The cell of the caller.
+    pub cell: usize,
+    pub caller: String,
+    pub callee: String,
+    pub destination: SocketAddr,
+    /// The caller's socket, as the agent's listener sees it.
+    pub peer: SocketAddr,
+    /// The port of the agent's listener it arrived at.
+    pub listener_port: u16,
+    /// The caller's network namespace, where its upstream connection is
+    /// made.
+    pub netns: Arc<NetNs>,
+    pub attempt: ConnectAttempt,
+    /// Numbers the run's connections from 1: calls with the same number
+    /// shared a connection.
+    pub number: u32,
+}
+
+/// Which connect a refusal targets, in terms that survive a restart
+/// (service names, not cgroup ids): written into counterexamples.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectTarget {
+    pub caller: String,
+    pub destination: SocketAddr,
+    pub ordinal: u32,
+}
+
+/// What the proxy read of a request before admitting it as a call.
+#[derive(Debug)]
+pub struct CallRequest<'a> {
+    pub protocol: Protocol,
+    pub method: &'a str,
+    pub target: &'a str,
+    /// The W3C trace id of its `traceparent` header, if it has one.
+    pub trace: Option<&'a str>,
+    pub first_on_connection: bool,
+    /// The agent's port on the upstream connection that will carry it, if
+    /// that connection is already open.
+    pub upstream_port: Option<u16>,
+}
+
+/// A call admitted in a cell's execution: how the proxy names it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallHandle {
+    pub cell: usize,
+    pub execution: usize,
+    pub id: CallId,
+}
+
+/// A request the proxy is about to handle, and what to do with it.
+#[derive(Debug)]
+pub struct Admission {
+    /// `None` when no execution is running in the caller's cell.
+    pub call: Option<CallHandle>,
+    pub fault: Option<Fault>,
+}
+
+/// What one cell owns while it runs an execution: the execution's calls,
+/// who is serving which of them, the refusals armed for it, its holds.
+/// Everything else in [`State`] is the host's, shared by the cells.
+#[derive(Default)]
+struct CellState {
+    execution: Option<Execution>,
+    /// Calls being served, per service: the parents of its outgoing calls.
+    serving: HashMap<String, Vec<InFlight>>,
+    /// Refusals armed in the kernel for the current execution.
+    armed: HashMap<ConnectAttempt, PlannedFault>,
+    /// This cell's cgroup of each caller, by name.
+    caller_cgroups: HashMap<String, u64>,
+    held: Duration,
+    holding: usize,
+}
+
+struct State {
+    kernel: Kernel,
+    /// The kernel's events; out of the state while they are taken in.
+    events: Option<Events>,
+    cells: Vec<CellState>,
+    /// Managed cgroup id → caller name and cell.
+    callers: HashMap<u64, (String, usize)>,
+    /// The namespaces of the cells' copies of the launched services: a
+    /// local destination learned in one is the same service in each.
+    cell_namespaces: Vec<u64>,
+    services: Vec<ServiceAddress>,
+    faults: FaultSpace,
+    /// Where each call that opened a connection did so, learned when the
+    /// call was first seen: what a refusal of that call must target.
+    connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
+    /// Calls made by direct connects not yet answered, by socket cookie.
+    direct: HashMap<u64, CallHandle>,
+    /// Open observed HTTP/1.1 connections, by caller socket cookie.
+    observed: HashMap<u64, Observed>,
+    /// The callers' network namespaces, by cookie.
+    namespaces: HashMap<u64, Arc<NetNs>>,
+    connections: u32,
+    observed_calls: u64,
+}
+
+impl State {
+    /// Numbers a new connection (proxied, direct or observed).
+    fn next_connection(&mut self) -> u32 {
+        self.connections += 1;
+        self.connections
+    }
+
+    /// The caller with managed cgroup `cgroup_id`: its name and cell.
+    fn caller(&self, cgroup_id: u64) -> Option<(String, usize)> {
+        self.callers.get(&cgroup_id).cloned()
+    }
+
+    /// The cell of `call`, if it is still running `call`'s execution.
+    fn cell_running(&mut self, call: CallHandle) -> Option<&mut CellState> {
+        self.cells.get_mut(call.cell).filter(|cell| {
+            cell.execution
+                .as_ref()
+                .is_some_and(|e| e.number == call.execution)
+        })
+    }
+}
+
+/// A call a service is serving.
+struct InFlight {
+    id: CallId,
+    /// Its W3C trace id, if it carried one.
+    trace: Option<String>,
+    /// The agent's port on the connection that carries it to the service:
+    /// what the service's thread serving it last read from.
+    upstream_port: Option<u16>,
+}
+
+pub struct Session {
+    state: Mutex<State>,
+    /// The numbers of the executions the cells are running. A held call
+    /// waits until its own is no longer among them.
+    running: watch::Sender<Vec<usize>>,
+}
+
+impl Session {
+    pub fn new(
+        kernel: Kernel,
+        events: Events,
+        services: Vec<ServiceAddress>,
+        faults: FaultSpace,
+        namespaces: &[Arc<NetNs>],
+        cell_namespaces: Vec<u64>,
+    ) -> Self {
+        Self {
+            state: Mutex::new(State {
+                kernel,
+                events: Some(events),
+                cells: cell_namespaces
+                    .iter()
+                    .map(|_| CellState::default())
+                    .collect(),
+                callers: HashMap::new(),
+                cell_namespaces,
+                services,
+                faults,
+                connect_targets: HashMap::new(),
+                direct: HashMap::new(),
+                observed: HashMap::new(),
+                namespaces: namespaces.iter().map(|n| (n.cookie(), n.clone())).collect(),
+                connections: 0,
+                observed_calls: 0,
+            }),
+            running: watch::channel(Vec::new()).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `name`, in `cell`, runs in managed cgroup `cgroup_id`.
+    pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
+        let mut state = self.lock();
+        state.callers.insert(cgroup_id, (name.to_string(), cell));
+        state.cells[cell]
+            .caller_cgroups
+            .insert(name.to_string(), cgroup_id);
+    }
+
+    pub fn learn_connect_targets(
+        &self,
+        targets: impl IntoIterator<Item = (ExecutionIndex, ConnectTarget)>,
+    ) {
+        self.lock().connect_targets.extend(targets);
+    }
+
+    pub fn connect_target(&self, index: &ExecutionIndex) -> Option<ConnectTarget> {
+        self.lock().connect_targets.get(index).cloned()
+    }
+
+    /// Makes `execution` current and arms the kernel for it: its refusals,
+    /// and the proxy for every connection a planned fault needs (one that
+    /// would otherwise go directly). Open observed connections of those
+    /// callers to those destinations are destroyed, so that a pooled one
+    /// cannot carry a call the fault must reach; their callers reconnect.
+    pub fn begin(&self, cell: usize, execution: Execution) -> Result<()> {
+        let number = execution.number;
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        let state = &mut *state;
+        let own = &mut state.cells[cell];
+        own.armed.clear();
+        own.serving.clear();
+        let mut proxied = Vec::new();
+        for planned in execution.plan().faults() {
+            let Some(target) = state.connect_targets.get(&planned.index) else {
+                continue;
+            };
+            let Some(&cgroup_id) = own.caller_cgroups.get(&target.caller) else {
+                continue;
+            };
+            let key = ConnectKey {
+                cgroup_id,
+                destination: Destination(target.destination).to_kernel(),
+                _pad: 0,
+            };
+            proxied.push(key);
+            if planned.fault == Fault::ConnectionRefused {
+                let attempt = ConnectAttempt {
+                    key,
+                    ordinal: target.ordinal,
+                    _pad: 0,
+                };
+                own.armed.insert(attempt, planned.clone());
+            }
+        }
+        let armed: Vec<ConnectAttempt> = own.armed.keys().copied().collect();
+        let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
+        state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
+        Self::destroy_observed(state, &proxied);
+        state.cells[cell].execution = Some(execution);
+        self.running.send_modify(|running| running.push(number));
+        Ok(())
+    }
+
+    /// Ends `cell`'s execution, releasing every call held in it.
+    pub fn end(&self, cell: usize) -> Option<Execution> {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        let execution = state.cells[cell].execution.take();
+        if let Some(execution) = &execution {
+            self.running
+                .send_modify(|running| running.retain(|&n| n != execution.number));
+        }
+        execution
+    }
+
+    /// Calls read off observed connections so far.
+    pub fn observed_calls(&self) -> u64 {
+        self.lock().observed_calls
+    }
+
+    /// Whether a fault was injected so far in `cell`'s execution (on a
+    /// call to `callee`, if given).
+    pub fn fault_injected(&self, cell: usize, callee: Option<&str>) -> bool {
+        let mut state = self.lock();
+        Self::absorb_events(&mut state);
+        state.cells[cell]
+            .execution
+            .as_ref()
+            .is_some_and(|execution| {
+                execution.calls().iter().any(|c| {
+                    c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name)
+                })
+            })
+    }
+}
