@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             .await
             .map(|()| Verdict::Passed)
         }),
-        Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Some(Verdict::Passed))),
+        Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Ended::Ran(Verdict::Passed))),
     }
 }
 
@@ -181,9 +181,10 @@ fn test_options(args: TestArgs) -> runner::Options {
     }
 }
 
-/// Runs `work` until it ends or a SIGINT/SIGTERM arrives. Dropping the
-/// work on a signal runs its cleanup: services ended, cgroups removed,
-/// programs detached.
+/// Runs `work` until it ends or a SIGINT, SIGTERM, SIGHUP or SIGQUIT
+/// arrives (a closed terminal or ssh session, Ctrl-\\ as well as Ctrl-C).
+/// Dropping the work on a signal runs its cleanup: services ended, cgroups
+/// removed, programs detached.
 fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
     // The run's own work (the control API, the test, the search) needs one
     // thread; the proxy runs on threads of its own (`proxy::Threads`).
@@ -194,14 +195,25 @@ fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
     let outcome = runtime.block_on(async {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = work => result.map(Some),
-            _ = interrupt.recv() => Ok(None),
-            _ = terminate.recv() => Ok(None),
-        }
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut quit = signal(SignalKind::quit())?;
+        Ok(tokio::select! {
+            result = work => Ended::Ran(result?),
+            _ = interrupt.recv() => Ended::Signalled(libc::SIGINT),
+            _ = terminate.recv() => Ended::Signalled(libc::SIGTERM),
+            _ = hangup.recv() => Ended::Signalled(libc::SIGHUP),
+            _ = quit.recv() => Ended::Signalled(libc::SIGQUIT),
+        })
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     exit_code(outcome)
+}
+
+/// How a command ended, when it did not fail.
+enum Ended {
+    Ran(Verdict),
+    /// Stopped by this signal, after cleaning up.
+    Signalled(i32),
 }
 
 fn analyze(args: &AnalyzeArgs) -> Result<()> {
@@ -223,13 +235,14 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
     Ok(())
 }
 
-fn exit_code(outcome: Result<Option<Verdict>>) -> ExitCode {
+fn exit_code(outcome: Result<Ended>) -> ExitCode {
     match outcome {
-        Ok(Some(Verdict::Passed)) => ExitCode::SUCCESS,
-        Ok(Some(Verdict::Failed)) => ExitCode::from(1),
-        Ok(None) => {
+        Ok(Ended::Ran(Verdict::Passed)) => ExitCode::SUCCESS,
+        Ok(Ended::Ran(Verdict::Failed)) => ExitCode::from(1),
+        Ok(Ended::Signalled(signal)) => {
             eprintln!("filibuster: interrupted; services stopped and cgroups removed");
-            ExitCode::from(130)
+            // As shells report a process a signal ended: 128 + its number.
+            ExitCode::from(128 + signal as u8)
         }
         Err(e) => {
             eprintln!("filibuster: error: {e:#}");

@@ -64,12 +64,18 @@ fn assert_host_clean() {
 }
 
 #[test]
-fn sigint_and_sigterm_end_the_run_and_clean_up() {
-    for sent in [Signal::SIGINT, Signal::SIGTERM] {
+fn sigint_sigterm_sighup_and_sigquit_end_the_run_and_clean_up() {
+    for sent in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         let agent = agent_mid_run();
         signal(&agent, sent);
         let output = agent.wait_with_output().expect("the agent ends");
-        assert_eq!(output.status.code(), Some(130), "{sent}");
+        // As shells report it: 128 + the signal's number.
+        assert_eq!(output.status.code(), Some(128 + sent as i32), "{sent}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("interrupted; services stopped"), "{stderr}");
         assert_host_clean();
@@ -98,6 +104,41 @@ fn after_sigkill_the_next_start_removes_what_was_left() {
     let stderr = String::from_utf8_lossy(&next.stderr);
     assert!(
         stderr.contains("left by an earlier run that was killed"),
+        "{stderr}"
+    );
+    assert_host_clean();
+}
+
+#[test]
+fn a_second_agent_in_other_mount_and_pid_namespaces_is_refused_too() {
+    // As a second CI container sharing the host's cgroups would run it:
+    // its own /run, its own pids.
+    let agent = agent_mid_run();
+    let binary = workspace().join("target/debug/filibuster");
+    let second = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "mount -t tmpfs tmpfs /run && exec {} test --config {} --control-port 5206",
+            binary.display(),
+            tutorial("fixed.toml")
+        ))
+        .current_dir(scratch("namespaced-agent"))
+        .output()
+        .expect("unshare runs");
+    signal(&agent, Signal::SIGTERM);
+    agent.wait_with_output().expect("the first agent ends");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another filibuster is running on this host"),
         "{stderr}"
     );
     assert_host_clean();

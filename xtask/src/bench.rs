@@ -683,13 +683,17 @@ error_log {work}/nginx.log;
         let mut misses = Vec::new();
         for (name, config, mode, flags) in runs {
             let mut one_cell = 0.0;
-            for cells in ["1", "4", "8"] {
+            for cells in ["1", "4", "8", "auto"] {
                 let report = self.filibuster(config, &[flags, &["--cells", cells]].concat())?;
                 let number = |v: &Value| v.as_f64().unwrap_or(0.0);
                 let wall = number(&report["elapsed_seconds"]);
                 if cells == "1" {
                     one_cell = wall;
                 }
+                let cells = match cells {
+                    "auto" => format!("auto ({})", report["cells"]),
+                    n => n.to_string(),
+                };
                 writeln!(
                     table,
                     "| {name} | {mode} | {cells} | {} | {} | {wall:.2} | {:.2} | {:.2} | {:.0} | {} |",

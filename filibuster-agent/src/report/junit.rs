@@ -1,7 +1,7 @@
 //! JUnit XML, one test case per execution, so that CI systems list each
 //! fault combination as a test of its own.
 
-use std::path::Path;
+use std::{io::Write, path::Path};
 
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
@@ -49,6 +49,7 @@ pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
     let xml = report
         .to_string()
         .context("cannot serialise the JUnit report")?;
-    std::fs::write(path, xml)
-        .with_context(|| format!("cannot write JUnit report {}", path.display()))
+    crate::json_file::replace(path, "JUnit report", |file| {
+        file.write_all(xml.as_bytes())
+    })
 }

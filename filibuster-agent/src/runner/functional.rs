@@ -163,10 +163,8 @@ impl FunctionalTest {
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let collect = async {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            out.extend(err);
-            String::from_utf8_lossy(&out).into_owned()
+            let (out, err) = tokio::join!(Bounded::read(&mut stdout), Bounded::read(&mut stderr));
+            format!("{out}{err}")
         };
         let waited =
             tokio::time::timeout(self.timeout, async { tokio::join!(child.wait(), collect) }).await;
@@ -265,6 +263,52 @@ impl FunctionalTest {
     }
 }
 
+/// What a test printed, bounded: its head and its tail are kept, the
+/// middle of a test that prints without end is not (nor held in memory).
+#[derive(Default)]
+struct Bounded {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    cut: u64,
+}
+
+impl Bounded {
+    /// Bytes kept from the start, and from the end.
+    const HEAD: usize = 32 * 1024;
+    const TAIL: usize = 32 * 1024;
+
+    async fn read(reader: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+        let mut bounded = Self::default();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = reader.read(&mut chunk).await {
+            bounded.push(&chunk[..n]);
+        }
+        bounded.to_string()
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        let room = Self::HEAD - self.head.len();
+        let (head, rest) = bytes.split_at(room.min(bytes.len()));
+        self.head.extend_from_slice(head);
+        bytes = rest;
+        self.tail.extend(bytes);
+        let over = self.tail.len().saturating_sub(Self::TAIL);
+        self.tail.drain(..over);
+        self.cut += over as u64;
+    }
+}
+
+impl std::fmt::Display for Bounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.head))?;
+        if self.cut > 0 {
+            write!(f, "\n[... {} bytes of output cut ...]\n", self.cut)?;
+        }
+        let (a, b) = self.tail.as_slices();
+        f.write_str(&String::from_utf8_lossy(&[a, b].concat()))
+    }
+}
+
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -285,4 +329,24 @@ fn tail(log: &mut File) -> String {
     let _ = log.seek(SeekFrom::Start(length.saturating_sub(TAIL_BYTES)));
     let _ = log.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endless_output_keeps_its_head_and_tail() {
+        let mut output = Vec::new();
+        output.extend_from_slice(b"first line\n");
+        output.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+        output.extend_from_slice(b"\nAssertionError: the last line");
+        let text = Bounded::read(&mut output.as_slice()).await;
+        assert!(text.starts_with("first line\n"));
+        assert!(text.ends_with("AssertionError: the last line"));
+        assert!(text.len() < 70 * 1024, "{}", text.len());
+        assert!(text.contains("bytes of output cut"));
+        let short = Bounded::read(&mut &b"all of it"[..]).await;
+        assert_eq!(short, "all of it");
+    }
 }

@@ -91,8 +91,8 @@ impl Host {
                 "filibuster needs root to load kernel programs and create cgroups: run it with sudo"
             );
         }
-        let lock = HostLock::acquire()?;
         let mount = cgroups::cgroup2_mount()?;
+        let lock = HostLock::acquire(&mount)?;
         for stale in cgroups::remove_stale_runs(&mount) {
             eprintln!(
                 "filibuster: removed cgroup {} left by an earlier run that was killed",

@@ -381,20 +381,25 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
                     record.failures.len(),
                     number,
                 );
-                write_counterexample(finished, command, session, &path)?;
-                Some(path)
+                // The failure stands even if its file cannot be written.
+                match write_counterexample(finished, command, session, &path) {
+                    Ok(()) => Some(path),
+                    Err(e) => {
+                        eprintln!("filibuster: {e:#}");
+                        None
+                    }
+                }
             }
             _ => None,
+        };
+        let replay = match written.as_deref().or(options.counterexample_file.as_deref()) {
+            Some(path) => replay_command(path),
+            None => "(no counterexample could be written)".to_string(),
         };
         record.failures.push(FailureArtifacts {
             number,
             diagnosis,
-            replay: replay_command(
-                written
-                    .as_deref()
-                    .or(options.counterexample_file.as_deref())
-                    .expect("a counterexample written or replayed"),
-            ),
+            replay,
             counterexample: written,
         });
     }

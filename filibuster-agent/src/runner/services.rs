@@ -2,7 +2,7 @@
 //! log file, ready once it listens on its port.
 
 use std::{
-    fs::{self, File},
+    fs::File,
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::Stdio,
@@ -52,10 +52,12 @@ pub fn in_cell(name: &str, cell: usize) -> String {
 }
 
 /// Where the run's logs go: one file per service, one for a looping test.
+/// A new directory (mode 0700, `mkdtemp`): never one that exists, so never
+/// one planted there, as a symlink or otherwise, by someone else.
 pub fn log_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("filibuster-{}", std::process::id()));
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+    let template = std::env::temp_dir().join("filibuster-XXXXXX");
+    nix::unistd::mkdtemp(&template)
+        .with_context(|| format!("cannot create a log directory like {}", template.display()))
 }
 
 /// What starting one cell's copy of the launched services takes, owned,
