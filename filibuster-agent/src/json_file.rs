@@ -79,7 +79,12 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &report).unwrap();
         write(&report, "report", &serde_json::json!({"result": "passed"})).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
-        assert!(!fs::symlink_metadata(&report).unwrap().file_type().is_symlink());
+        assert!(
+            !fs::symlink_metadata(&report)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert!(fs::read_to_string(&report).unwrap().contains("passed"));
         // Only the report is left: no temporary file.
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);

@@ -49,7 +49,5 @@ pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
     let xml = report
         .to_string()
         .context("cannot serialise the JUnit report")?;
-    crate::json_file::replace(path, "JUnit report", |file| {
-        file.write_all(xml.as_bytes())
-    })
+    crate::json_file::replace(path, "JUnit report", |file| file.write_all(xml.as_bytes()))
 }

@@ -392,7 +392,10 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             }
             _ => None,
         };
-        let replay = match written.as_deref().or(options.counterexample_file.as_deref()) {
+        let replay = match written
+            .as_deref()
+            .or(options.counterexample_file.as_deref())
+        {
             Some(path) => replay_command(path),
             None => "(no counterexample could be written)".to_string(),
         };
