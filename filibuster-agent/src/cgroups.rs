@@ -170,6 +170,11 @@ impl RunCgroups {
         &self.children
     }
 
+    /// The run's own cgroup, parent of its children.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The child made for `name`.
     pub fn get(&self, name: &str) -> Option<&Cgroup> {
         self.children
@@ -196,6 +201,47 @@ fn remove_when_empty(path: &Path) {
     while fs::remove_dir(path).is_err() && path.exists() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Fails, saying why, if programs attached to `target` (a service's cgroup,
+/// `name` the service) would reach beyond that service: the root of the
+/// tree or a cgroup holding the agent (every connect on the host, the
+/// agent's own upstream ones included, would be redirected), or a cgroup
+/// inside or around one already managed (`managed`: what for), whose
+/// connects would be claimed twice.
+pub fn check_attachable(
+    mount: &Path,
+    name: &str,
+    target: &Path,
+    agent: &Path,
+    managed: &[(String, PathBuf)],
+) -> Result<()> {
+    let shown = target.display();
+    if target == mount {
+        bail!(
+            "service `{name}`: cgroup {shown} is the root of the cgroup tree, where every process of the host is: give the service's own cgroup (its pid or container)"
+        );
+    }
+    if agent.starts_with(target) {
+        bail!(
+            "service `{name}`: cgroup {shown} holds filibuster itself ({}): its own connects would be redirected; run the agent outside the service's cgroup, or give a cgroup of the service alone",
+            agent.display()
+        );
+    }
+    for (what, other) in managed {
+        if target.starts_with(other) || other.starts_with(target) {
+            bail!(
+                "service `{name}`: cgroup {shown} is inside or around {what}'s cgroup {}: each service needs a cgroup of its own, apart from the others",
+                other.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The cgroup the agent itself runs in.
+pub fn own_cgroup(mount: &Path) -> Result<PathBuf> {
+    Ok(Cgroup::of_process(mount, std::process::id())?.path)
 }
 
 /// Removes the cgroups of earlier runs whose agent is gone (killed with
@@ -234,4 +280,40 @@ pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
         removed.push(root);
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_targets_that_reach_beyond_their_service_are_refused() {
+        let mount = Path::new("/sys/fs/cgroup");
+        let agent = mount.join("user.slice/session-1.scope");
+        let managed = [
+            ("the run".to_string(), mount.join("filibuster-42")),
+            (
+                "service `cart`".to_string(),
+                mount.join("system.slice/cart.service"),
+            ),
+        ];
+        let check = |target: &Path| {
+            check_attachable(mount, "x", target, &agent, &managed).map_err(|e| e.to_string())
+        };
+        assert!(check(&mount.join("system.slice/shop.service")).is_ok());
+        let err = check(mount).unwrap_err();
+        assert!(err.contains("is the root of the cgroup tree"), "{err}");
+        for holding_the_agent in ["user.slice", "user.slice/session-1.scope"] {
+            let err = check(&mount.join(holding_the_agent)).unwrap_err();
+            assert!(err.contains("holds filibuster itself"), "{err}");
+        }
+        for overlapping in [
+            "system.slice",
+            "system.slice/cart.service/worker",
+            "filibuster-42/foo",
+        ] {
+            let err = check(&mount.join(overlapping)).unwrap_err();
+            assert!(err.contains("inside or around"), "{overlapping}: {err}");
+        }
+    }
 }

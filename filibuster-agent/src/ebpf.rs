@@ -295,6 +295,20 @@ impl Kernel {
             .context("cannot mark a destination as connected to directly")
     }
 
+    /// Detaches the connect and peer-name programs from every cgroup: from
+    /// now on the services connect to each other directly, as without
+    /// the agent. Done before its listeners close, so that no connect of
+    /// a live service is sent to a listener that is gone.
+    pub fn detach_connects(&mut self) {
+        for name in SOCK_ADDR_PROGRAMS {
+            if let Some(aya::programs::Program::CgroupSockAddr(program)) =
+                self.ebpf.program_mut(name)
+            {
+                let _ = program.unload();
+            }
+        }
+    }
+
     /// Lets the caller's connects through again where a refusal was armed.
     pub fn disarm(&mut self, attempt: &ConnectAttempt) {
         let _ = self.refusals.remove(attempt);

@@ -145,3 +145,34 @@ fn a_service_to_attach_that_does_not_listen_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn attaching_where_the_whole_host_or_the_agent_is_is_refused() {
+    let dir = scratch("attach-refused");
+    let mount = cgroup_mount().expect("cgroup v2");
+    let targets = [
+        (
+            format!("cgroup = \"{}\"", mount.display()),
+            "is the root of the cgroup tree",
+        ),
+        // The harness's own process: the agent it starts is in its cgroup
+        // (here the root, elsewhere a session's).
+        (format!("pid = {}", std::process::id()), "cgroup"),
+    ];
+    for (target, why) in targets {
+        fs::write(
+            dir.join("filibuster.toml"),
+            format!("[test]\ncommand = \"true\"\n[services.everything]\n{target}\nport = 1\n"),
+        )
+        .unwrap();
+        let output = run_test(&dir, &["--config", "filibuster.toml"]);
+        assert_eq!(output.status.code(), Some(2), "{target}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(why)
+                && (stderr.contains("root of the cgroup tree")
+                    || stderr.contains("holds filibuster itself")),
+            "{target}: {stderr}"
+        );
+    }
+}

@@ -56,6 +56,15 @@ pub struct Host {
     _lock: HostLock,
 }
 
+impl Drop for Host {
+    /// Before the fields go (services, tasks, the proxy and its listeners,
+    /// cgroups): attached services that keep serving must never connect to
+    /// a listener of ours that closed.
+    fn drop(&mut self) {
+        self.session.detach_connects();
+    }
+}
+
 /// How many cells a run asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CellCount {
@@ -127,6 +136,7 @@ impl Host {
         }
         let mut namespaces = cell_namespaces.clone();
         let mut cgroups = RunCgroups::create(&mount)?;
+        let agent_cgroup = cgroups::own_cgroup(&mount)?;
         let mut attached = Vec::new();
         let mut placed = Vec::new();
         for service in &config.services {
@@ -145,6 +155,17 @@ impl Host {
                     None,
                 ),
             };
+            let mut managed = vec![("this run".to_string(), cgroups.root().to_path_buf())];
+            managed.extend(attached.iter().map(|(name, c): &(&str, Cgroup)| {
+                (format!("service `{name}`"), c.path().to_path_buf())
+            }));
+            cgroups::check_attachable(
+                &mount,
+                &service.name,
+                cgroup.path(),
+                &agent_cgroup,
+                &managed,
+            )?;
             let netns = namespace_of(service, &cgroup, pid, &mut namespaces)?;
             if !netns.listens_on(service.port) {
                 bail!(

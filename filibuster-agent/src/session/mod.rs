@@ -214,6 +214,12 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The end of the run: connects go where they were meant to again (see
+    /// [`Kernel::detach_connects`]).
+    pub fn detach_connects(&self) {
+        self.lock().kernel.detach_connects();
+    }
+
     /// `name`, in `cell`, runs in managed cgroup `cgroup_id`.
     pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
         let mut state = self.lock();
