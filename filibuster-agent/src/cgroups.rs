@@ -86,6 +86,16 @@ impl Cgroup {
     }
 
     /// The file a process writes "0" to in order to move itself here.
+    /// Its depth in the tree mounted at `mount` (the root is 0), as the
+    /// kernel counts a cgroup's level.
+    pub fn level(&self, mount: &Path) -> u8 {
+        self.path
+            .strip_prefix(mount)
+            .map_or(0, |relative| relative.components().count())
+            .try_into()
+            .unwrap_or(u8::MAX)
+    }
+
     pub fn procs_file(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }
@@ -195,11 +205,23 @@ impl Drop for RunCgroups {
     }
 }
 
+/// Removes the cgroup at `path` and every cgroup under it (a service may
+/// have made some of its own), deepest first, once their processes are
+/// gone.
 fn remove_when_empty(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    // rmdir fails with EBUSY until the killed processes are reaped.
-    while fs::remove_dir(path).is_err() && path.exists() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
+    let tree: Vec<PathBuf> = walkdir::WalkDir::new(path)
+        .contents_first(true)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_type().is_dir())
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    for cgroup in tree {
+        // rmdir fails with EBUSY until the killed processes are reaped.
+        while fs::remove_dir(&cgroup).is_err() && cgroup.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

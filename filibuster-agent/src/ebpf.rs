@@ -20,9 +20,9 @@ use aya::{
     },
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_OPAQUE, Callee, ConnectAttempt, ConnectEvent,
-    ConnectKey, ConnectionPorts, HeadEvent, Listeners, PeerKey, Settings, SockAddr, ThreadPort,
-    maps, programs,
+    AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_OPAQUE, CALLS_ONLY, Callee, ConnectAttempt,
+    ConnectEvent, ConnectKey, ConnectionPorts, HeadEvent, Listeners, PeerKey, SERVES, Settings,
+    SockAddr, ThreadPort, maps, programs,
 };
 
 use crate::cgroups::Cgroup;
@@ -239,11 +239,10 @@ impl Kernel {
                 .attach(&dir, direction, CgroupAttachMode::Single)
                 .map_err(|e| attach_error(name, e))?;
         }
-        if serves_requests {
-            self.managed
-                .insert(cgroup.id(), 1, 0)
-                .context("cannot register a managed cgroup with the kernel programs")?;
-        }
+        let kind = if serves_requests { SERVES } else { CALLS_ONLY };
+        self.managed
+            .insert(cgroup.id(), kind, 0)
+            .context("cannot register a managed cgroup with the kernel programs")?;
         Ok(())
     }
 

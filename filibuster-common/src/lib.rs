@@ -60,7 +60,11 @@ pub struct Settings {
     /// Loopback port of the agent's control API: never redirected, so a test
     /// can always ask the agent what it injected.
     pub control_port: u16,
-    pub _pad: [u16; 3],
+    /// The levels in the cgroup v2 tree (the root is 0) of the shallowest
+    /// and the deepest managed cgroup: where a process in a cgroup a
+    /// service made under its own finds its managed ancestor.
+    pub managed_levels: [u8; 2],
+    pub _pad: [u16; 2],
 }
 
 /// The agent's transparent listeners in one network namespace (a value of
@@ -165,6 +169,11 @@ pub struct ConnectEvent {
     /// (the agent reads events a few milliseconds late).
     pub at_ns: u64,
 }
+
+/// Values of `MANAGED`: a service's cgroup, whose threads serve requests,
+/// and the test's, which only calls.
+pub const SERVES: u8 = 1;
+pub const CALLS_ONLY: u8 = 0;
 
 /// Values of `OPAQUE`: what a destination connected to directly speaks.
 pub const CALLEE_OPAQUE: u8 = 1;

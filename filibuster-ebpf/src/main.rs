@@ -55,9 +55,9 @@ use aya_ebpf::{
     },
     helpers::bpf_probe_read_kernel,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_netns_cookie,
-        bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
-        bpf_skb_load_bytes,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_set_retval,
+        bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes,
     },
     macros::{cgroup_skb, cgroup_sock_addr, map, raw_tracepoint, sock_ops},
     maps::{Array, HashMap, LruHashMap, RingBuf},
@@ -67,7 +67,7 @@ use filibuster_common::{
     ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
     ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE, AF_INET, AF_INET6, CALLEE_HTTP1, Callee,
     ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts, HEAD_BYTES, HeadEvent, Listeners,
-    PeerKey, Settings, SockAddr, ThreadPort,
+    PeerKey, SERVES, Settings, SockAddr, ThreadPort,
 };
 
 const IPPROTO_TCP: u32 = 6;
@@ -124,8 +124,8 @@ static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> =
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
-/// The managed cgroups that serve requests (the services, not the test),
-/// whose threads' sends and reads `sends` and `reads` record.
+/// The managed cgroups: `SERVES` for the services, whose threads' sends
+/// and reads `sends` and `reads` record, `CALLS_ONLY` for the test.
 #[map]
 static MANAGED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 
@@ -338,6 +338,32 @@ fn observed_progress(ctx: &SockOpsContext, op: u32, cookie: u64) {
     }
 }
 
+/// The managed cgroup the current task is in, or under: a service may make
+/// cgroups of its own under the one it was given (the programs run there
+/// too), and its connects are still its own. Its id and `MANAGED` value.
+fn managed_cgroup() -> Option<(u64, u8)> {
+    let current = unsafe { bpf_get_current_cgroup_id() };
+    if let Some(&kind) = unsafe { MANAGED.get(&current) } {
+        return Some((current, kind));
+    }
+    let [shallowest, deepest] = SETTINGS.get(0)?.managed_levels;
+    // Bounded for the verifier: cgroup trees are shallow.
+    for level in 0..MAX_LEVEL {
+        let level = level + shallowest;
+        if level > deepest {
+            break;
+        }
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(i32::from(level)) };
+        if let Some(&kind) = unsafe { MANAGED.get(&ancestor) } {
+            return Some((ancestor, kind));
+        }
+    }
+    None
+}
+
+/// Levels of managed cgroups `managed_cgroup` looks at, at most.
+const MAX_LEVEL: u8 = 16;
+
 /// Offsets in `struct sock_common` (stable since Linux 2.6): the peer port
 /// (network order) and the local port (host order).
 const SKC_DPORT: usize = 12;
@@ -345,8 +371,7 @@ const SKC_NUM: usize = 14;
 
 #[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
 pub fn reads(ctx: RawTracePointContext) -> i32 {
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    if unsafe { MANAGED.get(cgroup) }.is_none() {
+    if !matches!(managed_cgroup(), Some((_, SERVES))) {
         return 0;
     }
     let sock: *const u8 = ctx.arg(0);
@@ -364,8 +389,7 @@ pub fn reads(ctx: RawTracePointContext) -> i32 {
 
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn sends(ctx: RawTracePointContext) -> i32 {
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    if unsafe { MANAGED.get(cgroup) }.is_none() {
+    if !matches!(managed_cgroup(), Some((_, SERVES))) {
         return 0;
     }
     let sock: *const u8 = ctx.arg(0);
@@ -475,7 +499,7 @@ fn settings(ctx: &SockAddrContext) -> Option<(Settings, Listeners)> {
 /// execution), otherwise records its original destination for the agent.
 fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
     let key = ConnectKey {
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id: managed_cgroup().map_or(0, |(id, _)| id),
         destination,
         _pad: 0,
     };

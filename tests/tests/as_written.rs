@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use filibuster_tests::{filibuster, read_json, replay, run_test, scratch, workspace};
+use filibuster_tests::{
+    cgroup_mount, filibuster, leftover_cgroups, read_json, replay, run_test, scratch, workspace,
+};
 use serde_json::Value;
 
 fn example(path: &str) -> PathBuf {
@@ -210,4 +212,51 @@ fn equal_timeouts_at_two_hops_are_diagnosed_as_a_timeout_budget() {
     // With bookings' timeout inside users', bookings degrades in time.
     let fixed = example("timeouts/fixed.toml").display().to_string();
     assert_eq!(run_test(&dir, &["--config", &fixed]).status.code(), Some(0));
+}
+
+#[test]
+fn a_service_that_makes_a_child_cgroup_of_its_own_is_still_itself() {
+    // bar moves itself into a cgroup it makes under the one it was given,
+    // as systemd-style services and runtimes inside containers do. Its
+    // calls come from that child: still bar's, and the child goes with the
+    // run.
+    let dir = scratch("as-written-child-cgroup");
+    let tutorial = example("tutorial");
+    let mount = cgroup_mount().expect("cgroup v2");
+    let into_child = format!(
+        "cg={}$(sed -n 's/^0:://p' /proc/self/cgroup) && mkdir $cg/worker && echo $$ > $cg/worker/cgroup.procs && exec",
+        mount.display()
+    );
+    let config = std::fs::read_to_string(tutorial.join("fixed.toml"))
+        .unwrap()
+        .replace(
+            "command = \"python3 services/bar/app.py\"",
+            &format!("command = \"{into_child} python3 services/bar/app.py\""),
+        )
+        .replace(
+            "command = \"",
+            &format!("command = \"cd {} && ", tutorial.display()),
+        );
+    assert!(config.contains("worker"));
+    std::fs::write(dir.join("filibuster.toml"), config).unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            "filibuster.toml",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "every execution passes");
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["executions"], 10);
+    let bars_calls: Vec<&Value> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["caller"] == "bar")
+        .collect();
+    assert_eq!(bars_calls.len(), 1, "bar's call to baz is bar's");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }

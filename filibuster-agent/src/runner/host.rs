@@ -124,10 +124,6 @@ impl Host {
         };
 
         let (mut kernel, events) = Kernel::load()?;
-        kernel.configure(Settings {
-            control_port,
-            _pad: [0; 3],
-        })?;
 
         // Cell 0 is the host's namespace; the others get their own.
         let mut cell_namespaces = vec![own.clone()];
@@ -234,6 +230,12 @@ impl Host {
             }
             kernel.attach(cgroup, *name != TEST_CALLER)?;
         }
+        let levels = callers.iter().map(|(_, _, cgroup)| cgroup.level(&mount));
+        kernel.configure(Settings {
+            control_port,
+            managed_levels: [levels.clone().min().unwrap_or(0), levels.max().unwrap_or(0)],
+            _pad: [0; 2],
+        })?;
         let attached_at = started.elapsed();
         let session = Arc::new(Session::new(
             kernel,
@@ -244,7 +246,7 @@ impl Host {
             cell_namespaces.iter().map(|n| n.cookie()).collect(),
         ));
         for (cell, name, cgroup) in &callers {
-            session.add_caller(*cell, cgroup.id(), name);
+            session.add_caller(*cell, cgroup, name);
         }
         let caller_namespaces: Vec<u64> = namespaces.iter().map(|n| n.cookie()).collect();
         for service in &config.services {

@@ -12,6 +12,8 @@ mod naming;
 
 use std::{
     net::SocketAddr,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -31,6 +33,7 @@ pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
 
 use crate::{
+    cgroups::Cgroup,
     ebpf::{Destination, Events, Kernel},
     explore::{CallId, Execution, ExecutionIndex, Fault, FaultSpace, PlannedFault, Protocol},
     netns::NetNs,
@@ -119,6 +122,9 @@ struct State {
     cells: Vec<CellState>,
     /// Managed cgroup id → caller name and cell.
     callers: HashMap<u64, (String, usize)>,
+    /// Each managed cgroup's path, caller name and cell: where a cgroup
+    /// id not in `callers` is looked for.
+    caller_paths: Vec<(PathBuf, String, usize)>,
     /// The namespaces of the cells' copies of the launched services: a
     /// local destination learned in one is the same service in each.
     cell_namespaces: Vec<u64>,
@@ -145,8 +151,27 @@ impl State {
     }
 
     /// The caller with managed cgroup `cgroup_id`: its name and cell.
-    fn caller(&self, cgroup_id: u64) -> Option<(String, usize)> {
-        self.callers.get(&cgroup_id).cloned()
+    /// A cgroup the kernel reports that is none of the managed ones is a
+    /// descendant of one (the programs run for those too): a service that
+    /// made a child cgroup of its own, or a process moved into one. It is
+    /// that service's, and is remembered as such.
+    fn caller(&mut self, cgroup_id: u64) -> Option<(String, usize)> {
+        if let Some(known) = self.callers.get(&cgroup_id) {
+            return Some(known.clone());
+        }
+        let owner = self.caller_paths.iter().find(|(path, ..)| {
+            walkdir::WalkDir::new(path)
+                .min_depth(1)
+                .into_iter()
+                .flatten()
+                .any(|entry| {
+                    entry.file_type().is_dir()
+                        && entry.metadata().is_ok_and(|m| m.ino() == cgroup_id)
+                })
+        })?;
+        let caller = (owner.1.clone(), owner.2);
+        self.callers.insert(cgroup_id, caller.clone());
+        Some(caller)
     }
 
     /// The cell of `call`, if it is still running `call`'s execution.
@@ -194,6 +219,7 @@ impl Session {
                     .map(|_| CellState::default())
                     .collect(),
                 callers: HashMap::new(),
+                caller_paths: Vec::new(),
                 cell_namespaces,
                 services,
                 faults,
@@ -220,13 +246,16 @@ impl Session {
         self.lock().kernel.detach_connects();
     }
 
-    /// `name`, in `cell`, runs in managed cgroup `cgroup_id`.
-    pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
+    /// `name`, in `cell`, runs in managed `cgroup` (and any it makes).
+    pub fn add_caller(&self, cell: usize, cgroup: &Cgroup, name: &str) {
         let mut state = self.lock();
-        state.callers.insert(cgroup_id, (name.to_string(), cell));
+        state.callers.insert(cgroup.id(), (name.to_string(), cell));
+        state
+            .caller_paths
+            .push((cgroup.path().to_path_buf(), name.to_string(), cell));
         state.cells[cell]
             .caller_cgroups
-            .insert(name.to_string(), cgroup_id);
+            .insert(name.to_string(), cgroup.id());
     }
 
     pub fn learn_connect_targets(
