@@ -19,8 +19,13 @@
 //!   "output": "..."}` reports how the test body did.
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -31,15 +36,16 @@ use hyper::{
     header::{CONTENT_TYPE, HeaderValue},
     service::service_fn,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, watch},
+    sync::{Semaphore, mpsc, watch},
+    task::AbortHandle,
 };
 
-use crate::session::Session;
+use crate::{accept, session::Session};
 
 /// What the looping test process is to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,23 +122,71 @@ impl TestLoop {
     }
 }
 
+/// Connections the control API holds at once: a test makes a few. Past
+/// that, the oldest connection that has not sent anything yet is closed to
+/// make room, so a flood of idle connections can neither take the agent's
+/// descriptors nor keep a test's question from being answered.
+const MAX_CONNECTIONS: usize = 256;
+/// A connection that has not sent a request head by then is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection that has sent nothing yet: the first to go when the
+/// control API is full.
+struct Idle {
+    spoke: Arc<AtomicBool>,
+    task: AbortHandle,
+}
+
 pub async fn serve(listener: TcpListener, session: Arc<Session>, test_loop: Arc<TestLoop>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut idle: VecDeque<Idle> = VecDeque::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let (stream, _) = accept::next(&listener).await;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                idle.retain(|i| !i.spoke.load(Ordering::Relaxed) && !i.task.is_finished());
+                // Every slot held by a connection in use: this one is closed.
+                let Some(oldest) = idle.pop_front() else {
+                    continue;
+                };
+                oldest.task.abort();
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    continue;
+                };
+                slot
+            }
         };
         let session = session.clone();
         let test_loop = test_loop.clone();
-        tokio::spawn(async move {
+        let spoke = Arc::new(AtomicBool::new(false));
+        let spoken = spoke.clone();
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            // Nothing but the first bytes mark a connection as in use.
+            let mut first = [0u8; 1];
+            if !matches!(stream.peek(&mut first).await, Ok(1..)) {
+                return;
+            }
+            spoken.store(true, Ordering::Relaxed);
             let service = service_fn(move |request| {
                 let session = session.clone();
                 let test_loop = test_loop.clone();
                 async move { Ok::<_, Infallible>(answer(&session, &test_loop, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+        idle.push_back(Idle {
+            spoke,
+            task: task.abort_handle(),
+        });
+        if idle.len() > 2 * MAX_CONNECTIONS {
+            idle.retain(|i| !i.spoke.load(Ordering::Relaxed) && !i.task.is_finished());
+        }
     }
 }
 

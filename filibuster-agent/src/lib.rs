@@ -2,6 +2,7 @@
 //! services. See README.md for how to use it; DESIGN.md for why it is
 //! built this way.
 
+pub mod accept;
 pub mod analyze;
 pub mod cgroups;
 pub mod config;

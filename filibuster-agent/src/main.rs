@@ -138,6 +138,7 @@ fn parse_cells(text: &str) -> Result<runner::CellCount, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    filibuster::accept::raise_descriptor_limit();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FILIBUSTER_LOG"))
         .with_writer(std::io::stderr)

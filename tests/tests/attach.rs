@@ -124,7 +124,25 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
 #[test]
 fn a_service_to_attach_that_does_not_listen_is_named() {
     let dir = scratch("attach-missing");
-    let mut ghost = Command::new("sleep").arg("30").spawn().unwrap();
+    // In a cgroup of its own, as a service is (the root one is refused).
+    let cgroup = cgroup_mount().expect("cgroup v2").join("fbtest-ghost");
+    fs::create_dir_all(&cgroup).unwrap();
+    let mut ghost = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec sleep 30",
+            cgroup.display()
+        ))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_to_string(cgroup.join("cgroup.procs"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the ghost never moved");
+        thread::sleep(Duration::from_millis(10));
+    }
     fs::write(
         dir.join("filibuster.toml"),
         format!(
@@ -136,6 +154,7 @@ fn a_service_to_attach_that_does_not_listen_is_named() {
     let output = run_test(&dir, &["--config", "filibuster.toml"]);
     let _ = ghost.kill();
     let _ = ghost.wait();
+    let _ = fs::remove_dir(&cgroup);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -167,3 +167,45 @@ fn a_second_agent_refuses_to_run_beside_the_first() {
     );
     assert_host_clean();
 }
+
+#[test]
+fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
+    // 2,000 connections that never send a request, against an agent that
+    // may hold only 512 descriptors: without a bound it runs out, and its
+    // proxy can no longer accept the services' calls.
+    let dir = scratch("idle-flood");
+    let binary = workspace().join("target/debug/filibuster");
+    let _ = filibuster(); // built
+    let agent = std::process::Command::new("prlimit")
+        .args(["--nofile=512:512", "--"])
+        .arg(&binary)
+        .args([
+            "test",
+            "--config",
+            &tutorial("fixed.toml"),
+            "--cells",
+            "1",
+            "--report-json",
+            "report.json",
+        ])
+        .current_dir(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs filibuster");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listening(5005) {
+        assert!(Instant::now() < deadline, "the control API never came up");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let idle: Vec<TcpStream> = (0..2000)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", 5005)).ok())
+        .collect();
+    let output = agent.wait_with_output().expect("the agent ends");
+    drop(idle);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["executions"], 10);
+    assert_host_clean();
+}

@@ -39,6 +39,7 @@ pub use http::INJECTED_HEADER;
 use sniff::Wire;
 
 use crate::{
+    accept,
     ebpf::Speaks,
     netns::NetNs,
     session::{Connection, Session},
@@ -106,9 +107,7 @@ async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) 
         return;
     };
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, peer) = accept::next(&listener).await;
         let Some(connection) = session.accept(&netns, port, peer) else {
             // Not redirected by our programs: nobody should connect here.
             debug!(%peer, "dropping a connection the kernel did not redirect");

@@ -12,8 +12,6 @@ mod naming;
 
 use std::{
     net::SocketAddr,
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -122,9 +120,6 @@ struct State {
     cells: Vec<CellState>,
     /// Managed cgroup id → caller name and cell.
     callers: HashMap<u64, (String, usize)>,
-    /// Each managed cgroup's path, caller name and cell: where a cgroup
-    /// id not in `callers` is looked for.
-    caller_paths: Vec<(PathBuf, String, usize)>,
     /// The namespaces of the cells' copies of the launched services: a
     /// local destination learned in one is the same service in each.
     cell_namespaces: Vec<u64>,
@@ -151,27 +146,11 @@ impl State {
     }
 
     /// The caller with managed cgroup `cgroup_id`: its name and cell.
-    /// A cgroup the kernel reports that is none of the managed ones is a
-    /// descendant of one (the programs run for those too): a service that
-    /// made a child cgroup of its own, or a process moved into one. It is
-    /// that service's, and is remembered as such.
-    fn caller(&mut self, cgroup_id: u64) -> Option<(String, usize)> {
-        if let Some(known) = self.callers.get(&cgroup_id) {
-            return Some(known.clone());
-        }
-        let owner = self.caller_paths.iter().find(|(path, ..)| {
-            walkdir::WalkDir::new(path)
-                .min_depth(1)
-                .into_iter()
-                .flatten()
-                .any(|entry| {
-                    entry.file_type().is_dir()
-                        && entry.metadata().is_ok_and(|m| m.ino() == cgroup_id)
-                })
-        })?;
-        let caller = (owner.1.clone(), owner.2);
-        self.callers.insert(cgroup_id, caller.clone());
-        Some(caller)
+    /// The caller with managed cgroup `cgroup_id` (the kernel reports a
+    /// process in a cgroup a service made under its own by the managed
+    /// ancestor): its name and cell.
+    fn caller(&self, cgroup_id: u64) -> Option<(String, usize)> {
+        self.callers.get(&cgroup_id).cloned()
     }
 
     /// The cell of `call`, if it is still running `call`'s execution.
@@ -219,7 +198,6 @@ impl Session {
                     .map(|_| CellState::default())
                     .collect(),
                 callers: HashMap::new(),
-                caller_paths: Vec::new(),
                 cell_namespaces,
                 services,
                 faults,
@@ -250,9 +228,6 @@ impl Session {
     pub fn add_caller(&self, cell: usize, cgroup: &Cgroup, name: &str) {
         let mut state = self.lock();
         state.callers.insert(cgroup.id(), (name.to_string(), cell));
-        state
-            .caller_paths
-            .push((cgroup.path().to_path_buf(), name.to_string(), cell));
         state.cells[cell]
             .caller_cgroups
             .insert(name.to_string(), cgroup.id());
