@@ -243,3 +243,44 @@ replace = []
         "connection-refused"
     );
 }
+
+#[test]
+fn a_response_with_many_headers_goes_through_the_proxy_as_it_goes_direct() {
+    // The test's first call to the service is proxied (its protocol is not
+    // known yet); an answer with 150 headers is more than hyper reads by
+    // default, which would fail the call only because the agent is there.
+    let dir = scratch("many-headers");
+    let service = "from flask import Flask\n\
+                   app = Flask(__name__)\n\
+                   @app.route('/many')\n\
+                   def many():\n    \
+                   return 'ok', 200, {f'x-header-{i}': 'v' for i in range(150)}\n\
+                   app.run(port=5000)\n";
+    // A raw client: Python's own refuses more than 100 headers.
+    let test = "import socket, sys\n\
+                s = socket.create_connection(('127.0.0.1', 5000), timeout=5)\n\
+                s.sendall(b'GET /many HTTP/1.1\\r\\nHost: many\\r\\nConnection: close\\r\\n\\r\\n')\n\
+                answer = b''\n\
+                while chunk := s.recv(65536):\n    answer += chunk\n\
+                sys.exit(0 if answer.startswith(b'HTTP/1.1 200') else answer[:200])\n";
+    std::fs::write(dir.join("many.py"), service).unwrap();
+    std::fs::write(dir.join("test_many.py"), test).unwrap();
+    std::fs::write(
+        dir.join("filibuster.toml"),
+        "[test]\ncommand = \"python3 test_many.py\"\n[services.many]\ncommand = \"python3 many.py\"\nport = 5000\n",
+    )
+    .unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            "filibuster.toml",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(output.status.code(), Some(0), "{}", report["error"]);
+    let first = &executions(&report)[0];
+    assert_eq!(calls(first, "test", "many")[0]["outcome"]["detail"], 200);
+}

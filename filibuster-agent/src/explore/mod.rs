@@ -141,6 +141,9 @@ pub struct Execution {
     replay: bool,
     /// Handed out while others were still out.
     overlapped: bool,
+    /// The callees a fault was injected on so far: what a test asks the
+    /// control API, answered without going through the log.
+    injected_on: HashSet<String>,
 }
 
 impl Execution {
@@ -157,6 +160,7 @@ impl Execution {
             max_faults: options.max_faults,
             replay,
             overlapped: false,
+            injected_on: HashSet::new(),
         }
     }
 
@@ -166,6 +170,15 @@ impl Execution {
 
     pub fn calls(&self) -> &[CallRecord] {
         &self.log
+    }
+
+    /// Whether a fault was injected so far (on a call to `callee`, if
+    /// given).
+    pub fn fault_injected(&self, callee: Option<&str>) -> bool {
+        match callee {
+            Some(callee) => self.injected_on.contains(callee),
+            None => !self.injected_on.is_empty(),
+        }
     }
 
     pub fn call(&self, id: CallId) -> &CallRecord {
@@ -197,6 +210,9 @@ impl Execution {
             None => ExecutionIndex::default().child(hash, *n),
         };
         let injected = self.plan.faults.get(&index).map(|f| f.fault.clone());
+        if injected.is_some() && !self.injected_on.contains(&site.callee) {
+            self.injected_on.insert(site.callee.clone());
+        }
         if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
             let applicable = applicable(&site);
             self.schedule_faults_on(&index, &site, &applicable);

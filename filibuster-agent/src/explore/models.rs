@@ -662,3 +662,37 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
         assert_eq!(run.progress().executions, 91, "{cells} cells");
     }
 }
+
+#[test]
+fn assertions_are_answered_from_what_was_injected() {
+    let site = |callee: &str| CallSite {
+        caller: "users".into(),
+        callee: callee.into(),
+        protocol: Protocol::Http,
+        method: "GET".into(),
+        target: format!("/{callee}"),
+    };
+    // The index bookings' call has under users' request.
+    let index = {
+        let mut explorer = Explorer::new(Options::default());
+        let mut execution = explorer.next_execution().unwrap();
+        let (root, _) = execution.begin_call(None, site("users"), |_| Vec::new());
+        let (id, _) = execution.begin_call(Some(root), site("bookings"), |_| Vec::new());
+        execution.call(id).index.clone()
+    };
+    let mut replayed = Explorer::replay(super::Plan::replay(vec![super::PlannedFault {
+        index,
+        site: site("bookings"),
+        fault: Fault::HttpStatus(503),
+    }]));
+    let mut execution = replayed.next_execution().unwrap();
+    let (root, _) = execution.begin_call(None, site("users"), |_| Vec::new());
+    assert!(!execution.fault_injected(None));
+    execution.begin_call(Some(root), site("movies"), |_| Vec::new());
+    assert!(!execution.fault_injected(Some("movies")));
+    let (_, fault) = execution.begin_call(Some(root), site("bookings"), |_| Vec::new());
+    assert_eq!(fault, Some(Fault::HttpStatus(503)));
+    assert!(execution.fault_injected(None));
+    assert!(execution.fault_injected(Some("bookings")));
+    assert!(!execution.fault_injected(Some("movies")));
+}

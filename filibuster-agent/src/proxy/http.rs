@@ -33,6 +33,12 @@ use crate::{
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Headers an HTTP/1.1 request or response may have through the proxy.
+/// hyper's default (100) would answer a call with more 431 when proxied,
+/// where the same call observed directly goes through: servers limit a
+/// head's size, not its number of headers.
+const MAX_HEADERS: usize = 1000;
 type Error = std::io::Error;
 
 /// Header on every response the agent made up, so a person reading a
@@ -43,6 +49,7 @@ pub async fn serve_http1(stream: TcpStream, connection: Connection, session: Arc
     let caller = CallerConnection::new(&stream, connection, session, Upstream::http1());
     let result = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(stream), caller.service())
         .await;
     if let Err(e) = result {
@@ -244,6 +251,7 @@ impl CallerConnection {
                         let stream = self.connect_upstream(call).await?;
                         let (sender, connection) = http1::Builder::new()
                             .preserve_header_case(true)
+                            .max_headers(MAX_HEADERS)
                             .handshake(TokioIo::new(stream))
                             .await
                             .map_err(Error::other)?;

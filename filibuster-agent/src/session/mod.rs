@@ -314,10 +314,6 @@ impl Session {
         state.cells[cell]
             .execution
             .as_ref()
-            .is_some_and(|execution| {
-                execution.calls().iter().any(|c| {
-                    c.injected.is_some() && callee.is_none_or(|name| c.site.callee == name)
-                })
-            })
+            .is_some_and(|execution| execution.fault_injected(callee))
     }
 }
