@@ -59,6 +59,9 @@ struct TraceArgs {
     /// running the functional test.
     #[arg(long)]
     duration: Option<u64>,
+    /// Also write the calls seen here, as JSON.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
                 execution_timeout: Duration::from_secs(args.run.execution_timeout),
                 startup_timeout: Duration::from_secs(args.run.startup_timeout),
                 control_port: args.run.control_port,
+                report_json: args.report_json,
             })
             .await
             .map(|()| Verdict::Passed)

@@ -234,3 +234,28 @@ impl Drop for HarnessService {
         }
     }
 }
+
+/// Checks the JSON report at `path` against `docs/report.schema.json`
+/// (with Python's jsonschema, which setup installs).
+pub fn assert_valid_report(path: &Path) {
+    let schema = workspace().join("docs/report.schema.json");
+    let check = "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 report = json.load(open(sys.argv[2]))\n\
+                 validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())\n\
+                 errors = [f'{list(e.absolute_path)}: {e.message}' for e in validator.iter_errors(report)]\n\
+                 sys.exit('\\n'.join(errors[:10]) if errors else 0)\n";
+    let output = Command::new("python3")
+        .args(["-c", check])
+        .arg(&schema)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{} does not follow {}:\n{}",
+        path.display(),
+        schema.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

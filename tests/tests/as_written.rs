@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use filibuster_tests::{
-    cgroup_mount, filibuster, leftover_cgroups, read_json, replay, run_test, scratch, workspace,
+    assert_valid_report, cgroup_mount, filibuster, leftover_cgroups, read_json, replay, run_test,
+    scratch, workspace,
 };
 use serde_json::Value;
 
@@ -123,6 +124,7 @@ fn a_hang_under_a_fault_is_a_bug_found() {
     let failure = &report["failures"][0];
     assert_eq!(failure["faults"][0]["site"]["caller"], "back");
     assert_eq!(failure["faults"][0]["site"]["callee"], "store");
+    assert_valid_report(&dir.join("report.json"));
     let diagnosis = &failure["diagnosis"];
     assert_eq!(diagnosis["kind"], "hang");
     let busiest = &diagnosis["activity"][0];
@@ -169,6 +171,7 @@ fn a_hang_with_no_fault_is_the_setups_and_still_reported() {
         stderr.contains("did not finish within 1s with no fault injected"),
         "{stderr}"
     );
+    assert_valid_report(&dir.join("report.json"));
     let report = read_json(&dir.join("report.json"));
     assert_eq!(report["result"], "error");
     assert!(
@@ -193,6 +196,7 @@ fn equal_timeouts_at_two_hops_are_diagnosed_as_a_timeout_budget() {
     let output = run_test(&dir, &["--config", &config, "--report-json", "report.json"]);
     assert_eq!(output.status.code(), Some(1));
     let report = read_json(&dir.join("report.json"));
+    assert_valid_report(&dir.join("report.json"));
     let diagnosis = &report["failures"][0]["diagnosis"];
     assert_eq!(diagnosis["kind"], "timeout-budget", "{report}");
     assert_eq!(diagnosis["caller"], "users");

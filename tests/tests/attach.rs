@@ -70,11 +70,26 @@ fn attached_by_cgroup_and_by_pid_the_bug_is_found_and_the_services_keep_running(
     assert_finds_foos_bug(&dir, &config, &[]);
 
     // `trace` observes one run of the test, injecting nothing.
+    let trace_json = dir.join("trace.json");
     let trace = filibuster()
-        .args(["trace", "--config", &config])
+        .args(["trace", "--config", &config, "--report-json"])
+        .arg(&trace_json)
         .output()
         .expect("filibuster trace runs");
     assert!(trace.status.success(), "{trace:?}");
+    let traced: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&trace_json).unwrap()).unwrap();
+    let bar_baz = &traced["calls"][2];
+    assert_eq!(
+        (&bar_baz["caller"], &bar_baz["callee"], &bar_baz["depth"]),
+        (
+            &serde_json::json!("bar"),
+            &serde_json::json!("baz"),
+            &serde_json::json!(3)
+        ),
+        "{traced}"
+    );
+    assert_eq!(bar_baz["outcomes"]["200"], 1);
     let tree = String::from_utf8_lossy(&trace.stdout);
     assert!(
         tree.contains("  test → foo GET /foo/bar/baz  ×1 (200 ×1)"),

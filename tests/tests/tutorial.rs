@@ -1,7 +1,10 @@
 //! The tutorial end to end: three unmodified Flask services, the real
 //! kernel programs and proxy, the original tool's functional test.
 
-use filibuster_tests::{leftover_cgroups, read_json, replay, run_test, scratch, workspace};
+use filibuster_tests::{
+    assert_valid_report, filibuster, leftover_cgroups, read_json, replay, run_test, scratch,
+    workspace,
+};
 
 fn config(name: &str) -> String {
     workspace()
@@ -14,17 +17,23 @@ fn config(name: &str) -> String {
 #[test]
 fn finds_foos_missing_handler_and_replays_it() {
     let dir = scratch("tutorial-bug");
-    let output = run_test(
-        &dir,
-        &[
+    // As a GitHub Actions job runs it, with a summary page to append to.
+    let output = filibuster()
+        .arg("test")
+        .args([
             "--config",
             &config("filibuster.toml"),
             "--report-json",
             "report.json",
             "--junit",
             "junit.xml",
-        ],
-    );
+            "--cells",
+            "1",
+        ])
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .current_dir(&dir)
+        .output()
+        .expect("filibuster runs");
     assert_eq!(output.status.code(), Some(1), "the bug must be found");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -59,7 +68,36 @@ fn finds_foos_missing_handler_and_replays_it() {
     let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("JUnit written");
     assert_eq!(junit.matches("<testcase ").count(), 10, "{junit}");
     assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
-    assert!(junit.contains("execution 10: foo → bar GET /bar/baz: connection refused"));
+    // Named by the combination, which stays put from run to run.
+    assert!(
+        junit.contains("name=\"foo → bar GET /bar/baz: connection refused\""),
+        "{junit}"
+    );
+    assert!(junit.contains("name=\"no fault injected\""), "{junit}");
+    assert!(!junit.contains("execution 10"), "{junit}");
+
+    let summary = std::fs::read_to_string(dir.join("summary.md")).expect("CI summary");
+    assert!(
+        summary.contains("a fault combination fails the test"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("### Execution 10: foo → bar GET /bar/baz: connection refused"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("--counterexample-file counterexample.json"),
+        "{summary}"
+    );
+    assert!(summary.contains("```mermaid\ngraph LR"), "{summary}");
+    assert!(
+        summary.contains("foo[\"foo\"] -->|fails the test| bar[\"bar\"]"),
+        "{summary}"
+    );
+    assert_valid_report(&dir.join("report.json"));
+    assert_eq!(report["schema_version"], 2);
+    assert!(report["tool"].as_str().unwrap().starts_with("filibuster "));
+    assert!(report["started_at"].as_str().unwrap().ends_with('Z'));
 
     let calls = failures[0]["calls"].as_array().expect("calls");
     let test_call = calls

@@ -58,7 +58,15 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
 ];
-const PYTHON_PACKAGES: &[&str] = &["flask", "requests", "pytest", "grpcio", "redis"];
+const PYTHON_PACKAGES: &[&str] = &[
+    "flask",
+    "requests",
+    "pytest",
+    "grpcio",
+    "redis",
+    // The end-to-end suites check reports against docs/report.schema.json.
+    "jsonschema",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 fn main() -> Result<()> {
@@ -177,7 +185,7 @@ fn setup(root: &Path) -> Result<()> {
     let client = root.join("clients/python");
     let python_ready = output(Command::new("python3").args([
         "-c",
-        "import flask, requests, pytest, grpc, redis, filibuster; print(filibuster.__file__)",
+        "import flask, requests, pytest, grpc, redis, jsonschema, filibuster; print(filibuster.__file__)",
     ]))
     .is_ok_and(|path| Path::new(path.trim()).starts_with(&client));
     if !python_ready {

@@ -1,5 +1,6 @@
-//! JUnit XML, one test case per execution, so that CI systems list each
-//! fault combination as a test of its own.
+//! JUnit XML, one test case per execution, named by its fault combination,
+//! so that CI systems list each combination as a test of its own and
+//! follow it from run to run.
 
 use std::{io::Write, path::Path};
 
@@ -25,14 +26,13 @@ pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
             status.set_description(format!("{}{replay}", result.output));
             status
         };
-        let mut case = TestCase::new(
-            format!(
-                "execution {}: {}",
-                finished.number,
-                describe_faults(&finished.faults)
-            ),
-            status,
-        );
+        // Named by what it injects, not by its number, which changes from
+        // run to run: CI history follows a combination across runs.
+        let name = match finished.faults.len() {
+            0 => "no fault injected".to_string(),
+            _ => describe_faults(&finished.faults),
+        };
+        let mut case = TestCase::new(name, status);
         case.set_classname("filibuster").set_time(result.duration);
         suite.add_test_case(case);
     }

@@ -3,6 +3,7 @@
 
 mod diagnosis;
 mod junit;
+mod markdown;
 mod progress;
 mod summary;
 
@@ -16,8 +17,11 @@ use serde::{Deserialize, Serialize};
 
 pub use diagnosis::{Diagnosis, diagnose};
 pub use junit::write_junit;
+pub use markdown::render as markdown;
 pub use progress::Terminal;
-pub use summary::{DiscoveredCall, discovered_calls, render as render_calls, traffic};
+pub use summary::{
+    DiscoveredCall, TrafficLine, discovered_calls, render as render_calls, render_traffic, traffic,
+};
 
 use crate::{
     explore::{
@@ -85,6 +89,7 @@ pub struct FailureArtifacts {
 /// Everything a finished run reports on.
 pub struct RunSummary<'a> {
     pub config: &'a Path,
+    pub started_at: std::time::SystemTime,
     pub executions: &'a [Finished],
     pub results: &'a [ExecutionResult],
     pub failures: &'a [FailureArtifacts],
@@ -180,8 +185,18 @@ impl RunSummary<'_> {
     }
 }
 
+/// The JSON report's layout: raised when a field changes meaning or goes.
+pub const SCHEMA_VERSION: u32 = 2;
+
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
+    pub schema_version: u32,
+    /// "filibuster <version>".
+    pub tool: String,
+    /// When the run started, RFC 3339, UTC.
+    pub started_at: String,
+    /// The run's config file, as given.
+    pub config: &'a Path,
     /// "passed", "failed", or "error" (the run could not go on).
     pub result: &'static str,
     /// What went wrong, when the result is "error".
@@ -258,6 +273,10 @@ pub struct CallReport<'a> {
 impl<'a> Report<'a> {
     pub fn new(run: &'a RunSummary<'a>) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
+            tool: format!("filibuster {}", env!("CARGO_PKG_VERSION")),
+            started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
+            config: run.config,
             result: match (run.error, run.failures.is_empty()) {
                 (Some(_), _) => "error",
                 (None, true) => "passed",

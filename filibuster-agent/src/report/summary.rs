@@ -135,16 +135,23 @@ fn render_children(
     }
 }
 
+/// One line of `filibuster trace`: the calls of one site along one path
+/// of callers, merged.
+#[derive(Debug, Serialize)]
+pub struct TrafficLine<'a> {
+    /// How many callers up to the test (1: the test's own calls).
+    pub depth: usize,
+    #[serde(flatten)]
+    pub site: &'a CallSite,
+    pub count: usize,
+    /// How they ended, with how many each way.
+    pub outcomes: BTreeMap<String, usize>,
+}
+
 /// Calls as `filibuster trace` shows them: repeated calls along the same
 /// path of callers merged, with how often each happened and how it ended.
-pub fn traffic(calls: &[CallRecord]) -> String {
-    struct Line<'a> {
-        depth: usize,
-        site: &'a CallSite,
-        count: usize,
-        outcomes: BTreeMap<String, usize>,
-    }
-    let mut lines: Vec<Line> = Vec::new();
+pub fn traffic(calls: &[CallRecord]) -> Vec<TrafficLine<'_>> {
+    let mut lines: Vec<TrafficLine> = Vec::new();
     let mut by_path: HashMap<Vec<&CallSite>, usize> = HashMap::new();
     for call in calls {
         let mut path: Vec<&CallSite> =
@@ -154,7 +161,7 @@ pub fn traffic(calls: &[CallRecord]) -> String {
         path.reverse();
         let depth = path.len();
         let at = *by_path.entry(path).or_insert_with(|| {
-            lines.push(Line {
+            lines.push(TrafficLine {
                 depth,
                 site: &call.site,
                 count: 0,
@@ -168,6 +175,11 @@ pub fn traffic(calls: &[CallRecord]) -> String {
             .entry(call.outcome.to_string())
             .or_default() += 1;
     }
+    lines
+}
+
+/// The trace as the terminal shows it: a line per site and path.
+pub fn render_traffic(lines: &[TrafficLine]) -> String {
     lines
         .iter()
         .map(|line| {
@@ -236,7 +248,7 @@ mod tests {
             vec![(Fault::Timeout, true), (Fault::HttpStatus(503), false)]
         );
         assert_eq!(
-            traffic(&explore_chain()[0].calls),
+            render_traffic(&traffic(&explore_chain()[0].calls)),
             "  test → users GET /users  ×1 (200 ×1)\n    users → bookings GET /bookings  ×1 (200 ×1)"
         );
         assert_eq!(

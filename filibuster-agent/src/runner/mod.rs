@@ -21,6 +21,7 @@ use crate::{
     explore::{
         Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault,
     },
+    json_file,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, Report, RunSummary, Terminal,
@@ -99,6 +100,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     let summary = RunSummary {
         config: &options.config,
+        started_at: std::time::SystemTime::now() - started.elapsed(),
         executions: record
             .explorer
             .as_ref()
@@ -139,6 +141,18 @@ fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
     }
     if let Some(path) = &options.junit {
         report::write_junit(summary, path)?;
+    }
+    // A CI job's summary page (GitHub Actions sets this), appended to.
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::{io::Write, os::unix::fs::OpenOptionsExt};
+        let markdown = report::markdown(summary, &report::discovered_calls(summary.executions));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut file| file.write_all(markdown.as_bytes()))
+            .with_context(|| format!("cannot append to GITHUB_STEP_SUMMARY {}", path.display()))?;
     }
     Ok(())
 }
@@ -574,6 +588,8 @@ pub struct TraceOptions {
     pub execution_timeout: Duration,
     pub startup_timeout: Duration,
     pub control_port: u16,
+    /// Where to write the calls seen as JSON.
+    pub report_json: Option<PathBuf>,
 }
 
 /// Observes the application, injecting nothing, and prints the calls seen:
@@ -621,7 +637,20 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
         }
     }
     let execution = host.session.end(0).expect("the execution just run");
-    println!("{}", report::traffic(execution.calls()));
+    let traffic = report::traffic(execution.calls());
+    println!("{}", report::render_traffic(&traffic));
+    if let Some(path) = &options.report_json {
+        json_file::write(
+            path,
+            "trace report",
+            &serde_json::json!({
+                "schema_version": report::SCHEMA_VERSION,
+                "tool": format!("filibuster {}", env!("CARGO_PKG_VERSION")),
+                "config": options.config,
+                "calls": traffic,
+            }),
+        )?;
+    }
     Ok(())
 }
 
