@@ -27,6 +27,9 @@ enum Commands {
     /// Observe the application without injecting anything and print the
     /// calls seen: during one run of the functional test, or for a while.
     Trace(TraceArgs),
+    /// Render a saved JSON report (`test --report-json`) as a
+    /// self-contained HTML page.
+    Report(ReportArgs),
     /// Find the error statuses each service's source can answer with.
     ///
     /// Each subdirectory of the services directory is a service named after
@@ -62,6 +65,16 @@ struct TraceArgs {
     /// Also write the calls seen here, as JSON.
     #[arg(long)]
     report_json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The JSON report `filibuster test --report-json` wrote.
+    #[arg(long)]
+    json: PathBuf,
+    /// Where to write the HTML page.
+    #[arg(long)]
+    html: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +130,9 @@ struct TestArgs {
     /// Write a JUnit XML report here: one test case per execution.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here (no network needed to view).
+    #[arg(long)]
+    report_html: Option<PathBuf>,
     /// Run up to this many executions side by side, each in its own copy
     /// of the services (a cell: a network namespace and cgroups); `auto`
     /// adds cells while the time held for timeouts pays for them. With
@@ -161,6 +177,9 @@ fn main() -> ExitCode {
             .map(|()| Verdict::Passed)
         }),
         Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Ended::Ran(Verdict::Passed))),
+        Commands::Report(args) => {
+            exit_code(render_report(&args).map(|()| Ended::Ran(Verdict::Passed)))
+        }
     }
 }
 
@@ -178,6 +197,7 @@ fn test_options(args: TestArgs) -> runner::Options {
         analysis_file: args.analysis_file,
         report_json: args.report_json,
         junit: args.junit,
+        report_html: args.report_html,
         counterexample_output: args.counterexample_output,
         execution_timeout: Duration::from_secs(args.run.execution_timeout),
         startup_timeout: Duration::from_secs(args.run.startup_timeout),
@@ -219,6 +239,20 @@ enum Ended {
     Ran(Verdict),
     /// Stopped by this signal, after cleaning up.
     Signalled(i32),
+}
+
+fn render_report(args: &ReportArgs) -> Result<()> {
+    let report: serde_json::Value = filibuster::json_file::read(
+        &args.json,
+        "report",
+        "a report written by `filibuster test --report-json`",
+    )?;
+    let page = filibuster::report::html(&report);
+    filibuster::json_file::replace(&args.html, "HTML report", |file| {
+        std::io::Write::write_all(file, page.as_bytes())
+    })?;
+    eprintln!("filibuster: HTML report written to {}", args.html.display());
+    Ok(())
 }
 
 fn analyze(args: &AnalyzeArgs) -> Result<()> {

@@ -405,3 +405,76 @@ fn a_looping_test_that_dies_or_hangs_never_leaves_the_agent_waiting() {
     assert!(stderr.contains("not looping"), "{stderr}");
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+#[test]
+fn the_html_report_shows_the_failure_in_a_browser_and_fetches_nothing() {
+    let dir = scratch("tutorial-html");
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("filibuster.toml"),
+            "--report-json",
+            "report.json",
+            "--report-html",
+            "report.html",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let page = std::fs::read_to_string(dir.join("report.html")).expect("HTML written");
+    // The same page from the saved JSON, later.
+    let rendered = filibuster()
+        .args(["report", "--json", "report.json", "--html", "again.html"])
+        .current_dir(&dir)
+        .output()
+        .expect("filibuster report runs");
+    assert!(rendered.status.success(), "{rendered:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("again.html")).unwrap(),
+        page
+    );
+
+    // Nothing in it can fetch: no source, stylesheet or import, every link
+    // an anchor within the page.
+    for fetching in ["src=", "<link", "@import", "url(", "<script"] {
+        assert!(!page.contains(fetching), "{fetching}");
+    }
+    assert!(
+        page.split("href=")
+            .skip(1)
+            .all(|rest| rest.starts_with("\"#"))
+    );
+
+    // Opened in a real browser with no network at all (a namespace of its
+    // own, loopback down, so neither the page nor the browser's own
+    // services can reach anything): the DOM shows the tree and the failing
+    // call.
+    let chromium = |extra: &[&str]| {
+        std::process::Command::new("unshare")
+            .args(["--net", "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1400,1800",
+                "--disable-background-networking",
+                "--no-first-run",
+            ])
+            .args(extra)
+            .arg(format!("file://{}", dir.join("report.html").display()))
+            .output()
+            .expect("chromium runs (cargo xtask test installs it)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("a fault combination fails the test"), "{dom}");
+    assert!(dom.contains("foo → bar GET /bar/baz"), "{dom}");
+    assert!(dom.contains("connection refused ✗"), "{dom}");
+    assert!(dom.contains("id=\"failure-10\""), "{dom}");
+    let shot = dir.join("report.png");
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+        "a screenshot of the page"
+    );
+}

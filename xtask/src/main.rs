@@ -58,6 +58,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
 ];
+/// What only the tests need: the HTML report is checked in a real browser.
+const TEST_APT_PACKAGES: &[&str] = &["chromium"];
 const PYTHON_PACKAGES: &[&str] = &[
     "flask",
     "requests",
@@ -102,6 +104,7 @@ fn main() -> Result<()> {
         }
         Task::Test => {
             setup(&root)?;
+            apt_install(TEST_APT_PACKAGES)?;
             run(Command::new("cargo")
                 .args(["fmt", "--all", "--check"])
                 .current_dir(&root))?;

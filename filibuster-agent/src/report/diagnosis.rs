@@ -248,16 +248,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn equal_timeouts_at_two_hops_leave_the_middle_no_room() {
-        let t0 = Instant::now();
+    /// test → users → bookings → movies, movies held by a timeout fault
+    /// for 1 s; users' call to bookings ends at `middle_end` ms as
+    /// `middle`.
+    fn chain(t0: Instant, middle_end: u64, middle: Outcome) -> [CallRecord; 3] {
         let held = Outcome::Injected(Fault::Timeout);
-        let calls = [
+        [
             call(
                 "test",
                 "users",
                 None,
-                (0, Some(1000)),
+                (0, Some(middle_end)),
                 Outcome::Status(500),
                 t0,
             ),
@@ -265,47 +266,27 @@ mod tests {
                 "users",
                 "bookings",
                 Some(0),
-                (5, Some(1005)),
-                Outcome::Abandoned,
+                (5, Some(middle_end)),
+                middle,
                 t0,
             ),
-            call(
-                "bookings",
-                "movies",
-                Some(1),
-                (8, Some(1008)),
-                held.clone(),
-                t0,
-            ),
-        ];
+            call("bookings", "movies", Some(1), (8, Some(1008)), held, t0),
+        ]
+    }
+
+    #[test]
+    fn equal_timeouts_at_two_hops_leave_the_middle_no_room() {
+        let t0 = Instant::now();
         let end = t0 + Duration::from_millis(1100);
+        let calls = chain(t0, 1005, Outcome::Abandoned);
         let diagnosis = diagnose(&calls, false, (t0, end)).expect("a diagnosis");
         assert_eq!(
             diagnosis.to_string(),
             "timeout budget: users gave up on bookings after 1.0 s while bookings still waited on movies (held 1.0 s); users' timeout leaves bookings no time to handle movies' timeout"
         );
-
         // bookings' own timeout fired first and it answered: no budget
         // problem, and a plain failure has no diagnosis.
-        let roomy = [
-            call(
-                "test",
-                "users",
-                None,
-                (0, Some(600)),
-                Outcome::Status(500),
-                t0,
-            ),
-            call(
-                "users",
-                "bookings",
-                Some(0),
-                (5, Some(560)),
-                Outcome::Status(503),
-                t0,
-            ),
-            call("bookings", "movies", Some(1), (8, Some(508)), held, t0),
-        ];
+        let roomy = chain(t0, 1050, Outcome::Status(503));
         assert_eq!(diagnose(&roomy, false, (t0, end)), None);
     }
 

@@ -2,6 +2,7 @@
 //! the JSON and JUnit reports, and what the terminal shows.
 
 mod diagnosis;
+mod html;
 mod junit;
 mod markdown;
 mod progress;
@@ -16,6 +17,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 pub use diagnosis::{Diagnosis, diagnose};
+pub use html::render as html;
 pub use junit::write_junit;
 pub use markdown::render as markdown;
 pub use progress::Terminal;

@@ -50,6 +50,8 @@ pub struct Options {
     pub analysis_file: Option<PathBuf>,
     pub report_json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// A self-contained HTML page of the run.
+    pub report_html: Option<PathBuf>,
     /// Where a new counterexample is written.
     pub counterexample_output: PathBuf,
     pub execution_timeout: Duration,
@@ -141,6 +143,13 @@ fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
     }
     if let Some(path) = &options.junit {
         report::write_junit(summary, path)?;
+    }
+    if let Some(path) = &options.report_html {
+        let value = serde_json::to_value(Report::new(summary))?;
+        let page = report::html(&value);
+        json_file::replace(path, "HTML report", |file| {
+            std::io::Write::write_all(file, page.as_bytes())
+        })?;
     }
     // A CI job's summary page (GitHub Actions sets this), appended to.
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
