@@ -205,7 +205,9 @@ fn equal_timeouts_at_two_hops_are_diagnosed_as_a_timeout_budget() {
     let gave_up = diagnosis["gave_up_after_seconds"].as_f64().unwrap();
     let held = diagnosis["held_seconds"].as_f64().unwrap();
     assert!((0.9..1.5).contains(&gave_up), "{gave_up}");
-    assert!(held >= gave_up, "{held} {gave_up}");
+    // Both about bookings' and users' equal 1 s timeouts (which of the two
+    // ends first is a matter of a millisecond).
+    assert!((0.9..1.5).contains(&held), "{held}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("timeout budget: users gave up on bookings after 1.0 s while bookings still waited on movies"),
