@@ -34,12 +34,13 @@ use crate::{
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+type Error = std::io::Error;
+
 /// Headers an HTTP/1.1 request or response may have through the proxy.
 /// hyper's default (100) would answer a call with more 431 when proxied,
 /// where the same call observed directly goes through: servers limit a
 /// head's size, not its number of headers.
 const MAX_HEADERS: usize = 1000;
-type Error = std::io::Error;
 
 /// Header on every response the agent made up, so a person reading a
 /// service's logs can tell an injected failure from a real one.

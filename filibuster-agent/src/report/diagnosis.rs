@@ -4,11 +4,15 @@
 //! doing while the test never finished). Pure: read off an execution's
 //! call log and its timings.
 
-use std::{collections::BTreeMap, fmt, time::Instant};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    time::Instant,
+};
 
 use serde::Serialize;
 
-use crate::explore::{CallRecord, Fault, Outcome};
+use crate::explore::{CallRecord, CallSite, Fault, Outcome};
 
 /// What a failure's calls show.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -93,28 +97,20 @@ fn timeout_budget(calls: &[CallRecord], ended: Instant) -> Option<Diagnosis> {
 
 fn hang(calls: &[CallRecord], began: Instant, ended: Instant) -> Diagnosis {
     let mut sites: Vec<Activity> = Vec::new();
+    let mut position: HashMap<&CallSite, usize> = HashMap::new();
     for call in calls {
-        let caller = &call.site.caller;
-        let callee = &call.site.callee;
-        let what = format!("{} {}", call.site.method, call.site.target);
-        let what = what.trim();
-        let at = match sites
-            .iter()
-            .position(|a| &a.caller == caller && &a.callee == callee && a.call == what)
-        {
-            Some(at) => at,
-            None => {
-                sites.push(Activity {
-                    caller: caller.clone(),
-                    callee: callee.clone(),
-                    call: what.to_string(),
-                    count: 0,
-                    outcomes: BTreeMap::new(),
-                    held_to_the_end: 0,
-                });
-                sites.len() - 1
-            }
-        };
+        let at = *position.entry(&call.site).or_insert_with(|| {
+            let what = format!("{} {}", call.site.method, call.site.target);
+            sites.push(Activity {
+                caller: call.site.caller.clone(),
+                callee: call.site.callee.clone(),
+                call: what.trim().to_string(),
+                count: 0,
+                outcomes: BTreeMap::new(),
+                held_to_the_end: 0,
+            });
+            sites.len() - 1
+        });
         let site = &mut sites[at];
         site.count += 1;
         *site.outcomes.entry(call.outcome.to_string()).or_default() += 1;
@@ -215,7 +211,7 @@ mod tests {
     use std::{sync::Arc, time::Duration};
 
     use super::*;
-    use crate::explore::{CallId, CallSite, ExecutionIndex, Protocol};
+    use crate::explore::{CallId, ExecutionIndex, Protocol};
 
     fn call(
         caller: &str,

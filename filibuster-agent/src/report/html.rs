@@ -12,6 +12,8 @@ use std::{collections::HashMap, fmt::Write as _};
 
 use serde_json::Value;
 
+use crate::explore::{CallSite, Fault, Outcome};
+
 const STYLE: &str = "
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222;max-width:110em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -273,30 +275,23 @@ fn array(value: &Value) -> &[Value] {
 
 /// "foo → bar GET /bar/baz", from a call or a site.
 fn site(call: &Value) -> String {
-    let text = |key: &str| call[key].as_str().unwrap_or("").to_string();
-    let what = match text("protocol").as_str() {
-        "tcp" => " (tcp)".to_string(),
-        _ => format!(" {} {}", text("method"), text("target")),
-    };
-    format!("{} → {}{what}", text("caller"), text("callee"))
+    shown::<CallSite>(call)
 }
 
 /// "connection refused", "HTTP 503", from a serialised fault.
 fn fault(fault: &Value) -> String {
-    let kind = fault["kind"].as_str().unwrap_or("");
-    match kind {
-        "http-status" => format!("HTTP {}", fault["code"]),
-        "grpc-status" => format!("gRPC {}", fault["code"]),
-        other => other.replace('-', " "),
-    }
+    shown::<Fault>(fault)
 }
 
 fn outcome(outcome: &Value) -> String {
-    match outcome["kind"].as_str().unwrap_or("") {
-        "status" | "grpc" => outcome["detail"].to_string(),
-        "injected" => format!("injected {}", fault(&outcome["detail"])),
-        other => other.replace('-', " "),
-    }
+    shown::<Outcome>(outcome)
+}
+
+/// A value of the report as the terminal shows it: read back into the type
+/// that wrote it, displayed as that type displays (a call's extra fields
+/// are ignored); empty if it is not one.
+fn shown<T: serde::de::DeserializeOwned + std::fmt::Display>(value: &Value) -> String {
+    T::deserialize(value).map_or_else(|_| String::new(), |v| v.to_string())
 }
 
 /// Text from the run, made safe to put in markup.

@@ -165,7 +165,7 @@ impl AgentFootprint {
 
 impl RunSummary<'_> {
     /// Execution `number`'s result (both lists are in execution order).
-    fn result_of(&self, number: usize) -> Option<&ExecutionResult> {
+    pub fn result_of(&self, number: usize) -> Option<&ExecutionResult> {
         let at = self
             .results
             .binary_search_by_key(&number, |r| r.number)

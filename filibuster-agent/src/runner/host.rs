@@ -299,7 +299,7 @@ impl Host {
             _lock: lock,
         };
         // Cell 0 now; the others while it explores (`launch`).
-        host._services = host.launch(0).start().await?;
+        host._services = host.launch(0).start().await.1?;
         host.ready = started.elapsed();
         host.usable = match count {
             CellCount::Auto => host.cells_memory_allows(),

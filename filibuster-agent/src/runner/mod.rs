@@ -199,10 +199,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         cells,
     )
     .await?;
-    record.cells = match cells {
-        CellCount::Auto => 1,
-        CellCount::Exactly(_) => host.cells(),
-    };
     // Idle cells, each with its functional test; cell 0 is up, the others
     // join as their copies of the services listen.
     let mut idle: Vec<(usize, FunctionalTest)> = vec![(
@@ -214,9 +210,9 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     let adaptive = cells == CellCount::Auto;
     let mut launched = if adaptive { 1 } else { host.cells() };
     for cell in 1..launched {
-        let launch = host.launch(cell);
-        starting.spawn(async move { (cell, launch.start().await) });
+        starting.spawn(host.launch(cell).start());
     }
+    record.cells = launched;
     let start_cost = host.ready.saturating_sub(host.attached_at);
     // Killed with the run, before the host's cgroups go.
     let mut cells_services = Vec::new();
@@ -272,7 +268,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             if let Some(ended) = last_ended {
                 between_executions += ended.elapsed();
             }
-            let (_, held_before) = session.holds(cell);
+            let held_before = session.held(cell);
             running.spawn(async move {
                 let began = Instant::now();
                 let test = functional.run(number).await;
@@ -313,7 +309,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         } = ran;
         idle.push((cell, functional));
         let execution = session.end(cell).expect("the execution just run");
-        let held = session.holds(cell).1 - held_before;
+        let held = session.held(cell) - held_before;
         record.held += held;
         explorer.finish(execution, test.passed());
         let progress = explorer.progress();
@@ -387,8 +383,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
                 start_cost,
             )
         {
-            let launch = host.launch(launched);
-            starting.spawn(async move { (launch.cell, launch.start().await) });
+            starting.spawn(host.launch(launched).start());
             launched += 1;
             record.cells = launched;
         }
@@ -548,11 +543,7 @@ fn print_summary(run: &RunSummary, replaying: bool) {
     }
     for failure in run.failures {
         let finished = run.execution(failure.number);
-        let result = run
-            .results
-            .iter()
-            .find(|r| r.number == failure.number)
-            .expect("a failure's result");
+        let result = run.result_of(failure.number).expect("a failure's result");
         eprintln!(
             "\nfilibuster: execution {} {} with: {}",
             finished.number,

@@ -75,8 +75,13 @@ pub struct CellLaunch {
 impl CellLaunch {
     /// Starts the cell's copy of every service the agent launches (killed
     /// when the returned children are dropped), in its network namespace,
-    /// and waits until each listens there.
-    pub async fn start(self) -> Result<Vec<Child>> {
+    /// and waits until each listens there; says which cell it was.
+    pub async fn start(self) -> (usize, Result<Vec<Child>>) {
+        let cell = self.cell;
+        (cell, self.start_services().await)
+    }
+
+    async fn start_services(self) -> Result<Vec<Child>> {
         let log_path = |name: &str| self.logs.join(format!("{}.log", in_cell(name, self.cell)));
         let mut running = Vec::new();
         for ((service, command_line), cgroup) in self.config.launched().zip(&self.cgroups) {

@@ -40,16 +40,13 @@ impl Session {
         impl Drop for Accounting<'_> {
             fn drop(&mut self) {
                 let mut state = self.session.lock();
-                let cell = &mut state.cells[self.call.cell];
-                cell.holding -= 1;
-                cell.held += self.since.elapsed();
+                state.cells[self.call.cell].held += self.since.elapsed();
                 // After the execution ended, this records nothing: the
                 // call was held to the end, never given up on.
                 let outcome = Outcome::Abandoned;
                 Session::record_outcome(&mut state, self.call, outcome, Instant::now());
             }
         }
-        self.lock().cells[call.cell].holding += 1;
         let _accounting = Accounting {
             session: self,
             since: Instant::now(),
@@ -70,10 +67,8 @@ impl Session {
         }
     }
 
-    /// Calls held right now in `cell`, and the time it spent holding
-    /// calls so far.
-    pub fn holds(&self, cell: usize) -> (usize, Duration) {
-        let state = self.lock();
-        (state.cells[cell].holding, state.cells[cell].held)
+    /// The time `cell` spent holding calls so far.
+    pub fn held(&self, cell: usize) -> Duration {
+        self.lock().cells[cell].held
     }
 }

@@ -110,7 +110,6 @@ struct CellState {
     /// This cell's cgroup of each caller, by name.
     caller_cgroups: HashMap<String, u64>,
     held: Duration,
-    holding: usize,
 }
 
 struct State {
@@ -145,7 +144,6 @@ impl State {
         self.connections
     }
 
-    /// The caller with managed cgroup `cgroup_id`: its name and cell.
     /// The caller with managed cgroup `cgroup_id` (the kernel reports a
     /// process in a cgroup a service made under its own by the managed
     /// ancestor): its name and cell.
