@@ -106,6 +106,15 @@ struct TestArgs {
     /// Run only the fault-free execution.
     #[arg(long)]
     only_initial_execution: bool,
+    /// How to search: `guided` (bugs first, cheapest equivalent faults,
+    /// bounded retries) or `filibuster` (the original tool's, exactly).
+    #[arg(long, value_enum, default_value_t)]
+    search: filibuster::explore::Search,
+    /// Guided search: combine faults freely over the first N attempts of a
+    /// call repeated under one request (a retry, a poll); a later attempt
+    /// fails only when every attempt before it failed the same way.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    retry_depth: u32,
     /// Run every scheduled execution, even those whose outcomes were already seen.
     #[arg(long)]
     disable_dynamic_reduction: bool,
@@ -190,8 +199,10 @@ fn test_options(args: TestArgs) -> runner::Options {
         test_loop: args.test_loop,
         counterexample_file: args.counterexample_file,
         only_initial_execution: args.only_initial_execution,
+        search: args.search,
         dynamic_reduction: !args.disable_dynamic_reduction,
         max_faults: args.max_faults,
+        retry_depth: args.retry_depth,
         keep_going: args.keep_going,
         learn_faults: args.learn_faults,
         analysis_file: args.analysis_file,

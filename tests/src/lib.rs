@@ -54,10 +54,14 @@ pub fn scratch(name: &str) -> PathBuf {
 /// cells may exceed (see README, "Cells").
 pub fn run_test(dir: &Path, args: &[&str]) -> Output {
     let one_cell = (!args.contains(&"--cells")).then_some(["--cells", "1"]);
+    // The suites check the original tool's execution counts; the guided
+    // search has its own suite (search.rs).
+    let filibusters = (!args.contains(&"--search")).then_some(["--search", "filibuster"]);
     let output = filibuster()
         .arg("test")
         .args(args)
         .args(one_cell.iter().flatten())
+        .args(filibusters.iter().flatten())
         .current_dir(dir)
         .output()
         .expect("filibuster runs");

@@ -133,6 +133,8 @@ fn however_a_run_with_cells_ends_nothing_is_left() {
                 "test",
                 "--cells",
                 "4",
+                "--search",
+                "filibuster",
                 "--config",
                 &config("tutorial/fixed.toml"),
             ])

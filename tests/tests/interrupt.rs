@@ -34,6 +34,7 @@ fn listening(port: u16) -> bool {
 fn agent_mid_run() -> Child {
     let child = filibuster()
         .args(["test", "--config", &tutorial("fixed.toml")])
+        .args(["--search", "filibuster"])
         .current_dir(scratch("interrupt"))
         .stderr(Stdio::piped())
         .spawn()
@@ -185,6 +186,8 @@ fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
             &tutorial("fixed.toml"),
             "--cells",
             "1",
+            "--search",
+            "filibuster",
             "--report-json",
             "report.json",
         ])

@@ -29,6 +29,8 @@ fn finds_foos_missing_handler_and_replays_it() {
             "junit.xml",
             "--cells",
             "1",
+            "--search",
+            "filibuster",
         ])
         .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
         .current_dir(&dir)

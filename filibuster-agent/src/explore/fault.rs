@@ -37,16 +37,30 @@ impl Fault {
         }
     }
 
+    /// Whether this fails the connection (or the stream) rather than
+    /// answering.
+    pub fn is_connection_error(&self) -> bool {
+        self.kind() == FaultKind::ConnectionError
+    }
+
+    /// How a caller meets this fault: what its code can tell apart.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::ConnectionRefused | Fault::ConnectionReset | Fault::StreamReset => {
+                FaultKind::ConnectionError
+            }
+            Fault::HttpStatus(_) | Fault::GrpcStatus(_) => FaultKind::Status,
+            Fault::Timeout => FaultKind::Timeout,
+        }
+    }
+
     /// Whether a call that ended with `outcome` on its own, with no fault
     /// injected, looked to its caller the same as this fault.
     pub fn matches_organic(&self, outcome: &Outcome) -> bool {
         match (self, outcome) {
             (Fault::HttpStatus(code), Outcome::Status(seen)) => code == seen,
             (Fault::GrpcStatus(code), Outcome::Grpc(seen)) => code == seen,
-            (
-                Fault::ConnectionRefused | Fault::ConnectionReset | Fault::StreamReset,
-                Outcome::ConnectionError,
-            ) => true,
+            (fault, Outcome::ConnectionError) => fault.is_connection_error(),
             _ => false,
         }
     }
@@ -65,8 +79,17 @@ impl fmt::Display for Fault {
     }
 }
 
+/// How a caller meets a fault: an error raised by its client, an answer,
+/// or a wait (ordered as the guided search tries them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    ConnectionError,
+    Status,
+    Timeout,
+}
+
 /// How a call ended, as its caller saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "detail")]
 pub enum Outcome {
     /// Still in flight when the execution ended.

@@ -81,6 +81,37 @@ impl ExecutionIndex {
         Self(entries)
     }
 
+    /// Whether this is `ancestor`'s index or that of a call made, at any
+    /// depth, for it.
+    pub fn within(&self, ancestor: &Self) -> bool {
+        self.0.starts_with(&ancestor.0)
+    }
+
+    /// Which call of its site, under its parent, this is (1: the first):
+    /// beyond 1, a retry or a poll.
+    pub fn attempt(&self) -> u32 {
+        self.0.last().map_or(0, |&(_, n)| n)
+    }
+
+    /// Whether `other` is an attempt of the same site under the same parent.
+    pub fn same_group(&self, other: &Self) -> bool {
+        match (self.0.split_last(), other.0.split_last()) {
+            (Some(((site, _), parent)), Some(((other_site, _), other_parent))) => {
+                site == other_site && parent == other_parent
+            }
+            _ => false,
+        }
+    }
+
+    /// The index of attempt `n` of this call's site under its parent.
+    pub fn attempt_of(&self, n: u32) -> Self {
+        let mut entries = self.0.clone();
+        if let Some(last) = entries.last_mut() {
+            last.1 = n;
+        }
+        Self(entries)
+    }
+
     /// The index of the call this one was made for (`None`: made by the test).
     pub fn parent(&self) -> Option<Self> {
         (self.0.len() > 1).then(|| Self(self.0[..self.0.len() - 1].to_vec()))

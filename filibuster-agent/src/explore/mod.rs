@@ -2,11 +2,13 @@
 //! which to skip. Pure logic, no I/O: the runner feeds it calls as the proxy
 //! sees them, and the model tests feed it calls from models of topologies.
 //!
-//! The rules are Filibuster's:
+//! Both searches schedule as Filibuster does:
 //! - Run the test once with no fault. Every call that is not part of the
 //!   prefix an execution was scheduled with is *new*: for each fault that
 //!   applies to it, schedule the current execution's faults plus that one.
-//! - Depth first: the execution scheduled last runs next.
+//!   A fault is only ever planned where its call was seen to happen, so a
+//!   retry or a fallback is faulted only together with the failure that
+//!   made it happen.
 //! - Deduplicated: a set of faults is scheduled at most once.
 //! - Dynamic reduction ([`reduce`]): skip a scheduled execution when earlier
 //!   executions already showed every outcome it would produce.
@@ -14,11 +16,27 @@
 //!   again (a path with an id or a timestamp in it) schedules nothing, and
 //!   says which calls vanished, so such an application cannot make the
 //!   search run forever.
+//!
+//! [`Search::Filibuster`] runs the execution scheduled last first (depth
+//! first), exactly as the original tool. [`Search::Guided`] adds:
+//! - Bugs first ([`pending`]): fewer faults a caller already survived,
+//!   fewer faults, connection errors first, timeouts last.
+//! - Cheapest equivalent fault ([`effects`]): a fault that, tried with the
+//!   same other faults, did exactly what a cheaper one did (or what no
+//!   fault did) is swapped for it in later combinations.
+//! - Retry and poll groups: faults are combined freely over the first
+//!   `retry_depth` attempts of a call repeated under one parent (a retry,
+//!   a poll); a later attempt is faulted only to continue a persistent
+//!   failure (every attempt before it failed the same way), so that a
+//!   retry or polling loop costs an execution per attempt and kind of
+//!   failure, not a power of the attempts.
 
+mod effects;
 mod fault;
 mod index;
 #[cfg(test)]
 mod models;
+mod pending;
 mod reduce;
 mod space;
 
@@ -27,17 +45,46 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 // Hashed per call: fast, as keys come from the run, not an adversary.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-pub use fault::{Fault, GRPC_CODES, GRPC_DEADLINE_EXCEEDED, Outcome, grpc_code};
+use effects::{Effects, Rule};
+pub use fault::{Fault, FaultKind, GRPC_CODES, GRPC_DEADLINE_EXCEEDED, Outcome, grpc_code};
 pub use index::{CallSite, ExecutionIndex, Protocol};
+use pending::{Order, Pending, Survived};
 use serde::{Deserialize, Serialize};
 pub use space::{CallPattern, FaultRule, FaultSpace, FaultSpec};
 
+/// Which search runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Search {
+    /// Bugs first, cheapest equivalent faults, bounded retry groups.
+    #[default]
+    Guided,
+    /// The original tool's depth-first search, exactly.
+    Filibuster,
+}
+
 /// How the search runs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
+    pub search: Search,
     pub dynamic_reduction: bool,
     /// At most this many faults in one execution.
     pub max_faults: Option<usize>,
+    /// Guided search: over how many attempts of a repeated call (a retry,
+    /// a poll) faults are combined freely; a later attempt fails only when
+    /// every attempt before it failed the same way.
+    pub retry_depth: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            search: Search::default(),
+            dynamic_reduction: true,
+            max_faults: None,
+            retry_depth: 2,
+        }
+    }
 }
 
 /// A fault planned for one call of an execution.
@@ -115,6 +162,10 @@ pub struct CallRecord {
     /// with the same number shared one (whether a connection outlived a
     /// failed call, a reset from a refusal).
     pub connection: Option<u32>,
+    /// Where the call opened its connection: which of its caller's connect
+    /// attempts to the callee's address in this execution it was (from
+    /// 1): what a refusal planned on it in a later execution must refuse.
+    pub connect_ordinal: Option<u32>,
     /// When the agent saw it begin, and end (its answer, its caller
     /// giving up, or the end of a hold): how long calls waited on each
     /// other, which the diagnoses read. `None`: it had not ended when the
@@ -138,12 +189,20 @@ pub struct Execution {
     sites: HashMap<Arc<CallSite>, u64>,
     scheduled: Vec<Plan>,
     max_faults: Option<usize>,
+    /// Attempts of a repeated call whose faults combine freely (`None`:
+    /// all).
+    retry_depth: Option<u32>,
+    /// Repeated calls beyond `retry_depth` not faulted, with their attempt.
+    cut: Vec<(Arc<CallSite>, u32)>,
     replay: bool,
     /// Handed out while others were still out.
     overlapped: bool,
     /// The callees a fault was injected on so far: what a test asks the
     /// control API, answered without going through the log.
     injected_on: HashSet<String>,
+    /// Connect ordinals of the planned faults' calls, as the execution
+    /// that scheduled this one saw them.
+    planned_ordinals: HashMap<ExecutionIndex, u32>,
 }
 
 impl Execution {
@@ -158,9 +217,12 @@ impl Execution {
             sites: HashMap::new(),
             scheduled: Vec::new(),
             max_faults: options.max_faults,
+            retry_depth: (options.search == Search::Guided).then_some(options.retry_depth),
+            cut: Vec::new(),
             replay,
             overlapped: false,
             injected_on: HashSet::new(),
+            planned_ordinals: HashMap::new(),
         }
     }
 
@@ -215,7 +277,7 @@ impl Execution {
         }
         if !self.replay && injected.is_none() && !self.prefix.contains(&index) {
             let applicable = applicable(&site);
-            self.schedule_faults_on(&index, &site, &applicable);
+            self.schedule_faults_on(&index, &site, applicable);
         }
         let id = CallId(self.log.len());
         self.log.push(CallRecord {
@@ -228,6 +290,7 @@ impl Execution {
             },
             injected,
             connection: None,
+            connect_ordinal: None,
             began: Instant::now(),
             ended: None,
         });
@@ -236,6 +299,20 @@ impl Execution {
 
     pub fn set_connection(&mut self, id: CallId, connection: u32) {
         self.log[id.0].connection = Some(connection);
+    }
+
+    /// The call opened its connection with its caller's `ordinal`-th
+    /// connect attempt to the callee's address.
+    pub fn set_connect_ordinal(&mut self, id: CallId, ordinal: u32) {
+        self.log[id.0].connect_ordinal = Some(ordinal);
+    }
+
+    /// Which connect attempt a refusal planned on the call at `index` must
+    /// refuse: the one it was in the execution this one was scheduled by,
+    /// which ran with the same faults before it (a refused attempt and the
+    /// retry it causes shift the count for every later connect).
+    pub fn planned_connect_ordinal(&self, index: &ExecutionIndex) -> Option<u32> {
+        self.planned_ordinals.get(index).copied()
     }
 
     /// The fault planned for this call was enacted as `fault` (a refusal
@@ -262,8 +339,8 @@ impl Execution {
     fn schedule_faults_on(
         &mut self,
         index: &ExecutionIndex,
-        site: &CallSite,
-        applicable: &[Fault],
+        site: &Arc<CallSite>,
+        mut applicable: Vec<Fault>,
     ) {
         if applicable.is_empty()
             || self
@@ -271,6 +348,18 @@ impl Execution {
                 .is_some_and(|max| self.plan.faults.len() >= max)
         {
             return;
+        }
+        if self
+            .retry_depth
+            .is_some_and(|depth| index.attempt() > depth)
+        {
+            match self.every_attempt_failed(index, &applicable) {
+                Some(fault) => applicable = vec![fault],
+                None => {
+                    self.cut.push((site.clone(), index.attempt()));
+                    return;
+                }
+            }
         }
         // The calls so far, this one (not yet logged) included.
         let prefix: Vec<ExecutionIndex> = self
@@ -285,8 +374,8 @@ impl Execution {
                 index.clone(),
                 PlannedFault {
                     index: index.clone(),
-                    site: site.clone(),
-                    fault: fault.clone(),
+                    site: CallSite::clone(site),
+                    fault,
                 },
             );
             self.scheduled.push(Plan {
@@ -295,6 +384,29 @@ impl Execution {
                 origin: Some(self.number),
             });
         }
+    }
+}
+
+impl Execution {
+    /// When this execution fails every earlier attempt of `index`'s site
+    /// under its parent the same way (a persistent failure), the fault
+    /// that continues it on `index`: the same, or the connection error
+    /// this call can get if it was one.
+    fn every_attempt_failed(&self, index: &ExecutionIndex, applicable: &[Fault]) -> Option<Fault> {
+        let mut earlier = (1..index.attempt()).map(|attempt| {
+            self.plan
+                .faults
+                .get(&index.attempt_of(attempt))
+                .map(|p| &p.fault)
+        });
+        let first = earlier.next()??;
+        let alike = |fault: &Fault| {
+            fault == first || (fault.is_connection_error() && first.is_connection_error())
+        };
+        if !earlier.all(|fault| fault.is_some_and(alike)) {
+            return None;
+        }
+        applicable.iter().find(|f| alike(f)).cloned()
     }
 }
 
@@ -311,72 +423,124 @@ pub struct Finished {
 }
 
 /// Counters a user watches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     pub executions: usize,
+    /// Scheduled executions not run, all rules together.
     pub pruned: usize,
+    pub pruned_by: Pruned,
     pub scheduled: usize,
     /// Executions that ran side by side with others (cells) and that,
     /// once they finished, what was known by then would have pruned: the
     /// price of dispatching before every earlier result is in.
     pub beyond_sequential: usize,
+    /// Time a timeout would have held calls, had the faults that cheaper
+    /// equivalents replaced been tried (as long as they held when tried
+    /// alone).
+    pub held_saved: std::time::Duration,
 }
 
-/// The depth-first search over fault combinations. Several executions may
-/// be out at once (cells): each is numbered when handed out, reduction
-/// decides with what has finished by then, and results may come back in
-/// any order.
+/// Executions not run, by the rule that skipped them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Every outcome already shown by executions that ran.
+    pub dynamic_reduction: usize,
+    /// The same faults with a cheaper equivalent in place of one already
+    /// ran or is scheduled.
+    pub equivalent_faults: usize,
+    /// The same faults without one that had no effect already ran or is
+    /// scheduled.
+    pub no_impact: usize,
+}
+
+/// A call repeated under one parent (a retry, a poll) more often than the
+/// guided search faults attempts alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryGroup {
+    pub site: CallSite,
+    /// The most attempts seen in one execution.
+    pub attempts: u32,
+}
+
+/// The search over fault combinations. Several executions may be out at
+/// once (cells): each is numbered when handed out, reduction decides with
+/// what has finished by then, and results may come back in any order.
 #[derive(Debug)]
 pub struct Explorer {
     options: Options,
-    stack: Vec<Plan>,
+    pending: Pending,
     known: HashSet<Vec<(ExecutionIndex, Fault)>>,
     /// Finished executions, by number.
     ran: Vec<Finished>,
     /// Executions handed out so far.
     dispatched: usize,
-    pruned: usize,
+    pruned: Pruned,
     beyond_sequential: usize,
+    held_saved: std::time::Duration,
     replay: bool,
+    /// Guided search: what faults did, and what callers survived.
+    effects: Effects,
+    survived: Survived,
+    /// Attempts beyond the retry depth, by site.
+    cut: BTreeMap<String, RetryGroup>,
 }
 
 impl Explorer {
     /// A search that starts with the fault-free execution.
     pub fn new(options: Options) -> Self {
         let initial = Plan::default();
+        let order = match options.search {
+            Search::Guided => Order::BugsFirst,
+            Search::Filibuster => Order::DepthFirst,
+        };
         Self {
             options,
             known: [initial.key()].into_iter().collect(),
-            stack: vec![initial],
+            pending: Pending::new(order, initial),
             ran: Vec::new(),
             dispatched: 0,
-            pruned: 0,
+            pruned: Pruned::default(),
             beyond_sequential: 0,
+            held_saved: std::time::Duration::ZERO,
             replay: false,
+            effects: Effects::default(),
+            survived: Survived::default(),
+            cut: BTreeMap::new(),
         }
     }
 
     /// A search of exactly one execution: the replay of `plan`.
     pub fn replay(plan: Plan) -> Self {
-        Self {
-            options: Options::default(),
-            known: HashSet::new(),
-            stack: vec![plan],
-            ran: Vec::new(),
-            dispatched: 0,
-            pruned: 0,
-            beyond_sequential: 0,
-            replay: true,
-        }
+        let mut explorer = Self::new(Options {
+            search: Search::Filibuster,
+            dynamic_reduction: false,
+            ..Options::default()
+        });
+        explorer.known.clear();
+        explorer.pending = Pending::new(Order::DepthFirst, plan);
+        explorer.replay = true;
+        explorer
     }
 
     pub fn progress(&self) -> Progress {
+        let Pruned {
+            dynamic_reduction,
+            equivalent_faults,
+            no_impact,
+        } = self.pruned;
         Progress {
             executions: self.ran.len(),
-            pruned: self.pruned,
-            scheduled: self.stack.len(),
+            pruned: dynamic_reduction + equivalent_faults + no_impact,
+            pruned_by: self.pruned,
+            scheduled: self.pending.len(),
             beyond_sequential: self.beyond_sequential,
+            held_saved: self.held_saved,
         }
+    }
+
+    /// Repeated calls whose later attempts were not faulted alone.
+    pub fn retry_groups(&self) -> impl Iterator<Item = &RetryGroup> {
+        self.cut.values()
     }
 
     /// The finished executions, in the order they were handed out.
@@ -415,18 +579,78 @@ impl Explorer {
     /// The next execution to run, or `None` when nothing is scheduled
     /// (the search is complete once no execution is out either).
     pub fn next_execution(&mut self) -> Option<Execution> {
-        while let Some(plan) = self.stack.pop() {
-            if self.options.dynamic_reduction && reduce::should_prune(&plan, &self.ran) {
-                self.pruned += 1;
+        while let Some(plan) = self.pending.pop(&self.survived) {
+            let Some(plan) = self.cheapest(plan) else {
+                continue;
+            };
+            if self.options.dynamic_reduction
+                && reduce::should_prune(&plan, &self.ran, self.options.search == Search::Guided)
+            {
+                self.pruned.dynamic_reduction += 1;
                 continue;
             }
             let overlapped = self.ran.len() < self.dispatched;
             self.dispatched += 1;
+            let planned_ordinals = self.connect_ordinals(&plan);
             let mut execution = Execution::new(self.dispatched, plan, &self.options, self.replay);
             execution.overlapped = overlapped;
+            execution.planned_ordinals = planned_ordinals;
             return Some(execution);
         }
         None
+    }
+
+    /// The connect ordinals of `plan`'s faulted calls in the execution that
+    /// scheduled it.
+    fn connect_ordinals(&self, plan: &Plan) -> HashMap<ExecutionIndex, u32> {
+        let Some(origin) = plan.origin.and_then(|n| self.execution(n)) else {
+            return HashMap::new();
+        };
+        origin
+            .calls
+            .iter()
+            .filter(|call| plan.faults.contains_key(&call.index))
+            .filter_map(|call| Some((call.index.clone(), call.connect_ordinal?)))
+            .collect()
+    }
+
+    /// Guided search: `plan` with each fault that a cheaper one is known
+    /// to stand for replaced (or dropped); `None` when that plan already
+    /// ran or waits to.
+    fn cheapest(&mut self, mut plan: Plan) -> Option<Plan> {
+        if self.options.search != Search::Guided {
+            return Some(plan);
+        }
+        while let Some(cheaper) = self.effects.cheaper(&plan, |n| self.execution(n)) {
+            // A run of failed attempts of a repeated call continues the
+            // fault of the attempt before: it changes with it.
+            let replaced = plan.faults[&cheaper.index].fault.clone();
+            let run = (cheaper.index.attempt()..)
+                .map(|attempt| cheaper.index.attempt_of(attempt))
+                .take_while(|index| plan.faults.get(index).is_some_and(|p| p.fault == replaced))
+                .collect::<Vec<_>>();
+            for index in run {
+                match &cheaper.instead {
+                    Some(fault) => {
+                        if let Some(planned) = plan.faults.get_mut(&index) {
+                            planned.fault = fault.clone();
+                        }
+                    }
+                    None => {
+                        plan.faults.remove(&index);
+                    }
+                }
+            }
+            self.held_saved += cheaper.held;
+            if !self.known.insert(plan.key()) {
+                match cheaper.rule {
+                    Rule::EquivalentFault => self.pruned.equivalent_faults += 1,
+                    Rule::NoImpact => self.pruned.no_impact += 1,
+                }
+                return None;
+            }
+        }
+        Some(plan)
     }
 
     /// Takes a finished execution's log and schedules what it discovered.
@@ -437,19 +661,33 @@ impl Explorer {
             log,
             scheduled,
             overlapped,
+            cut,
             ..
         } = execution;
         let vanished = self.vanished(&plan, &log);
         if vanished.is_empty() {
             for plan in scheduled {
                 if self.known.insert(plan.key()) {
-                    self.stack.push(plan);
+                    self.pending.push(plan);
                 }
             }
         }
+        for (site, attempts) in cut {
+            let group = self
+                .cut
+                .entry(site.to_string())
+                .or_insert_with(|| RetryGroup {
+                    site: CallSite::clone(&site),
+                    attempts,
+                });
+            group.attempts = group.attempts.max(attempts);
+        }
         // Handed out before an earlier one finished, it may have run where
         // a search one at a time would have pruned it.
-        if self.options.dynamic_reduction && overlapped && reduce::should_prune(&plan, &self.ran) {
+        if self.options.dynamic_reduction
+            && overlapped
+            && reduce::should_prune(&plan, &self.ran, self.options.search == Search::Guided)
+        {
             self.beyond_sequential += 1;
         }
         let at = self.position(number).unwrap_or_else(|at| at);
@@ -463,6 +701,20 @@ impl Explorer {
                 vanished,
             },
         );
-        &self.ran[at]
+        let finished = &self.ran[at];
+        if self.options.search == Search::Guided && !self.replay {
+            self.effects.learn(finished);
+            if passed {
+                for call in &finished.calls {
+                    if let Some(fault) = &call.injected {
+                        self.survived
+                            .entry(call.site.caller.clone())
+                            .or_default()
+                            .insert(fault.kind());
+                    }
+                }
+            }
+        }
+        finished
     }
 }

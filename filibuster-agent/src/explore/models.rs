@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::{CallId, CallSite, Execution, Explorer, Fault, Options, Outcome, Protocol};
+use super::{CallId, CallSite, Execution, Explorer, Fault, Options, Outcome, Protocol, Search};
 
 /// Fault spaces as the seed counts them.
 fn five() -> Vec<Fault> {
@@ -78,6 +78,12 @@ impl World<'_> {
         let (id, fault) = self.execution.begin_call(parent, site, |_| applicable);
         match fault {
             Some(Fault::HttpStatus(code)) => Ok(code),
+            Some(Fault::Timeout) => {
+                // The caller gives up after a second.
+                let gave_up = self.execution.call(id).began + std::time::Duration::from_secs(1);
+                self.execution.end_call_at(id, Outcome::Abandoned, gave_up);
+                Err(Fault::Timeout)
+            }
             Some(fault) => Err(fault),
             None => {
                 let status = handler(self, id);
@@ -103,22 +109,48 @@ fn leaf(_: &mut World, _: CallId) -> u16 {
 
 type Model = fn(&mut World);
 
-/// Runs the whole search; returns (executions run, executions pruned).
-fn explore(model: Model, faults: &[(&'static str, Vec<Fault>)], reduction: bool) -> (usize, usize) {
-    let faults: HashMap<_, _> = faults.iter().cloned().collect();
-    let mut explorer = Explorer::new(Options {
+/// Filibuster's search, with or without dynamic reduction.
+fn filibuster(reduction: bool) -> Options {
+    Options {
+        search: Search::Filibuster,
         dynamic_reduction: reduction,
-        max_faults: None,
-    });
+        ..Options::default()
+    }
+}
+
+/// Runs Filibuster's whole search; returns (executions run, executions
+/// pruned).
+fn explore(model: Model, faults: &[(&'static str, Vec<Fault>)], reduction: bool) -> (usize, usize) {
+    let progress = search(
+        |w| {
+            model(w);
+            true
+        },
+        faults,
+        filibuster(reduction),
+    )
+    .progress();
+    (progress.executions, progress.pruned)
+}
+
+/// Runs a whole search (every execution, failing or not) of a model that
+/// says whether the test passed.
+fn search(
+    model: impl Fn(&mut World) -> bool,
+    faults: &[(&'static str, Vec<Fault>)],
+    options: Options,
+) -> Explorer {
+    let faults: HashMap<_, _> = faults.iter().cloned().collect();
+    let mut explorer = Explorer::new(options);
     while let Some(mut execution) = explorer.next_execution() {
-        model(&mut World {
+        assert!(execution.number < 10_000, "the search does not end");
+        let passed = model(&mut World {
             execution: &mut execution,
             faults: &faults,
         });
-        explorer.finish(execution, true);
+        explorer.finish(execution, passed);
     }
-    let progress = explorer.progress();
-    (progress.executions, progress.pruned)
+    explorer
 }
 
 /// users calls bookings, then movies only if bookings answered.
@@ -327,6 +359,13 @@ fn third_parties() -> Vec<(&'static str, Vec<Fault>)> {
 
 #[test]
 fn cinema_4_third_party_calls() {
+    // Reynard's count, with only bookings and movies faulted: 1 + 4 + 4,
+    // bookings's 503 shown by its own.
+    let ours: Vec<_> = ["bookings", "movies"]
+        .into_iter()
+        .map(|c| (c, statuses()))
+        .collect();
+    assert_eq!(explore_guided(cinema_4, &ours).executions, 8);
     assert_eq!(explore(cinema_4, &third_parties(), true).0, 21);
     // Without reduction, derived by hand in the seed's way: the tolerated
     // third-party calls (t of them, 1 fault each) combine with every fault
@@ -377,8 +416,8 @@ fn max_faults_bounds_combinations() {
     let (runs, _) = {
         let faults: HashMap<_, _> = bookings_movies().into_iter().collect();
         let mut explorer = Explorer::new(Options {
-            dynamic_reduction: false,
             max_faults: Some(1),
+            ..filibuster(false)
         });
         while let Some(mut execution) = explorer.next_execution() {
             assert!(execution.plan().faults().count() <= 1);
@@ -399,10 +438,7 @@ fn max_faults_bounds_combinations() {
 fn the_same_model_explores_the_same_way_twice() {
     let order = |_: ()| {
         let faults: HashMap<_, _> = bookings_movies().into_iter().collect();
-        let mut explorer = Explorer::new(Options {
-            dynamic_reduction: true,
-            max_faults: None,
-        });
+        let mut explorer = Explorer::new(filibuster(true));
         let mut seen = Vec::new();
         while let Some(mut execution) = explorer.next_execution() {
             cinema_3(&mut World {
@@ -419,7 +455,7 @@ fn the_same_model_explores_the_same_way_twice() {
 
 #[test]
 fn paths_that_change_between_runs_are_reported_not_explored_forever() {
-    let mut explorer = Explorer::new(Options::default());
+    let mut explorer = Explorer::new(filibuster(false));
     while let Some(mut execution) = explorer.next_execution() {
         assert!(execution.number < 100, "the search does not end");
         let site = |callee: &str, target: String| CallSite {
@@ -556,10 +592,7 @@ fn explore_in_cells(
     cells: usize,
 ) -> Explorer {
     let faults: HashMap<_, _> = faults.iter().cloned().collect();
-    let mut explorer = Explorer::new(Options {
-        dynamic_reduction: reduction,
-        max_faults: None,
-    });
+    let mut explorer = Explorer::new(filibuster(reduction));
     let mut out = std::collections::VecDeque::new();
     for turn in 0.. {
         while out.len() < cells {
@@ -646,7 +679,8 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
                 .cloned()
                 .collect();
             assert!(
-                found.contains(&fault_set(failure)) || super::reduce::should_prune(&plan, &others),
+                found.contains(&fault_set(failure))
+                    || super::reduce::should_prune(&plan, &others, false),
                 "{cells} cells lost {:?}",
                 failure.faults
             );
@@ -674,7 +708,7 @@ fn assertions_are_answered_from_what_was_injected() {
     };
     // The index bookings' call has under users' request.
     let index = {
-        let mut explorer = Explorer::new(Options::default());
+        let mut explorer = Explorer::new(filibuster(false));
         let mut execution = explorer.next_execution().unwrap();
         let (root, _) = execution.begin_call(None, site("users"), |_| Vec::new());
         let (id, _) = execution.begin_call(Some(root), site("bookings"), |_| Vec::new());
@@ -695,4 +729,400 @@ fn assertions_are_answered_from_what_was_injected() {
     assert!(execution.fault_injected(None));
     assert!(execution.fault_injected(Some("bookings")));
     assert!(!execution.fault_injected(Some("movies")));
+}
+
+/// The fault set Reynard's published counts use: 500, 502, 503, 504.
+fn statuses() -> Vec<Fault> {
+    [500, 502, 503, 504].map(Fault::HttpStatus).to_vec()
+}
+
+fn guided() -> Options {
+    Options::default()
+}
+
+/// Runs the guided search over a model whose test always passes.
+fn explore_guided(model: Model, faults: &[(&'static str, Vec<Fault>)]) -> super::Progress {
+    search(
+        |w| {
+            model(w);
+            true
+        },
+        faults,
+        guided(),
+    )
+    .progress()
+}
+
+#[test]
+fn cinema_models_with_four_statuses_filibuster_and_guided() {
+    let with =
+        |callees: &[&'static str]| -> Vec<_> { callees.iter().map(|&c| (c, statuses())).collect() };
+    // (model, callees faulted, Filibuster with reduction, guided). Reynard's
+    // published counts for the same fault set: 8, 8, 19, 8, 25, 41, 45, 9.
+    // Below, "alike": statuses a caller answered the same way to, tried
+    // alone, stand for each other in combinations (500 represents them).
+    let cases: [(Model, &[&'static str], usize, usize); 8] = [
+        // No combination is reachable (movies is called only when bookings
+        // answered): the fault-free run and each single fault, 1 + 4 + 4.
+        // No sound search runs fewer: any single fault may be the bug.
+        (cinema_1, &["bookings", "movies"], 9, 9),
+        // 1 + 4 + 4, less bookings's 503, which its own 503 (movies
+        // failed) already showed.
+        (cinema_2, &["bookings", "movies"], 8, 8),
+        // 1 + 4 (movies, first attempt) + 3 (bookings, first attempt, its
+        // 503 shown by its own) single faults. Each made users retry:
+        // the retry's 4 and its call to movies's 4 combine with one fault
+        // on the first attempt per call faulted (alike): 2 × 8 = 16, of
+        // which reduction skips 2 (the retry's 503 shown by its own, where
+        // users meets one failure only): 1 + 7 + 14 = 22.
+        (cinema_3, &["bookings", "movies"], 27, 22),
+        // Third parties' failures are absorbed where they happen: no
+        // impact, combined only where their caller meets another fault.
+        // (With bookings and movies alone faulted, as Reynard counts it:
+        // 8, see `cinema_4_third_party_calls`.)
+        (
+            cinema_4,
+            &["imdb", "bookings", "fandango", "movies", "rotten-tomatoes"],
+            52,
+            23,
+        ),
+        // 1 + 4 + 4 singles; users meets both calls, and each's statuses
+        // are alike: one pair, 500 and 500: 10.
+        (cinema_5, &["bookings", "movies"], 25, 10),
+        // 1 + 4 (primary) + 4 (movies) singles; a failed primary (alike)
+        // combines with the secondary's 4, and with movies (alike): 1.
+        // 9 + 4 + 1 = 14.
+        (
+            cinema_6,
+            &["bookings-primary", "bookings-secondary", "movies"],
+            41,
+            14,
+        ),
+        // cinema-6 plus the health check's 4 single faults.
+        (
+            cinema_7,
+            &[
+                "bookings-primary",
+                "bookings-secondary",
+                "movies",
+                "health-check",
+            ],
+            45,
+            18,
+        ),
+        // 1 + 4 on the first attempt; one (alike) combined with the
+        // retry's 4: 9.
+        (cinema_8, &["monolith"], 21, 9),
+    ];
+    for (n, (model, callees, filibuster_count, guided_count)) in cases.into_iter().enumerate() {
+        let faults = with(callees);
+        assert_eq!(
+            explore(model, &faults, true).0,
+            filibuster_count,
+            "cinema-{} with Filibuster's search",
+            n + 1
+        );
+        assert_eq!(
+            explore_guided(model, &faults).executions,
+            guided_count,
+            "cinema-{} with the guided search",
+            n + 1
+        );
+    }
+}
+
+/// api calls monolith until it answers, up to ten attempts.
+fn retries_ten_times(w: &mut World) -> bool {
+    let status = w.call(None, "test", "api", |w, me| {
+        for _ in 0..10 {
+            if ok(w.call(Some(me), "api", "monolith", leaf)) {
+                return OK;
+            }
+        }
+        UNAVAILABLE
+    });
+    status.is_some()
+}
+
+#[test]
+fn a_ten_attempt_retry_loop_costs_an_execution_per_attempt() {
+    let faults = [("monolith", statuses())];
+    // Attempts 1 and 2 combine freely, as cinema-8: 9. Attempt 3 is past
+    // the depth of 2: a run of failures continues with attempt 2's fault,
+    // and the four are alike: one execution per attempt, 3 to 10: 17.
+    let run = search(retries_ten_times, &faults, guided());
+    assert_eq!(run.progress().executions, 17);
+    // Filibuster's search combines four faults on every attempt: far
+    // more than a thousand executions.
+    let mut filibuster_run = Explorer::new(filibuster(true));
+    let faults: HashMap<_, _> = faults.into_iter().collect();
+    for _ in 0..1000 {
+        let mut execution = filibuster_run.next_execution().expect("not done yet");
+        retries_ten_times(&mut World {
+            execution: &mut execution,
+            faults: &faults,
+        });
+        filibuster_run.finish(execution, true);
+    }
+    assert!(filibuster_run.progress().scheduled > 0);
+}
+
+/// front creates a job on back, then polls it until done (the third poll
+/// says so), at most five polls; a failed poll is polled again. The bug:
+/// front does not handle a failed creation answered with 503 and answers
+/// 500 itself.
+fn polls_a_job(w: &mut World) -> bool {
+    let status = w.call(None, "test", "front", |w, me| {
+        let created = w.attempt(Some(me), "front", "back", leaf);
+        if created == Ok(UNAVAILABLE) {
+            return 500;
+        }
+        if created != Ok(OK) {
+            return UNAVAILABLE;
+        }
+        let mut done = 0;
+        for _ in 0..5 {
+            let site = CallSite {
+                caller: "front".into(),
+                callee: "back".into(),
+                protocol: Protocol::Http,
+                method: "GET".into(),
+                target: "/jobs/1".into(),
+            };
+            let (id, fault) = w.execution.begin_call(Some(me), site, |_| statuses());
+            if fault.is_none() {
+                w.execution.end_call(id, Outcome::Status(OK));
+                done += 1;
+                if done == 3 {
+                    return OK;
+                }
+            }
+        }
+        UNAVAILABLE
+    });
+    matches!(status, Some(OK | UNAVAILABLE))
+}
+
+/// gateway asks three replicas and answers with the first that answers;
+/// the bug: when none does, it answers 500 instead of 503.
+fn fans_out_to_replicas(w: &mut World) -> bool {
+    let status = w.call(None, "test", "gateway", |w, me| {
+        let answered = ["replica-a", "replica-b", "replica-c"]
+            .into_iter()
+            .filter(|replica| ok(w.call(Some(me), "gateway", replica, leaf)))
+            .count();
+        if answered > 0 { OK } else { 500 }
+    });
+    status == Some(OK)
+}
+
+/// Five services in a diamond: gateway calls orders and payments, both
+/// call ledger, which calls the database. The bug: gateway treats a 504
+/// from payments as success.
+fn diamond(w: &mut World) -> bool {
+    fn ledger(w: &mut World, me: CallId) -> u16 {
+        if ok(w.call(Some(me), "ledger", "database", leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
+    }
+    let status = w.call(None, "test", "gateway", |w, me| {
+        let orders = w.call(Some(me), "gateway", "orders", |w, me| {
+            if ok(w.call(Some(me), "orders", "ledger", ledger)) {
+                OK
+            } else {
+                UNAVAILABLE
+            }
+        });
+        if !ok(orders) {
+            return UNAVAILABLE;
+        }
+        let payments = w.call(Some(me), "gateway", "payments", |w, me| {
+            if ok(w.call(Some(me), "payments", "ledger", ledger)) {
+                OK
+            } else {
+                UNAVAILABLE
+            }
+        });
+        match payments {
+            Some(OK | 504) => OK,
+            _ => UNAVAILABLE,
+        }
+    });
+    // The test checks that a paid order was recorded.
+    status == Some(OK)
+        && !w.execution.calls().iter().any(|c| {
+            c.site.callee == "payments" && c.outcome == Outcome::Injected(Fault::HttpStatus(504))
+        })
+}
+
+fn diamond_faults() -> Vec<(&'static str, Vec<Fault>)> {
+    ["orders", "payments", "ledger", "database"]
+        .into_iter()
+        .map(|callee| (callee, statuses()))
+        .collect()
+}
+
+type Buggy = fn(&mut World) -> bool;
+
+/// A model with a bug: its name, its services, the faults of each callee.
+type BuggyModel = (&'static str, Buggy, Vec<(&'static str, Vec<Fault>)>);
+
+/// The failing executions' faults, each as the set of call sites failed:
+/// a class of failures.
+fn failure_classes(run: &Explorer) -> std::collections::BTreeSet<Vec<String>> {
+    failing(run)
+        .into_iter()
+        .map(|f| {
+            let mut sites: Vec<String> = f.faults.iter().map(|p| p.site.to_string()).collect();
+            sites.sort();
+            sites.dedup();
+            sites
+        })
+        .collect()
+}
+
+fn first_failure(run: &Explorer) -> usize {
+    failing(run).first().map_or(usize::MAX, |f| f.number)
+}
+
+fn buggy_models() -> Vec<BuggyModel> {
+    vec![
+        (
+            "cinema-3 with a bug",
+            cinema_3_with_a_bug,
+            bookings_movies(),
+        ),
+        ("polling", polls_a_job, vec![("back", statuses())]),
+        (
+            "fan-out",
+            fans_out_to_replicas,
+            ["replica-a", "replica-b", "replica-c"]
+                .map(|r| (r, five()))
+                .to_vec(),
+        ),
+        ("diamond", diamond, diamond_faults()),
+    ]
+}
+
+#[test]
+fn the_guided_search_finds_every_class_of_failure_the_exhaustive_one_does() {
+    for (name, model, faults) in buggy_models() {
+        let exhaustive = search(model, &faults, filibuster(false));
+        let guided_run = search(model, &faults, guided());
+        let expected = failure_classes(&exhaustive);
+        assert!(!expected.is_empty(), "{name} has a bug");
+        let found = failure_classes(&guided_run);
+        for class in &expected {
+            assert!(found.contains(class), "{name}: guided missed {class:?}");
+        }
+        assert!(
+            guided_run.progress().executions < exhaustive.progress().executions,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bugs_first_reaches_the_first_failure_sooner() {
+    // Executions until the first failure, Filibuster's and guided:
+    // cinema-3 with a bug 27 and 26, polling 3055 and 11 (depth first
+    // combines faults on every poll before it tries the first call),
+    // fan-out 44 and 44 (three faults at once), diamond 2 and 2.
+    let firsts: Vec<(usize, usize)> = buggy_models()
+        .into_iter()
+        .map(|(_, model, faults)| {
+            (
+                first_failure(&search(model, &faults, filibuster(true))),
+                first_failure(&search(model, &faults, guided())),
+            )
+        })
+        .collect();
+    assert_eq!(firsts, [(27, 26), (3055, 11), (44, 44), (2, 2)]);
+}
+
+/// A fallback is faulted only with the failure that made it happen.
+#[test]
+fn a_fallback_is_faulted_only_where_its_primary_failed() {
+    let faults = replicas();
+    let run = search(
+        |w| {
+            cinema_6(w);
+            true
+        },
+        &faults,
+        guided(),
+    );
+    for finished in run.executions() {
+        let secondary = finished
+            .faults
+            .iter()
+            .any(|f| f.site.callee == "bookings-secondary");
+        let primary = finished
+            .faults
+            .iter()
+            .any(|f| f.site.callee == "bookings-primary");
+        assert!(!secondary || primary, "{:?}", finished.faults);
+    }
+}
+
+#[test]
+fn a_polling_loop_is_cut_short_and_says_where() {
+    let run = search(polls_a_job, &[("back", statuses())], guided());
+    let groups: Vec<_> = run.retry_groups().collect();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].site.target, "/jobs/1");
+    // With a poll failed, up to five are made; past the second, none is
+    // faulted alone.
+    assert_eq!(groups[0].attempts, 5);
+}
+
+/// gateway asks profiles (which reads users) and prices (which reads
+/// rates): two branches that never meet below gateway.
+fn two_branches(w: &mut World) -> bool {
+    fn reads(w: &mut World, me: CallId, caller: &str, callee: &'static str) -> u16 {
+        if ok(w.call(Some(me), caller, callee, leaf)) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
+    }
+    let status = w.call(None, "test", "gateway", |w, me| {
+        let profiles = w.call(Some(me), "gateway", "profiles", |w, me| {
+            reads(w, me, "profiles", "users")
+        });
+        let prices = w.call(Some(me), "gateway", "prices", |w, me| {
+            reads(w, me, "prices", "rates")
+        });
+        if ok(profiles) && ok(prices) {
+            OK
+        } else {
+            UNAVAILABLE
+        }
+    });
+    status.is_some()
+}
+
+#[test]
+fn a_timeout_that_did_what_a_refusal_did_is_not_combined_again() {
+    let faults = [
+        ("users", vec![Fault::ConnectionRefused, Fault::Timeout]),
+        ("rates", vec![Fault::ConnectionRefused, Fault::Timeout]),
+    ];
+    let run = search(two_branches, &faults, guided());
+    // profiles answers 503 whether users refused or timed out (no budget
+    // to spend: nothing else waits in profiles), and so does prices for
+    // rates. Singles: 1 + 2 + 2. Pairs: users refused with rates's two
+    // faults, and users's timeout stands in for nothing new: its pairs
+    // become users refused with each of rates's, one of which (refused)
+    // is scheduled already, the other (rates timeout) is made refused
+    // too: 1 + 4 + 1.
+    let progress = run.progress();
+    assert_eq!(progress.executions, 6);
+    assert_eq!(progress.pruned_by.equivalent_faults, 3);
+    // Three timeouts of a second each not waited for.
+    assert_eq!(progress.held_saved, std::time::Duration::from_secs(3));
+    let exhaustive = search(two_branches, &faults, filibuster(false));
+    assert_eq!(exhaustive.progress().executions, 9);
 }

@@ -7,24 +7,45 @@
 //! be faulted failed the same way there (injected, or on its own, as when
 //! a service answers 503 because its dependency failed), and each call not
 //! to be faulted was not faulted there.
+//!
+//! Strict (the guided search): in a group where more than one call fails
+//! or has planned faults below it, a call not to be faulted that has
+//! planned faults below it will answer however they make it answer, which
+//! the plan cannot tell; the earlier execution must have had the same
+//! faults below it. Filibuster's own rule takes any execution where it was
+//! not faulted, and so skips, in a service that retries, a timeout on the
+//! first attempt combined with a failure below the second, and failures in
+//! two branches that meet at their caller.
 
 use std::collections::BTreeMap;
 
 use super::{ExecutionIndex, Finished, Plan};
 
-pub(super) fn should_prune(plan: &Plan, ran: &[Finished]) -> bool {
+pub(super) fn should_prune(plan: &Plan, ran: &[Finished], strict: bool) -> bool {
     let mut groups: BTreeMap<Option<ExecutionIndex>, Vec<&ExecutionIndex>> = BTreeMap::new();
     groups.entry(None).or_default();
     for index in &plan.prefix {
         groups.entry(index.parent()).or_default().push(index);
     }
     groups.values().all(|children| {
+        // Strict where the caller meets more than one failure: how each
+        // of its calls answers may then matter in combination.
+        let failing = children
+            .iter()
+            .filter(|child| plan.faults.keys().any(|at| at.within(child)))
+            .count();
+        let strict = strict && failing > 1;
         ran.iter()
-            .any(|earlier| already_seen(plan, children, earlier))
+            .any(|earlier| already_seen(plan, children, earlier, strict))
     })
 }
 
-fn already_seen(plan: &Plan, children: &[&ExecutionIndex], earlier: &Finished) -> bool {
+fn already_seen(
+    plan: &Plan,
+    children: &[&ExecutionIndex],
+    earlier: &Finished,
+    strict: bool,
+) -> bool {
     children.iter().all(|index| {
         earlier.calls.iter().any(|call| {
             &call.index == *index
@@ -33,8 +54,32 @@ fn already_seen(plan: &Plan, children: &[&ExecutionIndex], earlier: &Finished) -
                         Some(injected) => *injected == planned.fault,
                         None => planned.fault.matches_organic(&call.outcome),
                     },
-                    None => call.injected.is_none(),
+                    None => {
+                        call.injected.is_none()
+                            && (!strict || same_faults_below(plan, index, earlier))
+                    }
                 }
         })
     })
+}
+
+/// Whether `earlier` injected exactly the faults `plan` plans below the
+/// call at `index`.
+fn same_faults_below(plan: &Plan, index: &ExecutionIndex, earlier: &Finished) -> bool {
+    let below = |at: &ExecutionIndex| at != index && at.within(index);
+    let mut planned: Vec<_> = plan
+        .faults
+        .values()
+        .filter(|p| below(&p.index))
+        .map(|p| (&p.index, &p.fault))
+        .collect();
+    let mut injected: Vec<_> = earlier
+        .faults
+        .iter()
+        .filter(|p| below(&p.index))
+        .map(|p| (&p.index, &p.fault))
+        .collect();
+    planned.sort();
+    injected.sort();
+    planned == injected
 }

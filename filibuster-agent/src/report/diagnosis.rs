@@ -239,6 +239,7 @@ mod tests {
             injected,
             outcome,
             connection: None,
+            connect_ordinal: None,
             began: at(began),
             ended: ended.map(at),
         }

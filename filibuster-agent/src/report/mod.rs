@@ -28,6 +28,7 @@ pub use summary::{
 use crate::{
     explore::{
         CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress, Protocol,
+        Pruned, RetryGroup, Search,
     },
     json_file,
     session::ConnectTarget,
@@ -91,6 +92,10 @@ pub struct FailureArtifacts {
 /// Everything a finished run reports on.
 pub struct RunSummary<'a> {
     pub config: &'a Path,
+    pub search: Search,
+    pub retry_depth: u32,
+    /// Calls repeated under one request beyond the retry depth.
+    pub retry_groups: Vec<RetryGroup>,
     pub started_at: std::time::SystemTime,
     pub executions: &'a [Finished],
     pub results: &'a [ExecutionResult],
@@ -206,6 +211,17 @@ pub struct Report<'a> {
     pub error: Option<&'a str>,
     pub executions: usize,
     pub pruned: usize,
+    pub search: Search,
+    /// `pruned`, by the rule that skipped each.
+    pub pruned_by: Pruned,
+    /// Time timeouts would have held calls where the guided search tried
+    /// a cheaper fault known to do the same (as long as each held when it
+    /// was tried).
+    pub held_saved_seconds: f64,
+    /// Calls repeated under one request more often than the retry depth:
+    /// their later attempts failed only when all before them had, the
+    /// same way.
+    pub retry_groups: Vec<RetryGroupReport>,
     /// Executions run side by side at most (cells).
     pub cells: usize,
     /// The resident memory of every cell's services and tests at the end
@@ -226,6 +242,16 @@ pub struct Report<'a> {
     pub failures: Vec<FailureReport<'a>>,
     /// Executions whose planned calls did not happen again.
     pub unstable: Vec<UnstableReport<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetryGroupReport {
+    /// "caller → callee METHOD target".
+    pub site: String,
+    /// The most attempts seen in one request.
+    pub attempts: u32,
+    /// Over how many first attempts faults were combined freely.
+    pub combined: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -287,6 +313,18 @@ impl<'a> Report<'a> {
             error: run.error,
             executions: run.progress.executions,
             pruned: run.progress.pruned,
+            search: run.search,
+            pruned_by: run.progress.pruned_by,
+            held_saved_seconds: run.progress.held_saved.as_secs_f64(),
+            retry_groups: run
+                .retry_groups
+                .iter()
+                .map(|group| RetryGroupReport {
+                    site: group.site.to_string(),
+                    attempts: group.attempts,
+                    combined: run.retry_depth,
+                })
+                .collect(),
             cells: run.cells,
             services_rss_kib: run.services_rss_kib,
             beyond_sequential: run.progress.beyond_sequential,
@@ -357,6 +395,34 @@ impl<'a> From<&'a CallRecord> for CallReport<'a> {
 }
 
 /// One line per fault: "bar → baz GET /baz: HTTP 503".
+/// "12 pruned: 3 by reduction, 9 equivalent faults; 4.0 s of timeouts
+/// saved", as much of it as applies.
+pub fn describe_pruned(run: &RunSummary) -> String {
+    let Pruned {
+        dynamic_reduction,
+        equivalent_faults,
+        no_impact,
+    } = run.progress.pruned_by;
+    let rules: Vec<String> = [
+        (dynamic_reduction, "by reduction"),
+        (equivalent_faults, "equivalent faults"),
+        (no_impact, "no impact"),
+    ]
+    .into_iter()
+    .filter(|&(count, _)| count > 0)
+    .map(|(count, rule)| format!("{count} {rule}"))
+    .collect();
+    let mut text = format!("{} pruned", run.progress.pruned);
+    if !rules.is_empty() {
+        text += &format!(": {}", rules.join(", "));
+    }
+    let saved = run.progress.held_saved.as_secs_f64();
+    if saved > 0.0 {
+        text += &format!("; {saved:.1}s of timeouts saved");
+    }
+    text
+}
+
 pub fn describe_faults(faults: &[PlannedFault]) -> String {
     if faults.is_empty() {
         return "no fault".into();

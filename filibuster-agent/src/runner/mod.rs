@@ -19,14 +19,14 @@ use crate::{
     analyze::Analysis,
     config::{Config, TestMode, TestSpec},
     explore::{
-        Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault,
+        Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault, Search,
     },
     json_file,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, Report, RunSummary, Terminal,
     },
-    session::Session,
+    session::{ConnectTarget, Session},
 };
 use functional::{FunctionalTest, TestResult};
 use host::Host;
@@ -42,8 +42,10 @@ pub struct Options {
     pub test_loop: bool,
     pub counterexample_file: Option<PathBuf>,
     pub only_initial_execution: bool,
+    pub search: Search,
     pub dynamic_reduction: bool,
     pub max_faults: Option<usize>,
+    pub retry_depth: u32,
     /// Explore everything; report every failing combination.
     pub keep_going: bool,
     pub learn_faults: bool,
@@ -102,6 +104,13 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     let summary = RunSummary {
         config: &options.config,
+        search: options.search,
+        retry_depth: options.retry_depth,
+        retry_groups: record
+            .explorer
+            .as_ref()
+            .map(|explorer| explorer.retry_groups().cloned().collect())
+            .unwrap_or_default(),
         started_at: std::time::SystemTime::now() - started.elapsed(),
         executions: record
             .explorer
@@ -235,8 +244,10 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             ))
         }
         None => Explorer::new(SearchOptions {
+            search: options.search,
             dynamic_reduction: options.dynamic_reduction,
             max_faults: options.max_faults,
+            retry_depth: options.retry_depth,
         }),
     });
     let replay_command = |path: &Path| {
@@ -518,9 +529,19 @@ fn write_counterexample(
             .iter()
             .map(|planned| CounterexampleFault {
                 planned: planned.clone(),
+                // The attempt refused in this very execution.
                 connect: (planned.fault == Fault::ConnectionRefused)
                     .then(|| session.connect_target(&planned.index))
-                    .flatten(),
+                    .flatten()
+                    .map(|target| ConnectTarget {
+                        ordinal: finished
+                            .calls
+                            .iter()
+                            .find(|call| call.index == planned.index)
+                            .and_then(|call| call.connect_ordinal)
+                            .unwrap_or(target.ordinal),
+                        ..target
+                    }),
             })
             .collect(),
     }
@@ -565,16 +586,23 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             None => {}
         }
     }
+    for group in &run.retry_groups {
+        eprintln!(
+            "filibuster: {} was repeated up to {} times in one request; faults were combined over its first {} attempts only, later ones failed only when all before them had, the same way (--retry-depth)",
+            group.site, group.attempts, run.retry_depth
+        );
+    }
     let held = run.held.as_secs_f64();
     let elapsed = run.elapsed.as_secs_f64();
+    let pruned = report::describe_pruned(run);
     match run.failures.len() {
         0 => eprintln!(
-            "filibuster: all {} execution(s) passed ({} pruned) in {elapsed:.1}s, {held:.1}s of it holding calls for timeouts",
-            run.progress.executions, run.progress.pruned,
+            "filibuster: all {} execution(s) passed ({pruned}) in {elapsed:.1}s, {held:.1}s of it holding calls for timeouts",
+            run.progress.executions,
         ),
         failed => eprintln!(
-            "filibuster: {failed} of {} execution(s) failed ({} pruned) in {elapsed:.1}s",
-            run.progress.executions, run.progress.pruned,
+            "filibuster: {failed} of {} execution(s) failed ({pruned}) in {elapsed:.1}s",
+            run.progress.executions,
         ),
     }
 }

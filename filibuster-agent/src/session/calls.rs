@@ -219,6 +219,7 @@ impl Session {
             fault => fault,
         };
         if request.first_on_connection {
+            execution.set_connect_ordinal(id, on.attempt.ordinal);
             let index = execution.call(id).index.clone();
             connect_targets
                 .entry(index)

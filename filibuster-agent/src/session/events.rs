@@ -127,7 +127,8 @@ impl Session {
         };
         let parent = Self::parent_of_connect(state, cell, &planned.site.caller, event.tid);
         if let Some(execution) = state.cells[cell].execution.as_mut() {
-            execution.begin_call(parent, planned.site, |_| Vec::new());
+            let (id, _) = execution.begin_call(parent, planned.site, |_| Vec::new());
+            execution.set_connect_ordinal(id, event.attempt.ordinal);
         }
     }
 
@@ -156,6 +157,7 @@ impl Session {
             applicable_faults(&state.faults, site, true)
         });
         execution.set_connection(id, number);
+        execution.set_connect_ordinal(id, event.attempt.ordinal);
         let index = execution.call(id).index.clone();
         let call = CallHandle {
             cell,

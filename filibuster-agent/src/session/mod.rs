@@ -272,7 +272,9 @@ impl Session {
             if planned.fault == Fault::ConnectionRefused {
                 let attempt = ConnectAttempt {
                     key,
-                    ordinal: target.ordinal,
+                    ordinal: execution
+                        .planned_connect_ordinal(&planned.index)
+                        .unwrap_or(target.ordinal),
                     _pad: 0,
                 };
                 own.armed.insert(attempt, planned.clone());
