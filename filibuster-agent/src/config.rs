@@ -76,6 +76,8 @@ struct ServiceSection {
     port: u16,
     #[serde(default)]
     protocol: ServiceProtocol,
+    /// Launch it as this user (by default: the user who ran sudo).
+    user: Option<String>,
 }
 
 /// What a service speaks, as far as the agent needs to know.
@@ -115,6 +117,8 @@ pub struct Service {
     /// is ready, and how calls to it are recognised.
     pub port: u16,
     pub protocol: ServiceProtocol,
+    /// For a launched service: the user it runs as, when the config says.
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -204,11 +208,17 @@ impl Config {
                     "[services.{name}] needs exactly one of command (launch it), cgroup, pid or container (attach to it running)"
                 ),
             };
+            if section.user.is_some() && !matches!(source, ServiceSource::Command(_)) {
+                bail!(
+                    "[services.{name}].user is for services the agent launches (command =); one it attaches to runs as whoever started it"
+                );
+            }
             services.push(Service {
                 name,
                 source,
                 port: section.port,
                 protocol: section.protocol,
+                user: section.user,
             });
         }
         let fault_rules = file
@@ -327,6 +337,13 @@ mod tests {
             ServiceSource::Container("shop-cart".into())
         );
         assert_eq!(config.services[0].protocol, ServiceProtocol::Auto);
+        let err =
+            parse("[services.cart]\ncontainer = \"c\"\nport = 1\nuser = \"x\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("user is for services the agent launches"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -266,3 +266,96 @@ fn a_service_that_makes_a_child_cgroup_of_its_own_is_still_itself() {
     assert_eq!(bars_calls.len(), 1, "bar's call to baz is bar's");
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
+
+/// A service that answers who it runs as: uid, gid, groups, HOME.
+const WHOAMI: &str = r#"import http.server, json, os, sys
+class Who(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "home": os.environ.get("HOME")}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Who).serve_forever()
+"#;
+
+/// The test: asks both services and writes what it and they are.
+const CHECK: &str = r#"import json, os, urllib.request
+seen = {name: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/"))
+        for name, port in (("mine", 5000), ("system", 5001))}
+seen["test"] = {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()), "home": os.environ.get("HOME")}
+with open(os.environ["SEEN"], "w") as out:
+    json.dump(seen, out)
+"#;
+
+#[test]
+fn under_sudo_services_and_tests_run_as_the_user_who_ran_it() {
+    let dir = scratch("as-written-sudo");
+    std::fs::write(dir.join("whoami.py"), WHOAMI).unwrap();
+    std::fs::write(dir.join("check.py"), CHECK).unwrap();
+    // Where the test, run as nobody, may write.
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let seen = out.join("seen.json");
+    std::fs::write(
+        dir.join("filibuster.toml"),
+        format!(
+            "[test]\ncommand = \"SEEN={} python3 check.py\"\n\
+             [services.mine]\ncommand = \"python3 whoami.py 5000\"\nport = 5000\n\
+             [services.system]\ncommand = \"python3 whoami.py 5001\"\nport = 5001\nuser = \"root\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    // As `sudo` leaves it for a user nobody (65534) in group nogroup.
+    let output = filibuster()
+        .args([
+            "test",
+            "--config",
+            "filibuster.toml",
+            "--only-initial-execution",
+        ])
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .env("SUDO_USER", "nobody")
+        .current_dir(&dir)
+        .output()
+        .expect("filibuster runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("as nobody (who ran sudo)"), "{stderr}");
+    let seen = read_json(&seen);
+    for who in ["mine", "test"] {
+        assert_eq!(seen[who]["uid"], 65534, "{who}: {seen}");
+        assert_eq!(seen[who]["gid"], 65534, "{who}: {seen}");
+        // nobody's own groups, none of root's.
+        assert_eq!(
+            seen[who]["groups"],
+            serde_json::json!([65534]),
+            "{who}: {seen}"
+        );
+        assert_eq!(seen[who]["home"], "/nonexistent", "{who}: {seen}");
+    }
+    // `user = "root"` keeps that one root.
+    assert_eq!(seen["system"]["uid"], 0, "{seen}");
+    // The file the test wrote is nobody's.
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(out.join("seen.json")).unwrap());
+    assert_eq!(owner, 65534);
+
+    // A user the host does not have: one line naming it, nothing started.
+    let config = std::fs::read_to_string(dir.join("filibuster.toml")).unwrap();
+    std::fs::write(
+        dir.join("typo.toml"),
+        config.replace("\"root\"", "\"rooot\""),
+    )
+    .unwrap();
+    let output = run_test(&dir, &["--config", "typo.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[services.system].user: there is no user `rooot` on this host"),
+        "{stderr}"
+    );
+    assert!(leftover_cgroups().is_empty());
+}

@@ -322,8 +322,16 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
 fn however_the_agent_ends_the_containers_are_left_as_found() {
     let cluster = Cluster::start("containers-killed");
     for sent in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL] {
+        // Filibuster's search: ten executions, seconds of them, to be
+        // caught in the middle of.
         let agent = filibuster()
-            .args(["test", "--config", &cluster.config])
+            .args([
+                "test",
+                "--config",
+                &cluster.config,
+                "--search",
+                "filibuster",
+            ])
             .current_dir(&cluster.dir)
             .stderr(std::process::Stdio::piped())
             .spawn()

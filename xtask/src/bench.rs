@@ -47,6 +47,8 @@ pub enum Section {
     Exploration,
     /// Whole runs with executions side by side in cells.
     Cells,
+    /// The guided search beside Filibuster's, on every example.
+    Search,
 }
 
 pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) -> Result<()> {
@@ -80,6 +82,9 @@ pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) ->
     if all || sections.contains(&Section::Cells) {
         bench.cells(&mut table)?;
     }
+    if all || sections.contains(&Section::Search) {
+        bench.search(&mut table)?;
+    }
     println!("\n{table}");
     if save {
         let date = output(Command::new("date").arg("+%F"))?;
@@ -90,6 +95,9 @@ pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) ->
     }
     Ok(())
 }
+
+/// The exit code of `timeout` when it stopped the command.
+const TIMED_OUT: i32 = 124;
 
 /// What the load speaks, and so which server and which nginx listener it
 /// is measured against.
@@ -448,10 +456,32 @@ error_log {work}/nginx.log;
         self.read_load()
     }
 
-    /// Runs `filibuster test`; returns its JSON report.
+    /// Runs `filibuster test`, which must pass; returns its JSON report.
     fn filibuster(&self, config: &Path, flags: &[&str]) -> Result<Value> {
+        self.filibuster_ending(config, flags, None, &[0])
+    }
+
+    /// Runs `filibuster test`, stopped (SIGTERM) after `limit` if given,
+    /// which must exit with one of `codes`; returns its JSON report.
+    fn filibuster_ending(
+        &self,
+        config: &Path,
+        flags: &[&str],
+        limit: Option<Duration>,
+        codes: &[i32],
+    ) -> Result<Value> {
         let report = self.work.join("report.json");
-        let status = Command::new(self.bin.join("filibuster"))
+        let mut command = match limit {
+            Some(limit) => {
+                let mut timeout = Command::new("timeout");
+                timeout.arg(format!("{}", limit.as_secs()));
+                timeout.arg(self.bin.join("filibuster"));
+                timeout
+            }
+            None => Command::new(self.bin.join("filibuster")),
+        };
+        let log = self.work.join("filibuster.log");
+        let status = command
             .arg("test")
             .arg("--config")
             .arg(config)
@@ -467,10 +497,27 @@ error_log {work}/nginx.log;
                     .filter(|_| !flags.contains(&"--cells")),
             )
             .current_dir(&self.work)
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&log)?)
             .status()
             .context("cannot start filibuster")?;
-        if !status.success() {
+        let stopped = limit.is_some() && status.code() == Some(TIMED_OUT);
+        if stopped {
+            // A stopped agent writes no report: how far it got is in the
+            // last progress line, "execution N (S scheduled, P pruned ...".
+            let text = fs::read_to_string(&log)?;
+            let executions = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("filibuster: execution "))
+                .filter_map(|rest| rest.split_once(" (")?.0.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
+            return Ok(serde_json::json!({
+                "result": "stopped",
+                "executions": executions,
+                "elapsed_seconds": limit.map_or(0.0, |limit| limit.as_secs_f64()),
+            }));
+        }
+        if !stopped && !status.code().is_some_and(|code| codes.contains(&code)) {
             bail!(
                 "filibuster test --config {} {flags:?} failed: {status}",
                 config.display()
@@ -591,8 +638,11 @@ error_log {work}/nginx.log;
                         " unreduced"
                     }
                 );
-                let per_process_flags = [example.per_process, reduction].concat();
-                let loop_flags = [example.looping.1, reduction].concat();
+                // Filibuster's search: the same executions as earlier
+                // results (the Search table compares the searches).
+                let search = &["--search", "filibuster"][..];
+                let per_process_flags = [example.per_process, reduction, search].concat();
+                let loop_flags = [example.looping.1, reduction, search].concat();
                 // After startup: the run's own time, and the part of it calls
                 // were held for injected timeouts.
                 let mut spent = Vec::new();
@@ -641,6 +691,75 @@ error_log {work}/nginx.log;
         Ok(tutorial_report)
     }
 
+    /// Every example with a bug and their fixed versions, with the guided
+    /// search and with Filibuster's: executions to the first failure (or
+    /// to the end), held time, wall time.
+    fn search(&self, table: &mut String) -> Result<()> {
+        writeln!(
+            table,
+            "## Search: guided (the default) beside Filibuster's\n\n\
+             | example | search | result | executions | pruned: reduction / equivalent / no impact | held s | held saved s | wall s |\n\
+             |---|---|---|---|---|---|---|---|"
+        )?;
+        let examples: [(&str, &str, &[&str]); 12] = [
+            ("tutorial", "tutorial/filibuster.toml", &[]),
+            ("tutorial fixed", "tutorial/fixed.toml", &[]),
+            ("cinema-3", "cinema/cinema-3/filibuster.toml", &[]),
+            ("cinema-6", "cinema/cinema-6/filibuster.toml", &[]),
+            ("grpc", "grpc/filibuster.toml", &[]),
+            ("grpc fixed", "grpc/fixed.toml", &[]),
+            ("polyglot", "polyglot/filibuster.toml", &[]),
+            ("polyglot fixed", "polyglot/fixed.toml", &[]),
+            ("checkout", "checkout/filibuster.toml", &[]),
+            (
+                "exports",
+                "exports/filibuster.toml",
+                &["--execution-timeout", "3"],
+            ),
+            ("timeouts", "timeouts/filibuster.toml", &[]),
+            ("polling", "polling/filibuster.toml", &[]),
+        ];
+        // Filibuster's search does not end on the polling example: it is
+        // stopped, and its row says how far it got.
+        let limit = Duration::from_secs(180);
+        let mut firsts = Vec::new();
+        for (name, config, flags) in examples {
+            let config = self.root.join("examples").join(config);
+            let mut executions = Vec::new();
+            for search in ["guided", "filibuster"] {
+                let flags = [flags, &["--search", search]].concat();
+                let report = self.filibuster_ending(&config, &flags, Some(limit), &[0, 1])?;
+                let number = |v: &Value| v.as_f64().unwrap_or(0.0);
+                let pruned = &report["pruned_by"];
+                let result = report["result"].as_str().unwrap_or("?");
+                writeln!(
+                    table,
+                    "| {name} | {search} | {result} | {} | {} / {} / {} | {:.1} | {:.1} | {:.1} |",
+                    report["executions"],
+                    pruned["dynamic_reduction"].as_u64().unwrap_or(0),
+                    pruned["equivalent_faults"].as_u64().unwrap_or(0),
+                    pruned["no_impact"].as_u64().unwrap_or(0),
+                    number(&report["held_seconds"]),
+                    number(&report["held_saved_seconds"]),
+                    number(&report["elapsed_seconds"]),
+                )?;
+                // A stopped run had not found it: counted as far as it got.
+                let found = matches!(result, "failed" | "stopped");
+                executions.push((found, number(&report["executions"])));
+            }
+            if let [(true, guided), (true, filibusters)] = executions[..] {
+                firsts.push(format!("{name} {}", ratio(guided, filibusters)));
+            }
+        }
+        writeln!(
+            table,
+            "\nExecutions to the first failure, guided ÷ Filibuster's (a stopped run counts as far as it got): {}. \
+             Target: at most 0.5×.\n",
+            firsts.join(", "),
+        )?;
+        Ok(())
+    }
+
     /// cinema-3 (short client timeouts, 0.5-1 s) and the timeouts example
     /// with production-like ones (3 s and 2 s), each with 1, 4 and 8 cells.
     fn cells(&self, table: &mut String) -> Result<()> {
@@ -684,7 +803,10 @@ error_log {work}/nginx.log;
         for (name, config, mode, flags) in runs {
             let mut one_cell = 0.0;
             for cells in ["1", "4", "8", "auto"] {
-                let report = self.filibuster(config, &[flags, &["--cells", cells]].concat())?;
+                let report = self.filibuster(
+                    config,
+                    &[flags, &["--cells", cells, "--search", "filibuster"]].concat(),
+                )?;
                 let number = |v: &Value| v.as_f64().unwrap_or(0.0);
                 let wall = number(&report["elapsed_seconds"]);
                 if cells == "1" {

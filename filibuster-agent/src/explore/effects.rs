@@ -45,21 +45,33 @@ pub(super) struct Cheaper {
     pub held: Duration,
 }
 
-/// A fault tried on a call, in a context.
+/// The faults tried on one call with the same other faults.
+#[derive(Debug)]
+struct Context {
+    /// The executions' other faults.
+    faults: Vec<(ExecutionIndex, Fault)>,
+    tried: Vec<Trial>,
+}
+
+/// A fault tried on a call: its effect, and how long it held the call.
 #[derive(Debug)]
 struct Trial {
-    /// The execution's other faults.
-    context: Vec<(ExecutionIndex, Fault)>,
     fault: Fault,
     effect: u64,
     held: Duration,
+}
+
+impl Trial {
+    fn cost(&self) -> (u8, Duration, &Fault) {
+        cost(&self.fault, self.held)
+    }
 }
 
 /// Evidence per call, and the effect of each fault-free call in each
 /// context, as finished executions show them.
 #[derive(Debug, Default)]
 pub(super) struct Effects {
-    trials: HashMap<ExecutionIndex, Vec<Trial>>,
+    contexts: HashMap<ExecutionIndex, Vec<Context>>,
     /// Executions by their faults (numbers): the baselines of trials.
     runs: HashMap<Vec<(ExecutionIndex, Fault)>, usize>,
 }
@@ -79,14 +91,21 @@ impl Effects {
                 (Fault::Timeout, Some(ended)) => ended - call.began,
                 _ => Duration::ZERO,
             };
-            let mut context = key.clone();
-            context.remove(position);
-            self.trials.entry(index.clone()).or_default().push(Trial {
-                context,
+            let mut faults = key.clone();
+            faults.remove(position);
+            let trial = Trial {
                 fault: fault.clone(),
                 effect: effect(finished, index),
                 held,
-            });
+            };
+            let contexts = self.contexts.entry(index.clone()).or_default();
+            match contexts.iter_mut().find(|c| c.faults == faults) {
+                Some(context) => context.tried.push(trial),
+                None => contexts.push(Context {
+                    faults,
+                    tried: vec![trial],
+                }),
+            }
         }
         self.runs.insert(key, finished.number);
     }
@@ -100,7 +119,6 @@ impl Effects {
         ran: impl Fn(usize) -> Option<&'a Finished>,
     ) -> Option<Cheaper> {
         plan.faults.values().find_map(|planned| {
-            let trials = self.trials.get(&planned.index)?;
             let request = planned.index.parent();
             // The plan's other faults that the caller meets while serving
             // the same request (a retry's, a fallback's, a sibling's).
@@ -111,39 +129,40 @@ impl Effects {
             // Evidence from a context the plan holds: each of its faults
             // planned, as the same fault or, for faults the caller meets,
             // as one of the same kind.
-            let holds = |context: &[(ExecutionIndex, Fault)]| {
-                context.iter().all(|(index, fault)| {
-                    index != &planned.index
-                        && plan.faults.get(index).is_some_and(|p| {
-                            &p.fault == fault || (met(index) && p.fault.kind() == fault.kind())
-                        })
+            let holds = |context: &Context| {
+                context.faults.iter().all(|(index, fault)| {
+                    plan.faults.get(index).is_some_and(|p| {
+                        &p.fault == fault || (met(index) && p.fault.kind() == fault.kind())
+                    })
                 })
             };
             // A caller may act on how faults it meets failed together (any
-            // one of three replicas will do; a timeout spent its time
-            // budget before the retry failed): a fault of another kind, or
-            // none, stands for this one only where evidence saw them all.
-            let saw_all_met = |context: &[(ExecutionIndex, Fault)]| {
+            // one of three replicas will do; a timeout spent the time
+            // budget the retry needed): a fault of another kind, or none,
+            // stands for this one only where evidence saw them all.
+            let saw_all_met = |context: &Context| {
                 plan.faults
                     .keys()
                     .filter(|index| met(index))
-                    .all(|other| context.iter().any(|(index, _)| index == other))
+                    .all(|other| context.faults.iter().any(|(index, _)| index == other))
             };
-            trials
+            self.contexts
+                .get(&planned.index)?
                 .iter()
-                .filter(|t| t.fault == planned.fault && holds(&t.context))
-                .find_map(|tried| {
-                    let across_kinds = saw_all_met(&tried.context);
-                    let baseline =
-                        self.runs
-                            .get(&tried.context)
+                .filter(|context| holds(context))
+                .find_map(|context| {
+                    let tried = context.tried.iter().find(|t| t.fault == planned.fault)?;
+                    let across_kinds = saw_all_met(context);
+                    let absorbed = across_kinds
+                        && self
+                            .runs
+                            .get(&context.faults)
                             .and_then(|&n| ran(n))
-                            .filter(|b| {
-                                across_kinds
-                                    && b.calls.iter().any(|c| c.index == planned.index)
-                                    && effect(b, &planned.index) == tried.effect
+                            .is_some_and(|baseline| {
+                                baseline.calls.iter().any(|c| c.index == planned.index)
+                                    && effect(baseline, &planned.index) == tried.effect
                             });
-                    if baseline.is_some() {
+                    if absorbed {
                         return Some(Cheaper {
                             index: planned.index.clone(),
                             instead: None,
@@ -153,12 +172,12 @@ impl Effects {
                     }
                     // Statuses a caller treats alike alone, it treats alike
                     // with others failing too.
-                    trials
+                    context
+                        .tried
                         .iter()
-                        .filter(|t| t.context == tried.context && t.effect == tried.effect)
+                        .filter(|t| t.effect == tried.effect && t.cost() < tried.cost())
                         .filter(|t| across_kinds || t.fault.kind() == tried.fault.kind())
-                        .filter(|t| cost(&t.fault, t.held) < cost(&tried.fault, tried.held))
-                        .min_by_key(|t| cost(&t.fault, t.held))
+                        .min_by_key(|t| t.cost())
                         .map(|t| Cheaper {
                             index: planned.index.clone(),
                             instead: Some(t.fault.clone()),

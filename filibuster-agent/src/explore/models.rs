@@ -950,11 +950,11 @@ fn diamond(w: &mut World) -> bool {
             _ => UNAVAILABLE,
         }
     });
-    // The test checks that a paid order was recorded.
-    status == Some(OK)
-        && !w.execution.calls().iter().any(|c| {
-            c.site.callee == "payments" && c.outcome == Outcome::Injected(Fault::HttpStatus(504))
-        })
+    // The test takes 503, or 200 for an order that was paid.
+    let paid = !w.execution.calls().iter().any(|c| {
+        c.site.callee == "payments" && c.outcome == Outcome::Injected(Fault::HttpStatus(504))
+    });
+    status == Some(UNAVAILABLE) || (status == Some(OK) && paid)
 }
 
 fn diamond_faults() -> Vec<(&'static str, Vec<Fault>)> {
@@ -1007,6 +1007,37 @@ fn buggy_models() -> Vec<BuggyModel> {
 }
 
 #[test]
+fn the_buggy_models_explored_to_the_end() {
+    let counts: Vec<(usize, usize)> = buggy_models()
+        .into_iter()
+        .map(|(_, model, faults)| {
+            (
+                search(model, &faults, filibuster(false))
+                    .progress()
+                    .executions,
+                search(model, &faults, guided()).progress().executions,
+            )
+        })
+        .collect();
+    // (exhaustive, guided), with --keep-going:
+    // - cinema-3 with a bug: 91 and 39, more than Filibuster's reduced 37,
+    //   which misses a class of its failures (see below).
+    // - polling: 3057 and 17. The fault-free run; the creation's 4 and the
+    //   first two polls' 4 each alone (12); those two polls failing
+    //   together, statuses alike (1); the run of failed polls continued
+    //   to the fifth (3).
+    // - fan-out (three replicas, five faults each): 216 and 70. The
+    //   fault-free run and 15 singles; each pair of replicas with each
+    //   kind of failure (connection error, status, timeout; statuses
+    //   alike) on each: 3 × 9; all three: 27.
+    // - diamond: 25 and 21. No combination is reachable (a failure ends
+    //   the request before the other branch is called): the fault-free
+    //   run and 4 faults on each of the 6 calls, less the 4 statuses a
+    //   call's own 503 (its callee failed) already showed.
+    assert_eq!(counts, [(91, 39), (3057, 17), (216, 70), (25, 21)]);
+}
+
+#[test]
 fn the_guided_search_finds_every_class_of_failure_the_exhaustive_one_does() {
     for (name, model, faults) in buggy_models() {
         let exhaustive = search(model, &faults, filibuster(false));
@@ -1029,7 +1060,7 @@ fn bugs_first_reaches_the_first_failure_sooner() {
     // Executions until the first failure, Filibuster's and guided:
     // cinema-3 with a bug 27 and 26, polling 3055 and 11 (depth first
     // combines faults on every poll before it tries the first call),
-    // fan-out 44 and 44 (three faults at once), diamond 2 and 2.
+    // fan-out 44 and 44 (three faults at once), diamond 9 and 4.
     let firsts: Vec<(usize, usize)> = buggy_models()
         .into_iter()
         .map(|(_, model, faults)| {
@@ -1039,7 +1070,7 @@ fn bugs_first_reaches_the_first_failure_sooner() {
             )
         })
         .collect();
-    assert_eq!(firsts, [(27, 26), (3055, 11), (44, 44), (2, 2)]);
+    assert_eq!(firsts, [(27, 26), (3055, 11), (44, 44), (9, 4)]);
 }
 
 /// A fallback is faulted only with the failure that made it happen.

@@ -19,6 +19,7 @@ use tokio::{
     sync::mpsc,
 };
 
+use super::account::Account;
 use crate::{
     cgroups::Cgroup,
     config::{TestMode, TestSpec},
@@ -62,6 +63,8 @@ pub struct FunctionalTest {
     cgroup: Cgroup,
     /// Its cell's network namespace, where it runs.
     netns: Arc<NetNs>,
+    /// Who it runs as (`None`: root).
+    account: Option<Account>,
     control_url: String,
     timeout: Duration,
     test_loop: Arc<TestLoop>,
@@ -84,7 +87,7 @@ impl FunctionalTest {
     pub(super) fn new(
         test: TestSpec,
         dir: &Path,
-        (cgroup, netns): (Cgroup, Arc<NetNs>),
+        (cgroup, netns, account): (Cgroup, Arc<NetNs>, Option<Account>),
         control_port: u16,
         timeout: Duration,
         (test_loop, results): (Arc<TestLoop>, mpsc::UnboundedReceiver<LoopResult>),
@@ -96,6 +99,7 @@ impl FunctionalTest {
             dir: dir.to_path_buf(),
             cgroup,
             netns,
+            account,
             control_url: format!("http://127.0.0.1:{control_port}"),
             timeout,
             test_loop,
@@ -152,14 +156,22 @@ impl FunctionalTest {
         command
     }
 
+    /// Starts `command` in the test's cgroup, as its account.
+    fn spawn(&self, mut command: std::process::Command) -> Result<Child> {
+        self.cgroup.start_inside(&mut command)?;
+        if let Some(account) = &self.account {
+            account.apply(&mut command);
+        }
+        Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start the functional test `{}`", self.command))
+    }
+
     async fn run_process(&mut self, execution: usize) -> Result<TestRun> {
         let mut command = self.command_line(Some(execution));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        self.cgroup.start_inside(&mut command)?;
-        let mut child = Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start the functional test `{}`", self.command))?;
+        let mut child = self.spawn(command)?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let collect = async {
@@ -199,11 +211,7 @@ impl FunctionalTest {
             .with_context(|| format!("cannot write {}", self.log.display()))?;
         let mut command = self.command_line(None);
         command.stdout(log.try_clone()?).stderr(log.try_clone()?);
-        self.cgroup.start_inside(&mut command)?;
-        let child = Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start the functional test `{}`", self.command))?;
+        let child = self.spawn(command)?;
         self.looping = Some(Looping { child, log });
         Ok(())
     }

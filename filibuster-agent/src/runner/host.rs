@@ -17,6 +17,7 @@ use filibuster_common::{Listeners, Settings};
 use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 
 use super::{
+    account::Account,
     functional::FunctionalTest,
     host_lock::HostLock,
     services::{self, CellLaunch},
@@ -46,6 +47,10 @@ pub struct Host {
     /// The cells the run uses: the first `usable` ones.
     usable: usize,
     config: Arc<Config>,
+    /// Who each launched service (in config order) and the test run as;
+    /// `None`: root.
+    accounts: Vec<Option<Account>>,
+    test_account: Option<Account>,
     control_port: u16,
     logs: PathBuf,
     startup_timeout: Duration,
@@ -110,6 +115,16 @@ impl Host {
         }
         let own = Arc::new(NetNs::own()?);
         services::check_ports(config, &own)?;
+        let test_account = Account::invoking()?;
+        let accounts = config
+            .launched()
+            .map(|(service, _)| match &service.user {
+                Some(name) => Account::named(name)
+                    .map(Some)
+                    .with_context(|| format!("[services.{}].user", service.name)),
+                None => Ok(test_account.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let attaches = config
             .services
             .iter()
@@ -291,6 +306,8 @@ impl Host {
             cells,
             usable: 1,
             config: Arc::new(config.clone()),
+            accounts,
+            test_account,
             control_port,
             logs,
             startup_timeout,
@@ -306,9 +323,13 @@ impl Host {
             CellCount::Exactly(_) => most,
         };
         eprintln!(
-            "filibuster: {} service(s) up in {:.1}s{}; logs in {}",
+            "filibuster: {} service(s) up in {:.1}s{}{}; logs in {}",
             config.launched().count(),
             started.elapsed().as_secs_f64(),
+            match &host.test_account {
+                Some(account) => format!(" as {} (who ran sudo)", account.name()),
+                None => String::new(),
+            },
             match (count, host.usable) {
                 (_, 1) => String::new(),
                 (CellCount::Auto, n) => format!(" (up to {n} cells, added while they pay)"),
@@ -339,6 +360,7 @@ impl Host {
                         .clone()
                 })
                 .collect(),
+            accounts: self.accounts.clone(),
             cell,
             netns: self.cells[cell].netns.clone(),
             logs: self.logs.clone(),
@@ -392,6 +414,7 @@ impl Host {
                     .expect("the test cgroup")
                     .clone(),
                 state.netns.clone(),
+                self.test_account.clone(),
             ),
             self.control_port,
             timeout,

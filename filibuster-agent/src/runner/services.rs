@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
+use super::account::Account;
 use crate::{cgroups::Cgroup, config::Config, netns::NetNs};
 
 /// Whether something accepts connections on loopback `port` (of `netns`).
@@ -66,6 +67,8 @@ pub struct CellLaunch {
     pub config: Arc<Config>,
     /// Each launched service's cgroup in this cell, in config order.
     pub cgroups: Vec<Cgroup>,
+    /// Who each launched service runs as, in config order (`None`: root).
+    pub accounts: Vec<Option<Account>>,
     pub cell: usize,
     pub netns: Arc<NetNs>,
     pub logs: PathBuf,
@@ -84,7 +87,12 @@ impl CellLaunch {
     async fn start_services(self) -> Result<Vec<Child>> {
         let log_path = |name: &str| self.logs.join(format!("{}.log", in_cell(name, self.cell)));
         let mut running = Vec::new();
-        for ((service, command_line), cgroup) in self.config.launched().zip(&self.cgroups) {
+        let launched = self
+            .config
+            .launched()
+            .zip(&self.cgroups)
+            .zip(&self.accounts);
+        for (((service, command_line), cgroup), account) in launched {
             let log_path = log_path(&service.name);
             let log = File::create(&log_path)?;
             let mut command = std::process::Command::new("sh");
@@ -97,6 +105,9 @@ impl CellLaunch {
                 .stderr(log);
             cgroup.start_inside(&mut command)?;
             self.netns.start_inside(&mut command);
+            if let Some(account) = account {
+                account.apply(&mut command);
+            }
             let child = Command::from(command)
                 .kill_on_drop(true)
                 .spawn()
