@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, SockOps,
     },
@@ -39,6 +39,7 @@ pub struct Kernel {
     managed: HashMap<MapData, u64, u8>,
     senders: HashMap<MapData, ConnectionPorts, u32>,
     reads: HashMap<MapData, ThreadPort, u16>,
+    dropped: PerCpuArray<MapData, u64>,
 }
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = [
@@ -193,6 +194,7 @@ impl Kernel {
             managed: HashMap::try_from(take_map(&mut ebpf, maps::MANAGED)?)?,
             senders: HashMap::try_from(take_map(&mut ebpf, maps::SENDERS)?)?,
             reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
+            dropped: PerCpuArray::try_from(take_map(&mut ebpf, maps::DROPPED)?)?,
             ebpf,
         };
         Ok((kernel, events))
@@ -244,6 +246,15 @@ impl Kernel {
             .insert(cgroup.id(), kind, 0)
             .context("cannot register a managed cgroup with the kernel programs")?;
         Ok(())
+    }
+
+    /// Events the ring buffer had no room for since the programs were
+    /// loaded: when it grows while an execution runs, some of its calls
+    /// may be missing.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped
+            .get(&0, 0)
+            .map_or(0, |per_cpu| per_cpu.iter().sum())
     }
 
     /// Starts counting the connects of `cgroups` (one cell's callers)

@@ -22,6 +22,7 @@ pub mod maps {
     pub const SENDERS: &str = "SENDERS";
     pub const READS: &str = "READS";
     pub const EVENTS: &str = "EVENTS";
+    pub const DROPPED: &str = "DROPPED";
 }
 
 /// Names of the kernel programs, as the agent loads and attaches them.

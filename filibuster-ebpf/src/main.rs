@@ -60,7 +60,7 @@ use aya_ebpf::{
         bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes,
     },
     macros::{cgroup_skb, cgroup_sock_addr, map, raw_tracepoint, sock_ops},
-    maps::{Array, HashMap, LruHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext},
 };
 use filibuster_common::{
@@ -123,6 +123,18 @@ static REDIRECTS_BY_PORT: LruHashMap<PeerKey, ConnectAttempt> =
 /// agent's periodic drain to keep up with ~100k heads a second.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Events `EVENTS` had no room for (the agent did not drain in time), per
+/// CPU: the agent marks the executions that ran meanwhile as missing some.
+#[map]
+static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+fn count_dropped() {
+    if let Some(count) = DROPPED.get_ptr_mut(0) {
+        // SAFETY: this CPU's own slot; programs do not migrate mid-run.
+        unsafe { *count += 1 };
+    }
+}
 
 /// The managed cgroups: `SERVES` for the services, whose threads' sends
 /// and reads `sends` and `reads` record, `CALLS_ONLY` for the test.
@@ -551,19 +563,21 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
 }
 
 fn report(attempt: ConnectAttempt, action: u32, netns: u64, socket: u64, pid_tgid: u64) {
-    if let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) {
-        entry.write(ConnectEvent {
-            attempt,
-            netns,
-            socket,
-            pid: (pid_tgid >> 32) as u32,
-            tid: pid_tgid as u32,
-            action,
-            _pad: 0,
-            at_ns: unsafe { bpf_ktime_get_ns() },
-        });
-        entry.submit(0);
-    }
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        count_dropped();
+        return;
+    };
+    entry.write(ConnectEvent {
+        attempt,
+        netns,
+        socket,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        action,
+        _pad: 0,
+        at_ns: unsafe { bpf_ktime_get_ns() },
+    });
+    entry.submit(0);
 }
 
 fn has_listener_v4(ctx: &SockAddrContext, daddr: u32, dport_be: u16) -> bool {
@@ -645,7 +659,10 @@ fn head(ctx: &SkBuffContext, egress: bool) -> Option<()> {
     if !first.is_ascii_uppercase() {
         return None;
     }
-    let mut entry = EVENTS.reserve::<HeadEvent>(0)?;
+    let Some(mut entry) = EVENTS.reserve::<HeadEvent>(0) else {
+        count_dropped();
+        return None;
+    };
     let event = entry.as_mut_ptr();
     // In 1..=HEAD_BYTES, as the verifier can see: the helper takes no
     // zero-length read.

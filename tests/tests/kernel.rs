@@ -405,3 +405,45 @@ fn observes_the_heads_of_direct_http1_connections() {
         ]
     );
 }
+
+/// Sends 20,000 one-byte writes, each a segment that could open a request.
+const FLOOD: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(20000):
+    s.sendall(b"G")
+s.close()
+"#;
+
+#[test]
+fn a_full_ring_buffer_is_counted_not_silent() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let netns = NetNs::own().unwrap().cookie();
+    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
+    kernel
+        .connect_directly(netns, upstream_addr, Speaks::Http1)
+        .unwrap();
+    kernel.begin_execution(&[], &[], &[]).unwrap();
+    assert_eq!(kernel.dropped_events(), 0);
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = accept_within(&upstream, Duration::from_secs(10));
+        let mut buf = [0u8; 65536];
+        while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    // Nobody drains the ring meanwhile: 20,000 heads of 1 KiB overflow
+    // its 8 MiB.
+    let port = upstream_addr.port().to_string();
+    let client = python_in(cgroups.get("client").unwrap(), FLOOD, &[&port]);
+    assert!(client.wait_with_output().unwrap().status.success());
+    server.join().unwrap();
+    let dropped = kernel.dropped_events();
+    assert!(dropped > 0, "no event counted as lost");
+    let mut heads = 0u64;
+    ring.drain(|event| heads += u64::from(matches!(event, KernelEvent::Head(_))));
+    // The ring held what fitted (TCP may merge some sends: not one head
+    // per send).
+    assert!(heads > 1000, "{heads} reported, {dropped} lost");
+}

@@ -203,6 +203,8 @@ pub struct Execution {
     /// Connect ordinals of the planned faults' calls, as the execution
     /// that scheduled this one saw them.
     planned_ordinals: HashMap<ExecutionIndex, u32>,
+    /// Kernel events lost while it ran (the ring buffer was full).
+    lost_events: u64,
 }
 
 impl Execution {
@@ -223,6 +225,7 @@ impl Execution {
             overlapped: false,
             injected_on: HashSet::new(),
             planned_ordinals: HashMap::new(),
+            lost_events: 0,
         }
     }
 
@@ -305,6 +308,12 @@ impl Execution {
     /// connect attempt to the callee's address.
     pub fn set_connect_ordinal(&mut self, id: CallId, ordinal: u32) {
         self.log[id.0].connect_ordinal = Some(ordinal);
+    }
+
+    /// The kernel lost `count` events while this execution ran: some of
+    /// its calls may be missing from its log.
+    pub fn lost_events(&mut self, count: u64) {
+        self.lost_events += count;
     }
 
     /// Which connect attempt a refusal planned on the call at `index` must
@@ -420,6 +429,9 @@ pub struct Finished {
     /// Calls the execution was planned on that did not happen again: the
     /// application is not deterministic there (empty when all is well).
     pub vanished: Vec<CallSite>,
+    /// Kernel events lost while it ran: its log may miss calls, so it
+    /// shows no other execution's outcomes (never used to skip one).
+    pub lost_events: u64,
 }
 
 /// Counters a user watches.
@@ -662,6 +674,7 @@ impl Explorer {
             scheduled,
             overlapped,
             cut,
+            lost_events,
             ..
         } = execution;
         let vanished = self.vanished(&plan, &log);
@@ -699,10 +712,11 @@ impl Explorer {
                 calls: log,
                 passed,
                 vanished,
+                lost_events,
             },
         );
         let finished = &self.ran[at];
-        if self.options.search == Search::Guided && !self.replay {
+        if self.options.search == Search::Guided && !self.replay && lost_events == 0 {
             self.effects.learn(finished);
             if passed {
                 for call in &finished.calls {

@@ -1157,3 +1157,23 @@ fn a_timeout_that_did_what_a_refusal_did_is_not_combined_again() {
     let exhaustive = search(two_branches, &faults, filibuster(false));
     assert_eq!(exhaustive.progress().executions, 9);
 }
+
+#[test]
+fn an_execution_that_lost_kernel_events_shows_nothing_to_reduction() {
+    let faults: HashMap<_, _> = bookings_movies().into_iter().collect();
+    let mut explorer = Explorer::new(filibuster(true));
+    while let Some(mut execution) = explorer.next_execution() {
+        cinema_2(&mut World {
+            execution: &mut execution,
+            faults: &faults,
+        });
+        // Movies's failures made bookings answer 503: what would prune
+        // the 503 injected on bookings, had their logs been whole.
+        if execution.plan().faults().any(|f| f.site.callee == "movies") {
+            execution.lost_events(3);
+        }
+        explorer.finish(execution, true);
+    }
+    assert_eq!(explorer.progress().pruned, 0);
+    assert_eq!(explorer.progress().executions, 10);
+}

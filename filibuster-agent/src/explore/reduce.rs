@@ -1,4 +1,5 @@
-//! Dynamic reduction, as Filibuster defines it.
+//! Dynamic reduction, as Filibuster defines it (an execution whose log
+//! may miss calls, the kernel having lost events, shows nothing).
 //!
 //! Group the calls of a scheduled execution's prefix by parent (the calls
 //! one request made, or the test's own calls). The execution is redundant
@@ -36,6 +37,7 @@ pub(super) fn should_prune(plan: &Plan, ran: &[Finished], strict: bool) -> bool 
             .count();
         let strict = strict && failing > 1;
         ran.iter()
+            .filter(|earlier| earlier.lost_events == 0)
             .any(|earlier| already_seen(plan, children, earlier, strict))
     })
 }

@@ -263,6 +263,9 @@ pub struct ExecutionEntry<'a> {
     /// Of `seconds`, the time calls were held for timeout faults until
     /// their callers gave up.
     pub held_seconds: f64,
+    /// Kernel events lost while it ran (its ring buffer full): `calls` may
+    /// miss some.
+    pub lost_events: u64,
     pub calls: Vec<CallReport<'a>>,
 }
 
@@ -342,6 +345,7 @@ impl<'a> Report<'a> {
                     result: &result.verdict,
                     seconds: result.duration.as_secs_f64(),
                     held_seconds: result.held.as_secs_f64(),
+                    lost_events: finished.lost_events,
                     calls: finished.calls.iter().map(CallReport::from).collect(),
                 })
                 .collect(),

@@ -323,11 +323,11 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         let execution = session.end(cell).expect("the execution just run");
         let held = session.held(cell) - held_before;
         record.held += held;
-        explorer.finish(execution, test.passed());
+        let lost_events = explorer.finish(execution, test.passed()).lost_events;
         let progress = explorer.progress();
         terminal.update(progress);
         terminal.line(&format!(
-            "filibuster: execution {number} ({} scheduled, {} pruned{}): {} → {}",
+            "filibuster: execution {number} ({} scheduled, {} pruned{}): {} → {}{}",
             progress.scheduled,
             progress.pruned,
             match record.cells {
@@ -335,7 +335,13 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
                 _ => format!(", cell {cell}"),
             },
             report::describe_faults(&faults),
-            test.verdict()
+            test.verdict(),
+            match lost_events {
+                0 => String::new(),
+                n => format!(
+                    " (the kernel lost {n} event(s) meanwhile, its buffer full: calls may be missing, and this execution is not used to skip others)"
+                ),
+            }
         ));
         let passed = test.passed();
         let at = record

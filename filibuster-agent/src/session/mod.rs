@@ -110,6 +110,8 @@ struct CellState {
     /// This cell's cgroup of each caller, by name.
     caller_cgroups: HashMap<String, u64>,
     held: Duration,
+    /// The kernel's count of lost events when the execution began.
+    dropped_at_begin: u64,
 }
 
 struct State {
@@ -284,6 +286,7 @@ impl Session {
         let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
         state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
         Self::destroy_observed(state, &proxied);
+        state.cells[cell].dropped_at_begin = state.kernel.dropped_events();
         state.cells[cell].execution = Some(execution);
         self.running.send_modify(|running| running.push(number));
         Ok(())
@@ -293,8 +296,16 @@ impl Session {
     pub fn end(&self, cell: usize) -> Option<Execution> {
         let mut state = self.lock();
         Self::absorb_events(&mut state);
-        let execution = state.cells[cell].execution.take();
-        if let Some(execution) = &execution {
+        let lost = state
+            .kernel
+            .dropped_events()
+            .saturating_sub(state.cells[cell].dropped_at_begin);
+        let mut execution = state.cells[cell].execution.take();
+        if let Some(execution) = &mut execution {
+            // Host-wide: whichever execution was running lost them.
+            if lost > 0 {
+                execution.lost_events(lost);
+            }
             self.running
                 .send_modify(|running| running.retain(|&n| n != execution.number));
         }
