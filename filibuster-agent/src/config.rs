@@ -19,6 +19,21 @@ struct File {
     services: BTreeMap<String, ServiceSection>,
     #[serde(default)]
     faults: Vec<FaultSection>,
+    compose: Option<Compose>,
+}
+
+/// `[compose]`: every running service of a Compose project is attached to,
+/// by the service name its containers are labelled with.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compose {
+    /// The project's name (`com.docker.compose.project`, which
+    /// `docker compose` and `podman-compose` set).
+    pub project: String,
+    /// The port of a service that listens on more than one (by default:
+    /// the one it listens on).
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
 }
 
 /// `[[faults]]`: changes the faults tried on the calls it matches.
@@ -128,6 +143,9 @@ pub struct Config {
     pub test: Option<TestSpec>,
     pub services: Vec<Service>,
     pub fault_rules: Vec<FaultRule>,
+    /// A Compose project whose services are attached to, besides
+    /// `services` (which win on a shared name).
+    pub compose: Option<Compose>,
 }
 
 impl TryFrom<TestSection> for TestSpec {
@@ -249,6 +267,7 @@ impl Config {
             test: file.test.map(TestSpec::try_from).transpose()?,
             services,
             fault_rules,
+            compose: file.compose,
         })
     }
 
@@ -325,6 +344,16 @@ mod tests {
         assert!(err.to_string().contains("exactly one of command"), "{err}");
         let err = parse("[[faults]]\nservice = \"movies\"\n").unwrap_err();
         assert!(err.to_string().contains("changes nothing"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_compose_project() {
+        let config = parse("[compose]\nproject = \"shop\"\nports = { cart = 8080 }\n").unwrap();
+        let compose = config.compose.unwrap();
+        assert_eq!(compose.project, "shop");
+        assert_eq!(compose.ports.get("cart"), Some(&8080));
+        let err = parse("[compose]\nprojet = \"shop\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `projet`"), "{err}");
     }
 
     #[test]

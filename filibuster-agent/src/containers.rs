@@ -1,5 +1,10 @@
-//! `container = "<id or name>"`: finds a running container's cgroup the
-//! way the common runtimes lay them out, without talking to any engine.
+//! `container = "<id or name>"`: finds a running container's cgroup.
+//!
+//! First through the engines themselves: `podman` and `docker container
+//! inspect` give the container's pid, whose cgroup is the container's
+//! (rootless Podman's containers too, asked as the user who ran sudo).
+//! Where no engine answers (no CLI, no daemon, a Kubernetes node), from
+//! how the common runtimes lay cgroups out:
 //!
 //! - The id (or a unique prefix of it, as `docker ps` shows) is found in
 //!   the cgroup tree: `docker-<id>.scope` (Docker, systemd driver),
@@ -16,8 +21,234 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+
+use crate::{
+    account::Account,
+    config::{Compose, Service, ServiceProtocol, ServiceSource},
+};
+
+/// The labels Compose (`docker compose`, `podman-compose`) puts on the
+/// containers it runs.
+const PROJECT_LABEL: &str = "com.docker.compose.project";
+const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// The engines asked, in this order.
+const ENGINES: [&str; 2] = ["podman", "docker"];
+
+/// Where a container runs, as its engine or the cgroup tree says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// An engine named its main process.
+    Process { engine: &'static str, pid: u32 },
+    /// Its cgroup, found by id.
+    Cgroup(PathBuf),
+}
+
+/// Finds container `reference` (an id, an id prefix or a name): through
+/// an engine first, else in the cgroup tree under `mount`. `invoking` is
+/// the user who ran sudo, whose rootless containers are theirs to name.
+pub(crate) fn locate(mount: &Path, reference: &str, invoking: Option<&Account>) -> Result<Located> {
+    match engine_pid(reference, invoking) {
+        Some((engine, pid)) => Ok(Located::Process { engine, pid }),
+        None => cgroup_of(mount, reference).map(Located::Cgroup),
+    }
+}
+
+/// The running services of Compose project `compose.project`, each as an
+/// attached service named by its Compose service name, on the port it
+/// listens on.
+pub(crate) fn compose_services(
+    compose: &Compose,
+    invoking: Option<&Account>,
+) -> Result<Vec<Service>> {
+    let filter = format!("label={PROJECT_LABEL}={}", compose.project);
+    let containers = podman_containers(&filter, invoking)
+        .or_else(|| docker_containers(&filter))
+        .unwrap_or_default();
+    if containers.is_empty() {
+        bail!(
+            "no running container of Compose project `{}` (label {PROJECT_LABEL}={0}): start it (docker compose up -d, podman-compose up -d), or fix [compose].project",
+            compose.project
+        );
+    }
+    containers
+        .into_iter()
+        .map(|(name, id)| {
+            let port = match compose.ports.get(&name) {
+                Some(&port) => port,
+                None => {
+                    let Some((_, pid)) = engine_pid(&id, invoking) else {
+                        bail!("Compose service `{name}` (container {id}) is not running");
+                    };
+                    match listening_ports(pid)?.as_slice() {
+                        [port] => *port,
+                        [] => bail!(
+                            "Compose service `{name}` listens on no TCP port yet: start it first, or give [compose].ports = {{ {name} = <port> }}"
+                        ),
+                        many => bail!(
+                            "Compose service `{name}` listens on ports {many:?}: say which one it serves on with [compose].ports = {{ {name} = <port> }}"
+                        ),
+                    }
+                }
+            };
+            Ok(Service {
+                name,
+                source: ServiceSource::Container(id),
+                port,
+                protocol: ServiceProtocol::Auto,
+                user: None,
+            })
+        })
+        .collect()
+}
+
+/// (service name, container id) of Podman's containers matching
+/// `filter`, as root or else as `invoking` (rootless); `None` when Podman
+/// does not answer.
+fn podman_containers(filter: &str, invoking: Option<&Account>) -> Option<Vec<(String, String)>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(rename = "Id")]
+        id: String,
+        #[serde(rename = "Labels", default)]
+        labels: Option<std::collections::HashMap<String, String>>,
+    }
+    let users = std::iter::once(None).chain(invoking.map(Some));
+    let mut answered = None;
+    for user in users {
+        let mut command = std::process::Command::new("podman");
+        command.args(["ps", "--filter", filter, "--format", "json"]);
+        as_user(&mut command, user);
+        let Some(output) = run_quietly(&mut command) else {
+            continue;
+        };
+        let listed: Vec<Listed> = serde_json::from_slice(&output).ok()?;
+        let found: Vec<(String, String)> = listed
+            .into_iter()
+            .filter_map(|c| Some((c.labels?.remove(SERVICE_LABEL)?, c.id)))
+            .collect();
+        if !found.is_empty() {
+            return Some(found);
+        }
+        answered = Some(found);
+    }
+    answered
+}
+
+/// As [`podman_containers`], from Docker (root only).
+fn docker_containers(filter: &str) -> Option<Vec<(String, String)>> {
+    let mut command = std::process::Command::new("docker");
+    command.args([
+        "ps",
+        "--no-trunc",
+        "--filter",
+        filter,
+        "--format",
+        "{{json .}}",
+    ]);
+    Some(docker_ps_services(&String::from_utf8_lossy(&run_quietly(
+        &mut command,
+    )?)))
+}
+
+/// (service name, id) of each container `docker ps --format '{{json .}}'`
+/// listed, one JSON object a line, labels as "key=value,key=value".
+fn docker_ps_services(listing: &str) -> Vec<(String, String)> {
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(rename = "ID")]
+        id: String,
+        #[serde(rename = "Labels", default)]
+        labels: String,
+    }
+    listing
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Listed>(line).ok())
+        .filter_map(|c| {
+            let service = c
+                .labels
+                .split(',')
+                .find_map(|label| label.strip_prefix(SERVICE_LABEL)?.strip_prefix('='))?
+                .to_string();
+            Some((service, c.id))
+        })
+        .collect()
+}
+
+/// The TCP ports process `pid` has sockets listening on, in its network
+/// namespace.
+fn listening_ports(pid: u32) -> Result<Vec<u16>> {
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        match fs::read_to_string(&path) {
+            Ok(text) => ports.extend(listening_in(&text)),
+            Err(_) if table == "tcp6" => {} // no IPv6 in the kernel
+            Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+        }
+    }
+    Ok(ports.into_iter().collect())
+}
+
+/// The local ports of the listening sockets of a `/proc/net/tcp` table.
+fn listening_in(table: &str) -> impl Iterator<Item = u16> + '_ {
+    table.lines().skip(1).filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl, local address:port (hex), remote, state (0A: listen).
+        match fields.as_slice() {
+            [_, local, _, "0A", ..] => u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Runs an engine's CLI as `user` (rootless Podman keeps its state under
+/// the user's runtime directory).
+fn as_user(command: &mut std::process::Command, user: Option<&Account>) {
+    if let Some(user) = user {
+        user.apply(command);
+        command.env("XDG_RUNTIME_DIR", format!("/run/user/{}", user.uid()));
+    }
+}
+
+/// The output of `command` when it ran and succeeded (an engine that is
+/// not installed, or whose daemon is not running, does not).
+fn run_quietly(command: &mut std::process::Command) -> Option<Vec<u8>> {
+    command
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| output.stdout)
+}
+
+/// The pid of `reference`'s main process, from the first engine that
+/// knows it running: as root, then as `invoking` (rootless Podman).
+fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<(&'static str, u32)> {
+    let users = std::iter::once(None).chain(invoking.map(Some));
+    users
+        .flat_map(|user| ENGINES.into_iter().map(move |engine| (engine, user)))
+        // Rootless containers are Podman's alone.
+        .filter(|(engine, user)| user.is_none() || *engine == "podman")
+        .find_map(|(engine, user)| {
+            let mut command = std::process::Command::new(engine);
+            command.args([
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Pid}}",
+                reference,
+            ]);
+            as_user(&mut command, user);
+            let output = run_quietly(&mut command)?;
+            let pid: u32 = String::from_utf8_lossy(&output).trim().parse().ok()?;
+            // 0: known, not running.
+            (pid > 0).then_some((engine, pid))
+        })
+}
 
 /// Where Docker and Podman keep their state, by default.
 const DOCKER_ROOT: &str = "/var/lib/docker";
@@ -30,13 +261,14 @@ const SCOPE_PREFIXES: [&str; 5] = ["docker-", "libpod-", "cri-containerd-", "cri
 /// QoS class, pod, container).
 const MAX_DEPTH: usize = 6;
 
-/// The cgroup of container `reference` (an id, an id prefix or a name).
-pub fn cgroup_of(mount: &Path, reference: &str) -> Result<PathBuf> {
+/// The cgroup of container `reference` (an id, an id prefix or a name),
+/// from the engines' state files and the cgroup tree.
+fn cgroup_of(mount: &Path, reference: &str) -> Result<PathBuf> {
     let id = id_of_name(Path::new(DOCKER_ROOT), Path::new(PODMAN_ROOT), reference)
         .unwrap_or_else(|| reference.to_string());
     if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!(
-            "no container named `{reference}` in Docker's or Podman's state: give its id (docker ps --no-trunc, crictl ps) or use cgroup = \"...\""
+            "no engine knows a running container `{reference}` (podman or docker container inspect), nor Docker's or Podman's state files: give its id (crictl ps on a Kubernetes node) or use cgroup = \"...\""
         );
     }
     let mut found = Vec::new();
@@ -153,6 +385,22 @@ mod tests {
             "4f1c"
         ));
         assert!(!names_container("docker-4f1c.scope", "4f1c"));
+    }
+
+    #[test]
+    fn reads_compose_services_and_listening_ports_as_the_engines_print_them() {
+        let listing = format!(
+            "{{\"ID\":\"{ID}\",\"Labels\":\"com.docker.compose.project=shop,com.docker.compose.service=cart,x=y\",\"Names\":\"shop-cart-1\"}}\n\
+             {{\"ID\":\"abc\",\"Labels\":\"other=1\"}}\n"
+        );
+        assert_eq!(
+            docker_ps_services(&listing),
+            [("cart".to_string(), ID.to_string())]
+        );
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+             0: 00000000:1F90 00000000:0000 0A 00000000:00000000\n\
+             1: 0100007F:1F91 0100007F:C350 01 00000000:00000000\n";
+        assert_eq!(listening_in(table).collect::<Vec<_>>(), [8080]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Filibuster: service-level fault injection testing for unmodified
-//! services. See README.md for how to use it; DESIGN.md for why it is
-//! built this way.
+//! services. See README.md for how to use it and how it is built.
 
 pub mod accept;
+mod account;
 pub mod analyze;
 pub mod cgroups;
 pub mod config;

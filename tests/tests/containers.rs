@@ -1,5 +1,6 @@
 //! Services in containers the agent did not start, built from the parts a
-//! container engine uses (no engine runs on these machines): each service
+//! container engine uses, as a runtime would lay them out (`engine.rs` runs
+//! a real engine, Podman): each service
 //! runs in a network namespace of its own, joined to the host by a veth
 //! pair on a bridge, and in a cgroup of its own, named as Docker names its
 //! scopes. The tutorial's foo is attached by pid, bar by `container =`

@@ -58,8 +58,12 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
 ];
-/// What only the tests need: the HTML report is checked in a real browser.
-const TEST_APT_PACKAGES: &[&str] = &["chromium"];
+/// What only the tests need: the HTML report is checked in a real browser;
+/// a real container engine runs the tutorial's services (Podman: Docker's
+/// daemon does not run on these machines), with runc (crun refuses this
+/// host's hybrid cgroup layout), netavark and aardvark-dns (a network
+/// whose containers reach each other by name).
+const TEST_APT_PACKAGES: &[&str] = &["chromium", "podman", "runc", "netavark", "aardvark-dns"];
 const PYTHON_PACKAGES: &[&str] = &[
     "flask",
     "requests",

@@ -19,7 +19,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::account::Account;
+use crate::account::Account;
 use crate::{
     cgroups::Cgroup,
     config::{TestMode, TestSpec},

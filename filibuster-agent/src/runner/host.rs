@@ -17,15 +17,15 @@ use filibuster_common::{Listeners, Settings};
 use tokio::{net::TcpListener, process::Child, sync::mpsc, task::JoinHandle};
 
 use super::{
-    account::Account,
     functional::FunctionalTest,
     host_lock::HostLock,
     services::{self, CellLaunch},
 };
 use crate::{
+    account::Account,
     cgroups::{self, Cgroup, RunCgroups},
-    config::{Config, Service, ServiceProtocol, ServiceSource, TEST_CALLER, TestSpec},
-    containers,
+    config::{Compose, Config, Service, ServiceProtocol, ServiceSource, TEST_CALLER, TestSpec},
+    containers::{self, Located},
     control::{self, LoopResult, TestLoop},
     ebpf::Kernel,
     explore::FaultSpace,
@@ -113,9 +113,17 @@ impl Host {
                 stale.display()
             );
         }
+        let test_account = Account::invoking()?;
+        let composed;
+        let config = match &config.compose {
+            Some(compose) => {
+                composed = with_compose(config, compose, test_account.as_ref())?;
+                &composed
+            }
+            None => config,
+        };
         let own = Arc::new(NetNs::own()?);
         services::check_ports(config, &own)?;
-        let test_account = Account::invoking()?;
         let accounts = config
             .launched()
             .map(|(service, _)| match &service.user {
@@ -161,10 +169,14 @@ impl Host {
                 }
                 ServiceSource::Cgroup(path) => (Cgroup::existing(path)?, None),
                 ServiceSource::Process(pid) => (Cgroup::of_process(&mount, *pid)?, Some(*pid)),
-                ServiceSource::Container(reference) => (
-                    Cgroup::existing(&containers::cgroup_of(&mount, reference)?)?,
-                    None,
-                ),
+                ServiceSource::Container(reference) => {
+                    match containers::locate(&mount, reference, test_account.as_ref())? {
+                        Located::Process { pid, .. } => {
+                            (Cgroup::of_process(&mount, pid)?, Some(pid))
+                        }
+                        Located::Cgroup(path) => (Cgroup::existing(&path)?, None),
+                    }
+                }
             };
             let mut managed = vec![("this run".to_string(), cgroups.root().to_path_buf())];
             managed.extend(attached.iter().map(|(name, c): &(&str, Cgroup)| {
@@ -444,6 +456,18 @@ fn status_kib(path: &str, key: &str) -> Option<u64> {
 /// The network namespace of an attached service: its process's, or the
 /// one all processes of its cgroup share. Namespaces already open are
 /// reused, so each gets one listener.
+/// `config` with the running services of its Compose project (those it
+/// names itself stay as it says).
+fn with_compose(config: &Config, compose: &Compose, invoking: Option<&Account>) -> Result<Config> {
+    let mut config = config.clone();
+    for service in containers::compose_services(compose, invoking)? {
+        if !config.services.iter().any(|s| s.name == service.name) {
+            config.services.push(service);
+        }
+    }
+    Ok(config)
+}
+
 fn namespace_of(
     service: &Service,
     cgroup: &Cgroup,

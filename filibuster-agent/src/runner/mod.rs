@@ -3,7 +3,6 @@
 //! search asks for, until it is done or (without `--keep-going`) an
 //! execution fails; then report.
 
-mod account;
 mod functional;
 mod host;
 mod host_lock;

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use super::account::Account;
+use crate::account::Account;
 use crate::{cgroups::Cgroup, config::Config, netns::NetNs};
 
 /// Whether something accepts connections on loopback `port` (of `netns`).

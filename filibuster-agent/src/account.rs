@@ -80,6 +80,10 @@ impl Account {
         &self.name
     }
 
+    pub fn uid(&self) -> u32 {
+        self.uid.as_raw()
+    }
+
     /// Makes `command` run as this account. Registered after every other
     /// step taken between fork and exec (joining a cgroup, a network
     /// namespace), which need root.
