@@ -190,7 +190,7 @@ impl Config {
         Self::parse(&text, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    fn parse(text: &str, dir: PathBuf) -> Result<Self> {
+    pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Self> {
         let file: File = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()

@@ -9,12 +9,14 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 
 #[derive(Parser)]
 struct Cli {
@@ -28,8 +30,18 @@ enum Task {
     Setup,
     /// Set up, build, and run Filibuster on the bundled tutorial example.
     Demo,
-    /// Set up, lint, then run the unit tests and the root-only end-to-end suites.
+    /// Set up, lint, then run the unit tests, the root-only end-to-end
+    /// suites, and each fuzz target briefly.
     Test,
+    /// Run the fuzz targets (every parser of outside input), each for a
+    /// while, from the corpus in fuzz/corpus.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (all when none is given).
+        targets: Vec<String>,
+    },
     /// Measure interception overhead, exploration speed and the agent's
     /// footprint, side by side, and print one table (needs root).
     Bench {
@@ -44,6 +56,9 @@ enum Task {
         wire: Vec<bench::Wire>,
     },
 }
+
+/// How long `cargo xtask test` fuzzes each target.
+const FUZZ_IN_TESTS: Duration = Duration::from_secs(10);
 
 /// Debian packages: LLVM for bpf-linker, and what the examples use.
 const APT_PACKAGES: &[&str] = &[
@@ -102,6 +117,9 @@ fn main() -> Result<()> {
                 ),
             }
         }
+        Task::Fuzz { seconds, targets } => {
+            fuzz::run_targets(&root, &targets, Duration::from_secs(seconds))
+        }
         Task::Bench { save, only, wire } => {
             setup(&root)?;
             bench::run_all(&root, &only, &wire, save)
@@ -136,7 +154,9 @@ fn main() -> Result<()> {
                     "--",
                     "--test-threads=1",
                 ])
-                .current_dir(&root))
+                .current_dir(&root))?;
+            // Each parser of outside input, briefly, from the kept corpus.
+            fuzz::run_targets(&root, &[], FUZZ_IN_TESTS)
         }
     }
 }

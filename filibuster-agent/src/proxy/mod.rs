@@ -19,7 +19,7 @@
 //! core.
 
 mod http;
-mod sniff;
+pub(crate) mod sniff;
 mod tcp;
 
 use std::{

@@ -45,7 +45,7 @@ pub async fn wire(stream: &TcpStream) -> Wire {
 }
 
 /// `None`: these bytes could start either way.
-fn classify(bytes: &[u8]) -> Option<Wire> {
+pub(crate) fn classify(bytes: &[u8]) -> Option<Wire> {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let compared = bytes.len().min(PREFACE.len());
     if bytes[..compared] == PREFACE[..compared] && compared >= 4 {
