@@ -365,3 +365,65 @@ fn however_the_agent_ends_the_containers_are_left_as_found() {
         cluster.assert_left_as_found();
     }
 }
+
+/// Requests through foo (foo → bar → baz: the attached services' own
+/// calls) for as long as `running`; returns (requests, failures).
+fn load_through_foo(running: Arc<AtomicBool>) -> thread::JoinHandle<(u32, u32)> {
+    thread::spawn(move || {
+        let (mut requests, mut failures) = (0, 0);
+        while running.load(Ordering::Relaxed) {
+            requests += 1;
+            if !matches!(
+                get(&format!("{FOO_IP}:5000"), "/foo/bar/baz"),
+                Ok((200, body)) if body == "foo bar baz"
+            ) {
+                failures += 1;
+            }
+        }
+        (requests, failures)
+    })
+}
+
+#[test]
+fn the_services_own_calls_never_fail_as_the_agent_comes_and_goes() {
+    let cluster = Cluster::start("containers-teardown");
+    let (dir, config) = (&cluster.dir, cluster.config.as_str());
+    // A run that ends on its own, then one stopped mid-run by SIGTERM (its
+    // test still sleeping): the agent attaches, injects nothing, and
+    // detaches while foo keeps calling bar and bar baz.
+    for signal in [None, Some(Signal::SIGTERM)] {
+        let running = Arc::new(AtomicBool::new(true));
+        let load = load_through_foo(running.clone());
+        thread::sleep(Duration::from_millis(300));
+        match signal {
+            None => {
+                let output = run_test(dir, &["--config", config, "--only-initial-execution"]);
+                assert_eq!(output.status.code(), Some(0));
+            }
+            Some(signal) => {
+                let agent = filibuster()
+                    .args(["test", "--config", config, "--only-initial-execution"])
+                    .args(["--functional-test", "sleep 10"])
+                    .current_dir(dir)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("filibuster starts");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while leftover_cgroups().is_empty() {
+                    assert!(Instant::now() < deadline, "the run never started");
+                    thread::sleep(Duration::from_millis(20));
+                }
+                thread::sleep(Duration::from_millis(1500));
+                kill(Pid::from_raw(agent.id() as i32), signal).expect("signal sent");
+                let output = agent.wait_with_output().expect("the agent ends");
+                assert_eq!(output.status.code(), Some(128 + signal as i32));
+            }
+        }
+        thread::sleep(Duration::from_millis(300));
+        running.store(false, Ordering::Relaxed);
+        let (requests, failures) = load.join().unwrap();
+        assert!(requests >= 20, "only {requests} requests through foo");
+        assert_eq!(failures, 0, "{failures} of {requests} failed ({signal:?})");
+    }
+    cluster.assert_left_as_found();
+}

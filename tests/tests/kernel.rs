@@ -319,6 +319,21 @@ fn connect_events(ring: &mut Events) -> Vec<ConnectEvent> {
 
 /// Makes two HTTP/1.1 requests on one connection, then closes it; prints
 /// its local address.
+/// An upstream on loopback that the programs, attached to a fresh client
+/// cgroup, take for HTTP/1.1 (connected to directly, its heads reported),
+/// an execution begun.
+fn observed_upstream() -> (TcpListener, Kernel, Events, RunCgroups) {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let netns = NetNs::own().unwrap().cookie();
+    let (mut kernel, ring, cgroups) = attached_client(netns, &agent);
+    kernel
+        .connect_directly(netns, upstream.local_addr().unwrap(), Speaks::Http1)
+        .unwrap();
+    kernel.begin_execution(&[], &[], &[]).unwrap();
+    (upstream, kernel, ring, cgroups)
+}
+
 const HTTP_CLIENT: &str = r#"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
@@ -333,15 +348,8 @@ s.close()
 
 #[test]
 fn observes_the_heads_of_direct_http1_connections() {
-    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (upstream, _kernel, mut ring, cgroups) = observed_upstream();
     let upstream_addr = upstream.local_addr().unwrap();
-    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let netns = NetNs::own().unwrap().cookie();
-    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
-    kernel
-        .connect_directly(netns, upstream_addr, Speaks::Http1)
-        .unwrap();
-    kernel.begin_execution(&[], &[], &[]).unwrap();
     // The server runs here, outside the managed cgroup: its own socket is
     // not observed, only the client's.
     let server = std::thread::spawn(move || {
@@ -419,15 +427,8 @@ for _ in range(12000):
 
 #[test]
 fn a_full_ring_buffer_is_counted_not_silent() {
-    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (upstream, kernel, mut ring, cgroups) = observed_upstream();
     let upstream_addr = upstream.local_addr().unwrap();
-    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let netns = NetNs::own().unwrap().cookie();
-    let (mut kernel, mut ring, cgroups) = attached_client(netns, &agent);
-    kernel
-        .connect_directly(netns, upstream_addr, Speaks::Http1)
-        .unwrap();
-    kernel.begin_execution(&[], &[], &[]).unwrap();
     assert_eq!(kernel.dropped_events(), 0);
     let server = std::thread::spawn(move || {
         upstream.set_nonblocking(false).unwrap();

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ExecutionIndex, Finished, Plan};
+use super::{ExecutionIndex, Fault, Finished, Plan, PlannedFault};
 
 pub(super) fn should_prune(plan: &Plan, ran: &[Finished], strict: bool) -> bool {
     let mut groups: BTreeMap<Option<ExecutionIndex>, Vec<&ExecutionIndex>> = BTreeMap::new();
@@ -68,20 +68,19 @@ fn already_seen(
 /// Whether `earlier` injected exactly the faults `plan` plans below the
 /// call at `index`.
 fn same_faults_below(plan: &Plan, index: &ExecutionIndex, earlier: &Finished) -> bool {
-    let below = |at: &ExecutionIndex| at != index && at.within(index);
-    let mut planned: Vec<_> = plan
-        .faults
-        .values()
-        .filter(|p| below(&p.index))
+    faults_below(plan.faults.values(), index) == faults_below(earlier.faults.iter(), index)
+}
+
+/// The faults of `faults` on calls made, at any depth, for the call at
+/// `index`, in order.
+fn faults_below<'a>(
+    faults: impl Iterator<Item = &'a PlannedFault>,
+    index: &ExecutionIndex,
+) -> Vec<(&'a ExecutionIndex, &'a Fault)> {
+    let mut below: Vec<_> = faults
+        .filter(|p| p.index != *index && p.index.within(index))
         .map(|p| (&p.index, &p.fault))
         .collect();
-    let mut injected: Vec<_> = earlier
-        .faults
-        .iter()
-        .filter(|p| below(&p.index))
-        .map(|p| (&p.index, &p.fault))
-        .collect();
-    planned.sort();
-    injected.sort();
-    planned == injected
+    below.sort();
+    below
 }

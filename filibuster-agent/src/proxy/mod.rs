@@ -24,8 +24,12 @@ mod tcp;
 
 use std::{
     os::fd::AsFd,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     thread::{self, JoinHandle},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -50,16 +54,55 @@ pub fn thread_count() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How long calls still going through the proxy when it stops (the kernel
+/// sends it no more connections by then) get to finish before their
+/// connections close: an attached service, serving on after the run, must
+/// not see one of its calls cut.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Connections a proxy thread is serving; one is counted for as long as
+/// its guard lives.
+#[derive(Clone, Default)]
+struct Serving(Arc<AtomicUsize>);
+
+struct ServingGuard(Arc<AtomicUsize>);
+
+impl Serving {
+    fn enter(&self) -> ServingGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        ServingGuard(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A listener for one proxy thread, in the namespace it lives in.
 pub type ThreadListener = (std::net::TcpListener, Arc<NetNs>);
 
 /// The proxy's threads; dropping this stops them and closes their
-/// listeners and connections.
+/// listeners and connections, once the calls in flight have finished (or
+/// [`DRAIN`] has passed).
 pub struct Threads(Vec<(oneshot::Sender<()>, JoinHandle<()>)>);
 
 impl Threads {
-    /// Starts one thread per set of listeners.
-    pub fn start(listeners: Vec<Vec<ThreadListener>>, session: &Arc<Session>) -> Result<Self> {
+    /// Starts one thread per set of listeners. With `drain`, stopping
+    /// waits for the connections being served to end first (at most
+    /// [`DRAIN`]): for attached services, which serve on after the run (a
+    /// launched one is ended before the proxy stops, its connections with
+    /// it).
+    pub fn start(
+        listeners: Vec<Vec<ThreadListener>>,
+        session: &Arc<Session>,
+        drain: bool,
+    ) -> Result<Self> {
         let mut threads = Vec::new();
         for (n, listeners) in listeners.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -72,15 +115,22 @@ impl Threads {
                 .name(format!("proxy-{n}"))
                 .spawn(move || {
                     runtime.block_on(async {
+                        let serving = Serving::default();
                         for (listener, netns) in listeners {
                             match TcpListener::from_std(listener) {
                                 Ok(listener) => {
-                                    tokio::spawn(serve(listener, netns, session.clone()));
+                                    let serving = serving.clone();
+                                    tokio::spawn(serve(listener, netns, session.clone(), serving));
                                 }
                                 Err(e) => debug!("a proxy listener is lost: {e}"),
                             }
                         }
                         let _ = stopped.await;
+                        let deadline = tokio::time::Instant::now() + DRAIN;
+                        while drain && serving.count() > 0 && tokio::time::Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
                     });
                     // Dropping the runtime drops every connection it serves.
                 })
@@ -102,7 +152,7 @@ impl Drop for Threads {
 
 /// Accepts the connections redirected to `listener`, which lives in
 /// `netns`, until the task is dropped.
-async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) {
+async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>, serving: Serving) {
     let Ok(port) = listener.local_addr().map(|a| a.port()) else {
         return;
     };
@@ -113,7 +163,12 @@ async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>) 
             debug!(%peer, "dropping a connection the kernel did not redirect");
             continue;
         };
-        tokio::spawn(serve_connection(stream, connection, session.clone()));
+        let guard = serving.enter();
+        let session = session.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, connection, session).await;
+            drop(guard);
+        });
     }
 }
 

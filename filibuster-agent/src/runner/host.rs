@@ -306,7 +306,7 @@ impl Host {
                 loop_results: Some(loop_results),
             });
         }
-        let proxy = proxy::Threads::start(listeners, &session)?;
+        let proxy = proxy::Threads::start(listeners, &session, attaches)?;
 
         let logs = services::log_dir()?;
         let mut host = Self {
