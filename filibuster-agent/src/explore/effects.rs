@@ -9,8 +9,11 @@
 //! there; a fault whose effect is that of the execution without it had no
 //! impact (its caller absorbed it). A later combination that holds a fault
 //! on that call, with at least that context, gets the cheapest equivalent
-//! instead (or none): where the context holds every other fault of the
-//! combination that the same caller meets serving the same request.
+//! instead (or none). Where the combination fails other calls the same
+//! caller makes for the same request, the evidence must have failed them
+//! too, the same kind of way; and only statuses stand for statuses without
+//! evidence that saw them all (a caller may act on how its calls failed
+//! together: a timeout spends the time a retry needed).
 //!
 //! Bodies are not part of an effect: most calls are read in the kernel,
 //! which sees a response's status, not its body. A fault that only changes
