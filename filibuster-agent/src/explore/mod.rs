@@ -76,6 +76,15 @@ pub struct Options {
     pub retry_depth: u32,
 }
 
+impl Search {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guided => "guided",
+            Self::Filibuster => "filibuster",
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {

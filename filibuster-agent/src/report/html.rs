@@ -58,12 +58,13 @@ fn summary(report: &Value, page: &mut String) {
     };
     let _ = write!(
         page,
-        "<h1>Filibuster: <span class={}>{}</span></h1><p id=summary><code>{}</code> · {} · {} execution(s), {} pruned, {} cell(s) · {:.1} s, {:.1} s of it holding calls for timeouts</p>",
+        "<h1>Filibuster: <span class={}>{}</span></h1><p id=summary><code>{}</code> · {} · {} execution(s) ({} search), {} pruned, {} cell(s) · {:.1} s, {:.1} s of it holding calls for timeouts</p>",
         esc(result),
         verdict,
         esc(report["config"].as_str().unwrap_or("")),
         esc(report["tool"].as_str().unwrap_or("")),
         report["executions"],
+        esc(report["search"].as_str().unwrap_or("?")),
         report["pruned"],
         report["cells"],
         report["elapsed_seconds"].as_f64().unwrap_or(0.0),

@@ -18,10 +18,11 @@ pub fn render(run: &RunSummary, calls: &[DiscoveredCall]) -> String {
     let _ = writeln!(md, "## Filibuster: {verdict}\n");
     let _ = writeln!(
         md,
-        "`{}`: {} execution(s), {} pruned, {:.1} s ({:.1} s holding calls for timeouts){}\n",
+        "`{}`: {} execution(s) ({} search), {}, {:.1} s ({:.1} s holding calls for timeouts){}\n",
         run.config.display(),
         run.progress.executions,
-        run.progress.pruned,
+        run.search.as_str(),
+        super::describe_pruned(run),
         run.elapsed.as_secs_f64(),
         run.held.as_secs_f64(),
         match run.cells {
