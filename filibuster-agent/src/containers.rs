@@ -41,7 +41,7 @@ const ENGINES: [&str; 2] = ["podman", "docker"];
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Located {
     /// An engine named its main process.
-    Process { engine: &'static str, pid: u32 },
+    Process(u32),
     /// Its cgroup, found by id.
     Cgroup(PathBuf),
 }
@@ -51,7 +51,7 @@ pub(crate) enum Located {
 /// the user who ran sudo, whose rootless containers are theirs to name.
 pub(crate) fn locate(mount: &Path, reference: &str, invoking: Option<&Account>) -> Result<Located> {
     match engine_pid(reference, invoking) {
-        Some((engine, pid)) => Ok(Located::Process { engine, pid }),
+        Some(pid) => Ok(Located::Process(pid)),
         None => cgroup_of(mount, reference).map(Located::Cgroup),
     }
 }
@@ -79,7 +79,7 @@ pub(crate) fn compose_services(
             let port = match compose.ports.get(&name) {
                 Some(&port) => port,
                 None => {
-                    let Some((_, pid)) = engine_pid(&id, invoking) else {
+                    let Some(pid) = engine_pid(&id, invoking) else {
                         bail!("Compose service `{name}` (container {id}) is not running");
                     };
                     match listening_ports(pid)?.as_slice() {
@@ -227,7 +227,7 @@ fn run_quietly(command: &mut std::process::Command) -> Option<Vec<u8>> {
 
 /// The pid of `reference`'s main process, from the first engine that
 /// knows it running: as root, then as `invoking` (rootless Podman).
-fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<(&'static str, u32)> {
+fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<u32> {
     let users = std::iter::once(None).chain(invoking.map(Some));
     users
         .flat_map(|user| ENGINES.into_iter().map(move |engine| (engine, user)))
@@ -246,7 +246,7 @@ fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<(&'static s
             let output = run_quietly(&mut command)?;
             let pid: u32 = String::from_utf8_lossy(&output).trim().parse().ok()?;
             // 0: known, not running.
-            (pid > 0).then_some((engine, pid))
+            (pid > 0).then_some(pid)
         })
 }
 

@@ -319,6 +319,19 @@ fn containers_in_their_own_namespaces_are_attached_and_left_as_found() {
     cluster.assert_left_as_found();
 }
 
+/// Sends `signal` to `agent` mid-run (its cgroup there, a few executions
+/// or a while of its test in); returns how it ended.
+fn signal_mid_run(agent: std::process::Child, signal: Signal) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftover_cgroups().is_empty() {
+        assert!(Instant::now() < deadline, "the run never started");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(1500));
+    kill(Pid::from_raw(agent.id() as i32), signal).expect("signal sent");
+    agent.wait_with_output().expect("the agent ends")
+}
+
 #[test]
 fn however_the_agent_ends_the_containers_are_left_as_found() {
     let cluster = Cluster::start("containers-killed");
@@ -337,15 +350,7 @@ fn however_the_agent_ends_the_containers_are_left_as_found() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("filibuster starts");
-        // Mid-run: the run's cgroup is there, a few executions in.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while leftover_cgroups().is_empty() {
-            assert!(Instant::now() < deadline, "the run never started");
-            thread::sleep(Duration::from_millis(20));
-        }
-        thread::sleep(Duration::from_millis(1500));
-        kill(Pid::from_raw(agent.id() as i32), sent).expect("signal sent");
-        let output = agent.wait_with_output().expect("the agent ends");
+        let output = signal_mid_run(agent, sent);
         if sent == Signal::SIGKILL {
             // Only the test's cgroup is left, empty; the next start removes it.
             assert_eq!(leftover_cgroups().len(), 1);
@@ -408,14 +413,7 @@ fn the_services_own_calls_never_fail_as_the_agent_comes_and_goes() {
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .expect("filibuster starts");
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while leftover_cgroups().is_empty() {
-                    assert!(Instant::now() < deadline, "the run never started");
-                    thread::sleep(Duration::from_millis(20));
-                }
-                thread::sleep(Duration::from_millis(1500));
-                kill(Pid::from_raw(agent.id() as i32), signal).expect("signal sent");
-                let output = agent.wait_with_output().expect("the agent ends");
+                let output = signal_mid_run(agent, signal);
                 assert_eq!(output.status.code(), Some(128 + signal as i32));
             }
         }

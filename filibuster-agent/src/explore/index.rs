@@ -93,16 +93,6 @@ impl ExecutionIndex {
         self.0.last().map_or(0, |&(_, n)| n)
     }
 
-    /// Whether `other` is an attempt of the same site under the same parent.
-    pub fn same_group(&self, other: &Self) -> bool {
-        match (self.0.split_last(), other.0.split_last()) {
-            (Some(((site, _), parent)), Some(((other_site, _), other_parent))) => {
-                site == other_site && parent == other_parent
-            }
-            _ => false,
-        }
-    }
-
     /// The index of attempt `n` of this call's site under its parent.
     pub fn attempt_of(&self, n: u32) -> Self {
         let mut entries = self.0.clone();

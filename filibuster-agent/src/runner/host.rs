@@ -171,9 +171,7 @@ impl Host {
                 ServiceSource::Process(pid) => (Cgroup::of_process(&mount, *pid)?, Some(*pid)),
                 ServiceSource::Container(reference) => {
                     match containers::locate(&mount, reference, test_account.as_ref())? {
-                        Located::Process { pid, .. } => {
-                            (Cgroup::of_process(&mount, pid)?, Some(pid))
-                        }
+                        Located::Process(pid) => (Cgroup::of_process(&mount, pid)?, Some(pid)),
                         Located::Cgroup(path) => (Cgroup::existing(&path)?, None),
                     }
                 }
