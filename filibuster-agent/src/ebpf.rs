@@ -27,6 +27,67 @@ use filibuster_common::{
 
 use crate::cgroups::Cgroup;
 
+/// What a session asks of the kernel's maps once the programs are
+/// attached: a trait so that the session's bookkeeping (arming, cells,
+/// attribution) is tested without root, on a model of the maps.
+pub trait KernelMaps: Send {
+    /// Starts counting the connects of `cgroups` (one cell's callers)
+    /// afresh, arms these refusals and sends these callers' connects to
+    /// these destinations through the proxy. Other cells' entries stay.
+    fn begin_execution(
+        &mut self,
+        cgroups: &[u64],
+        refusals: &[ConnectAttempt],
+        proxied: &[ConnectKey],
+    ) -> Result<()>;
+
+    /// From now on, connects from network namespace `netns` to
+    /// `destination` go straight there, each reported as a call (`Opaque`)
+    /// or their sockets observed (`Http1`).
+    fn connect_directly(
+        &mut self,
+        netns: u64,
+        destination: SocketAddr,
+        speaks: Speaks,
+    ) -> Result<()>;
+
+    /// Detaches the connect and peer-name programs from every cgroup: from
+    /// now on the services connect to each other directly, as without
+    /// the agent. Done before its listeners close, so that no connect of
+    /// a live service is sent to a listener that is gone.
+    fn detach_connects(&mut self);
+
+    /// Lets the caller's connects through again where a refusal was armed.
+    fn disarm(&mut self, attempt: &ConnectAttempt);
+
+    /// The connect that the kernel redirected to the agent's listener in
+    /// network namespace `netns` (a cookie) and that arrived from `peer`.
+    fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt>;
+
+    /// The thread of a managed process that last sent on its connection
+    /// from `local_port` to `remote_port` (for a redirected one, as the
+    /// agent sees them: its peer's port and its listener's).
+    fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32>;
+
+    /// The peer port of the connection on local `port` that thread `tid`
+    /// last read from: for a service's listening port, the inbound
+    /// connection whose request the thread is serving.
+    fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16>;
+
+    /// Events the ring buffer had no room for since the programs were
+    /// loaded: when it grows while an execution runs, some of its calls
+    /// may be missing.
+    fn dropped_events(&self) -> u64;
+}
+
+/// Where the kernel's events come from; apart from [`KernelMaps`] so that
+/// they can be handled where they lie with the maps still at hand.
+pub trait EventSource: Send {
+    /// Hands `each` the events reported since the last call, in the order
+    /// they happened.
+    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>));
+}
+
 pub struct Kernel {
     ebpf: Ebpf,
     settings: Array<MapData, Settings>,
@@ -117,10 +178,8 @@ impl<'a> Head<'a> {
 /// with the kernel's maps still at hand.
 pub struct Events(RingBuf<MapData>);
 
-impl Events {
-    /// Hands `each` the events reported since the last call, in the order
-    /// they happened.
-    pub fn drain(&mut self, mut each: impl FnMut(KernelEvent<'_>)) {
+impl EventSource for Events {
+    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>)) {
         while let Some(item) = self.0.next() {
             // SAFETY: the kernel wrote the event its size names, at the
             // 8-byte alignment of every ring buffer record (which both
@@ -247,20 +306,16 @@ impl Kernel {
             .context("cannot register a managed cgroup with the kernel programs")?;
         Ok(())
     }
+}
 
-    /// Events the ring buffer had no room for since the programs were
-    /// loaded: when it grows while an execution runs, some of its calls
-    /// may be missing.
-    pub fn dropped_events(&self) -> u64 {
+impl KernelMaps for Kernel {
+    fn dropped_events(&self) -> u64 {
         self.dropped
             .get(&0, 0)
             .map_or(0, |per_cpu| per_cpu.iter().sum())
     }
 
-    /// Starts counting the connects of `cgroups` (one cell's callers)
-    /// afresh, arms these refusals and sends these callers' connects to
-    /// these destinations through the proxy. Other cells' entries stay.
-    pub fn begin_execution(
+    fn begin_execution(
         &mut self,
         cgroups: &[u64],
         refusals: &[ConnectAttempt],
@@ -282,10 +337,7 @@ impl Kernel {
         Ok(())
     }
 
-    /// From now on, connects from network namespace `netns` to
-    /// `destination` go straight there, each reported as a call (`Opaque`)
-    /// or their sockets observed (`Http1`).
-    pub fn connect_directly(
+    fn connect_directly(
         &mut self,
         netns: u64,
         destination: SocketAddr,
@@ -305,11 +357,7 @@ impl Kernel {
             .context("cannot mark a destination as connected to directly")
     }
 
-    /// Detaches the connect and peer-name programs from every cgroup: from
-    /// now on the services connect to each other directly, as without
-    /// the agent. Done before its listeners close, so that no connect of
-    /// a live service is sent to a listener that is gone.
-    pub fn detach_connects(&mut self) {
+    fn detach_connects(&mut self) {
         for name in SOCK_ADDR_PROGRAMS {
             if let Some(aya::programs::Program::CgroupSockAddr(program)) =
                 self.ebpf.program_mut(name)
@@ -319,24 +367,18 @@ impl Kernel {
         }
     }
 
-    /// Lets the caller's connects through again where a refusal was armed.
-    pub fn disarm(&mut self, attempt: &ConnectAttempt) {
+    fn disarm(&mut self, attempt: &ConnectAttempt) {
         let _ = self.refusals.remove(attempt);
     }
 
-    /// The connect that the kernel redirected to the agent's listener in
-    /// network namespace `netns` (a cookie) and that arrived from `peer`.
-    pub fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
+    fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
         let key = peer_key(netns, peer);
         let attempt = self.redirects.get(&key, 0).ok()?;
         let _ = self.redirects.remove(&key);
         Some(attempt)
     }
 
-    /// The thread of a managed process that last sent on its connection
-    /// from `local_port` to `remote_port` (for a redirected one, as the
-    /// agent sees them: its peer's port and its listener's).
-    pub fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32> {
+    fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32> {
         let ports = ConnectionPorts {
             local: local_port,
             remote: remote_port,
@@ -344,10 +386,7 @@ impl Kernel {
         self.senders.get(&ports, 0).ok()
     }
 
-    /// The peer port of the connection on local `port` that thread `tid`
-    /// last read from: for a service's listening port, the inbound
-    /// connection whose request the thread is serving.
-    pub fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
+    fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
         let key = ThreadPort { tid, port, _pad: 0 };
         self.reads.get(&key, 0).ok()
     }

@@ -16,7 +16,7 @@ use std::{
 
 use filibuster::{
     cgroups::{RunCgroups, cgroup2_mount},
-    ebpf::{Destination, Events, Kernel, KernelEvent, Speaks},
+    ebpf::{Destination, EventSource, Events, Kernel, KernelEvent, KernelMaps, Speaks},
     netns::NetNs,
 };
 use filibuster_common::{
@@ -309,7 +309,7 @@ fn connects_directly_to_opaque_destinations_unless_proxied() {
 /// The connect events the kernel reported since the last drain.
 fn connect_events(ring: &mut Events) -> Vec<ConnectEvent> {
     let mut connects = Vec::new();
-    ring.drain(|event| {
+    ring.drain(&mut |event| {
         if let KernelEvent::Connect(event) = event {
             connects.push(event);
         }
@@ -383,7 +383,7 @@ fn observes_the_heads_of_direct_http1_connections() {
     while !seen.contains(&closed) {
         assert!(Instant::now() < deadline, "no close reported");
         std::thread::sleep(Duration::from_millis(10));
-        ring.drain(|event| {
+        ring.drain(&mut |event| {
             seen.push(match event {
                 KernelEvent::Connect(connect) => {
                     assert_eq!(*socket.get_or_insert(connect.socket), connect.socket);
@@ -447,7 +447,7 @@ fn a_full_ring_buffer_is_counted_not_silent() {
     let dropped = kernel.dropped_events();
     assert!(dropped > 0, "no event counted as lost");
     let mut heads = 0u64;
-    ring.drain(|event| heads += u64::from(matches!(event, KernelEvent::Head(_))));
+    ring.drain(&mut |event| heads += u64::from(matches!(event, KernelEvent::Head(_))));
     // The ring held what fitted.
     assert!(heads > 1000, "{heads} reported, {dropped} lost");
 }

@@ -28,8 +28,8 @@ use tracing::debug;
 use super::reset;
 use crate::{
     ebpf::Speaks,
-    explore::{Fault, Outcome, Protocol},
-    session::{CallHandle, CallRequest, Connection, Session},
+    explore::{Outcome, Protocol},
+    session::{CallHandle, CallRequest, Connection, Enactment, Session},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -164,22 +164,23 @@ impl CallerConnection {
                 },
             },
         );
-        match (admission.fault, admission.call) {
-            (Some(Fault::HttpStatus(code)), _) => Ok(injected_status(code)),
-            (Some(Fault::GrpcStatus(code)), _) => Ok(injected_grpc_status(code)),
-            (Some(Fault::Timeout), Some(call)) => {
-                self.session.hold(call).await;
+        match (admission.enactment, admission.call) {
+            (Enactment::HttpStatus(code), _) => Ok(injected_status(code)),
+            (Enactment::GrpcStatus(code), _) => Ok(injected_grpc_status(code)),
+            // Only a call of a running execution has a fault to enact.
+            (Enactment::Hold, call) => {
+                if let Some(call) = call {
+                    self.session.hold(call).await;
+                }
                 Err(Error::other("held until the execution ended"))
             }
             // hyper answers a failed HTTP/2 stream with RST_STREAM.
-            (Some(Fault::StreamReset), _) => Err(Error::other("stream reset by fault injection")),
-            (Some(_), _) => {
-                // Refusals happen in the kernel; a call on a reused
-                // connection is failed by resetting that connection.
+            (Enactment::ResetStream, _) => Err(Error::other("stream reset by fault injection")),
+            (Enactment::ResetConnection, _) => {
                 self.reset();
                 Err(Error::other("connection reset by fault injection"))
             }
-            (None, call) => {
+            (Enactment::Forward, call) => {
                 let forwarding = call.map(|call| self.session.forwarding(call));
                 let result = self.forward(request, call).await;
                 if let Some(forwarding) = forwarding {

@@ -12,8 +12,8 @@ use tracing::debug;
 
 use super::reset;
 use crate::{
-    explore::{Fault, Outcome, Protocol},
-    session::{CallRequest, Connection, Session},
+    explore::{Outcome, Protocol},
+    session::{CallRequest, Connection, Enactment, Session},
 };
 
 pub async fn pass_through(mut stream: TcpStream, connection: Connection, session: Arc<Session>) {
@@ -26,32 +26,34 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
         upstream_port: None,
     };
     let admission = session.admit(&connection, &request);
-    match (admission.fault, admission.call) {
+    match (admission.enactment, admission.call) {
         // Held until the caller gives up on it (or the execution ends).
-        (Some(Fault::Timeout), Some(call)) => tokio::select! {
+        (Enactment::Hold, Some(call)) => tokio::select! {
             () = session.hold(call) => {}
             () = hung_up(&mut stream) => {}
         },
-        // Refusals happen in the kernel; anything else planned here
-        // resets the connection.
-        (Some(_), _) => reset(&stream),
-        (None, call) => match connection.netns.connect(connection.destination).await {
-            Ok(mut upstream) => {
-                if let Some(call) = call {
-                    session.finish_call(call, Outcome::Connected);
+        (Enactment::Forward, call) => {
+            match connection.netns.connect(connection.destination).await {
+                Ok(mut upstream) => {
+                    if let Some(call) = call {
+                        session.finish_call(call, Outcome::Connected);
+                    }
+                    if let Err(e) = copy_bidirectional(&mut stream, &mut upstream).await {
+                        debug!("passed-through connection ended: {e}");
+                    }
                 }
-                if let Err(e) = copy_bidirectional(&mut stream, &mut upstream).await {
-                    debug!("passed-through connection ended: {e}");
+                Err(e) => {
+                    debug!("cannot reach {}: {e}", connection.destination);
+                    if let Some(call) = call {
+                        session.finish_call(call, Outcome::ConnectionError);
+                    }
+                    reset(&stream);
                 }
             }
-            Err(e) => {
-                debug!("cannot reach {}: {e}", connection.destination);
-                if let Some(call) = call {
-                    session.finish_call(call, Outcome::ConnectionError);
-                }
-                reset(&stream);
-            }
-        },
+        }
+        // A connection has no status to answer with: anything else
+        // planned on one resets it.
+        (_, _) => reset(&stream),
     }
 }
 

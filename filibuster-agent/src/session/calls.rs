@@ -10,12 +10,12 @@ use filibuster_common::ConnectAttempt;
 use foldhash::HashMap;
 
 use super::{
-    Admission, CallHandle, CallRequest, CellState, ConnectTarget, Connection, InFlight,
-    ServiceAddress, Session, State, callee,
+    Admission, CallHandle, CallRequest, CellState, ConnectTarget, Connection, Enactment, InFlight,
+    ServiceAddress, Session, State, callee, enact,
 };
 use crate::{
     config::TEST_CALLER,
-    ebpf::{Destination, Kernel},
+    ebpf::{Destination, KernelMaps},
     explore::{CallId, CallSite, Fault, FaultSpace, Outcome},
     netns::NetNs,
 };
@@ -122,7 +122,7 @@ impl Session {
     /// `tid` of service `caller` last read (on the service's port).
     pub(super) fn served_by_thread(
         services: &[ServiceAddress],
-        kernel: &Kernel,
+        kernel: &dyn KernelMaps,
         caller: &str,
         tid: Option<u32>,
     ) -> Option<u16> {
@@ -170,7 +170,7 @@ impl Session {
         state: &mut State,
         on: &CallConnection,
         request: &CallRequest,
-        sender: impl FnOnce(&Kernel) -> Option<u32>,
+        sender: impl FnOnce(&dyn KernelMaps) -> Option<u32>,
     ) -> Admission {
         let State {
             cells,
@@ -184,7 +184,7 @@ impl Session {
         let Some(execution) = cell.execution.as_mut() else {
             return Admission {
                 call: None,
-                fault: None,
+                enactment: Enactment::Forward,
             };
         };
         let site = CallSite {
@@ -195,29 +195,28 @@ impl Session {
             target: request.target.into(),
         };
         let parent = Self::parent(&cell.serving, on.caller, request.trace, || {
-            Self::served_by_thread(services, kernel, on.caller, sender(kernel))
+            Self::served_by_thread(services, &**kernel, on.caller, sender(&**kernel))
         });
         let (id, fault) = execution.begin_call(parent, site, |site| {
             applicable_faults(faults, site, request.first_on_connection)
         });
         execution.set_connection(id, on.number);
-        let fault = match fault {
-            // Planned when the call opened its connection, but this time it
-            // reused a pooled one: reset that instead, and disarm the
-            // kernel so the caller's reconnect goes through.
-            Some(Fault::ConnectionRefused) if !request.first_on_connection => {
+        let fault = fault.map(|planned| {
+            let enacted = enact::enacted(planned.clone(), request.protocol);
+            if enacted != planned {
+                // The kernel did not refuse this call's connect (it came
+                // on a pooled connection): disarm the refusal so that the
+                // caller's reconnect goes through.
                 let index = &execution.call(id).index;
                 let armed = cell.armed.iter().find(|(_, p)| p.index == *index);
                 if let Some((&attempt, _)) = armed {
                     cell.armed.remove(&attempt);
                     kernel.disarm(&attempt);
                 }
-                let enacted = Fault::connection_error(request.protocol, false);
                 execution.enacted_as(id, enacted.clone());
-                Some(enacted)
             }
-            fault => fault,
-        };
+            enacted
+        });
         if request.first_on_connection {
             execution.set_connect_ordinal(id, on.attempt.ordinal);
             let index = execution.call(id).index.clone();
@@ -250,7 +249,7 @@ impl Session {
                 execution: execution.number,
                 id,
             }),
-            fault,
+            enactment: Enactment::of(fault.as_ref()),
         }
     }
 

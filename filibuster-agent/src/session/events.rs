@@ -12,7 +12,7 @@ use filibuster_common::{
 use tracing::{debug, warn};
 
 use super::{
-    CallConnection, CallHandle, CallRequest, ConnectTarget, Connection, Session, State,
+    CallConnection, CallHandle, CallRequest, ConnectTarget, Connection, Enactment, Session, State,
     applicable_faults, callee, is_local,
 };
 use crate::{
@@ -61,7 +61,7 @@ impl Session {
         let Some(mut events) = state.events.take() else {
             return;
         };
-        events.drain(|event| match event {
+        events.drain(&mut |event| match event {
             KernelEvent::Connect(event) => Self::absorb_connect(state, &event),
             KernelEvent::Head(head) => Self::absorb_head(state, &head),
         });
@@ -114,7 +114,7 @@ impl Session {
         tid: u32,
     ) -> Option<CallId> {
         Self::parent(&state.cells[cell].serving, caller, None, || {
-            Self::served_by_thread(&state.services, &state.kernel, caller, Some(tid))
+            Self::served_by_thread(&state.services, &*state.kernel, caller, Some(tid))
         })
     }
 
@@ -231,7 +231,7 @@ impl Session {
                 let admission =
                     Self::admit_call(state, &(&observed).into(), &request, |_| Some(head.tid));
                 state.observed_calls += u64::from(admission.call.is_some());
-                if admission.fault.is_some() {
+                if admission.enactment != Enactment::Forward {
                     let (caller, callee) = (&observed.caller, &observed.callee);
                     warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
                 }

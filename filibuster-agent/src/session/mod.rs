@@ -6,9 +6,12 @@
 //! message: `begin(cell, execution)` in, `end(cell)` out.
 
 mod calls;
+mod enact;
 mod events;
 mod holds;
 mod naming;
+#[cfg(test)]
+mod tests;
 
 use std::{
     net::SocketAddr,
@@ -25,15 +28,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use calls::{CallConnection, applicable_faults};
+pub use enact::Enactment;
 use events::Observed;
 pub use holds::Forwarding;
 pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
 
 use crate::{
-    cgroups::Cgroup,
-    ebpf::{Destination, Events, Kernel},
-    explore::{CallId, Execution, ExecutionIndex, Fault, FaultSpace, PlannedFault, Protocol},
+    ebpf::{Destination, EventSource, KernelMaps},
+    explore::{CallId, Execution, ExecutionIndex, FaultSpace, PlannedFault, Protocol},
     netns::NetNs,
 };
 
@@ -94,7 +97,7 @@ pub struct CallHandle {
 pub struct Admission {
     /// `None` when no execution is running in the caller's cell.
     pub call: Option<CallHandle>,
-    pub fault: Option<Fault>,
+    pub enactment: Enactment,
 }
 
 /// What one cell owns while it runs an execution: the execution's calls,
@@ -115,9 +118,9 @@ struct CellState {
 }
 
 struct State {
-    kernel: Kernel,
+    kernel: Box<dyn KernelMaps>,
     /// The kernel's events; out of the state while they are taken in.
-    events: Option<Events>,
+    events: Option<Box<dyn EventSource>>,
     cells: Vec<CellState>,
     /// Managed cgroup id → caller name and cell.
     callers: HashMap<u64, (String, usize)>,
@@ -182,8 +185,8 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        kernel: Kernel,
-        events: Events,
+        kernel: impl KernelMaps + 'static,
+        events: impl EventSource + 'static,
         services: Vec<ServiceAddress>,
         faults: FaultSpace,
         namespaces: &[Arc<NetNs>],
@@ -191,8 +194,8 @@ impl Session {
     ) -> Self {
         Self {
             state: Mutex::new(State {
-                kernel,
-                events: Some(events),
+                kernel: Box::new(kernel),
+                events: Some(Box::new(events)),
                 cells: cell_namespaces
                     .iter()
                     .map(|_| CellState::default())
@@ -219,18 +222,19 @@ impl Session {
     }
 
     /// The end of the run: connects go where they were meant to again (see
-    /// [`Kernel::detach_connects`]).
+    /// [`KernelMaps::detach_connects`]).
     pub fn detach_connects(&self) {
         self.lock().kernel.detach_connects();
     }
 
-    /// `name`, in `cell`, runs in managed `cgroup` (and any it makes).
-    pub fn add_caller(&self, cell: usize, cgroup: &Cgroup, name: &str) {
+    /// `name`, in `cell`, runs in the managed cgroup `cgroup_id` (and any
+    /// it makes).
+    pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
         let mut state = self.lock();
-        state.callers.insert(cgroup.id(), (name.to_string(), cell));
+        state.callers.insert(cgroup_id, (name.to_string(), cell));
         state.cells[cell]
             .caller_cgroups
-            .insert(name.to_string(), cgroup.id());
+            .insert(name.to_string(), cgroup_id);
     }
 
     pub fn learn_connect_targets(
@@ -271,7 +275,7 @@ impl Session {
                 _pad: 0,
             };
             proxied.push(key);
-            if planned.fault == Fault::ConnectionRefused {
+            if enact::refused_in_kernel(&planned.fault) {
                 let attempt = ConnectAttempt {
                     key,
                     ordinal: execution

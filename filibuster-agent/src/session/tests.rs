@@ -1,0 +1,398 @@
+//! The session's bookkeeping without root: a model of the kernel's maps
+//! and events stands where the programs would be, and the tests drive the
+//! session as the proxy and the kernel do.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Result;
+use filibuster_common::{
+    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REFUSED, ConnectAttempt,
+    ConnectEvent, ConnectKey,
+};
+use foldhash::HashMap;
+
+use super::*;
+use crate::{
+    ebpf::{Head, KernelEvent, Speaks},
+    explore::{Explorer, Fault, Options, Outcome},
+};
+
+/// The maps as the session left them, and what the tests put in for the
+/// programs.
+#[derive(Default)]
+struct Maps {
+    /// Per `begin_execution`: its cgroups, refusals and proxied pairs.
+    begun: Vec<(Vec<u64>, Vec<ConnectAttempt>, Vec<ConnectKey>)>,
+    disarmed: Vec<ConnectAttempt>,
+    redirects: HashMap<(u64, u16), ConnectAttempt>,
+    senders: HashMap<(u16, u16), u32>,
+    reads: HashMap<(u32, u16), u16>,
+    dropped: u64,
+}
+
+#[derive(Clone, Default)]
+struct ModelKernel(Arc<Mutex<Maps>>);
+
+impl ModelKernel {
+    fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.0.lock().unwrap()
+    }
+}
+
+impl KernelMaps for ModelKernel {
+    fn begin_execution(
+        &mut self,
+        cgroups: &[u64],
+        refusals: &[ConnectAttempt],
+        proxied: &[ConnectKey],
+    ) -> Result<()> {
+        let begun = (cgroups.to_vec(), refusals.to_vec(), proxied.to_vec());
+        self.maps().begun.push(begun);
+        Ok(())
+    }
+
+    fn connect_directly(&mut self, _: u64, _: SocketAddr, _: Speaks) -> Result<()> {
+        Ok(())
+    }
+
+    fn detach_connects(&mut self) {}
+
+    fn disarm(&mut self, attempt: &ConnectAttempt) {
+        self.maps().disarmed.push(*attempt);
+    }
+
+    fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
+        self.maps().redirects.remove(&(netns, peer.port()))
+    }
+
+    fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32> {
+        self.maps().senders.get(&(local_port, remote_port)).copied()
+    }
+
+    fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
+        self.maps().reads.get(&(tid, port)).copied()
+    }
+
+    fn dropped_events(&self) -> u64 {
+        self.maps().dropped
+    }
+}
+
+/// An event as the test writes it (a head owns its bytes here).
+enum Event {
+    Connect(ConnectEvent),
+    Head {
+        socket: u64,
+        local: SocketAddr,
+        seq: u32,
+        egress: bool,
+        bytes: Vec<u8>,
+    },
+}
+
+#[derive(Clone, Default)]
+struct ModelEvents(Arc<Mutex<VecDeque<Event>>>);
+
+impl EventSource for ModelEvents {
+    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>)) {
+        let events: Vec<Event> = self.0.lock().unwrap().drain(..).collect();
+        for event in &events {
+            each(match event {
+                Event::Connect(connect) => KernelEvent::Connect(*connect),
+                Event::Head {
+                    socket,
+                    local,
+                    seq,
+                    egress,
+                    bytes,
+                } => KernelEvent::Head(Head {
+                    socket: *socket,
+                    local: *local,
+                    seq: *seq,
+                    tid: 1,
+                    egress: *egress,
+                    bytes,
+                }),
+            });
+        }
+    }
+}
+
+const FOO: u16 = 5000;
+const BAR: u16 = 5001;
+const DB: u16 = 6379;
+/// `foo`'s cgroup in cell `n` is `FOO_CGROUP + n`.
+const FOO_CGROUP: u64 = 100;
+const TEST_CGROUP: u64 = 200;
+
+/// A session with `cells` copies of foo, bar and db (each cell's
+/// namespace its own) and of the test, with the model kernel under it.
+struct Harness {
+    session: Session,
+    kernel: ModelKernel,
+    events: ModelEvents,
+    netns: Arc<NetNs>,
+    /// Each cell's namespace cookie (cell 0's is the real `netns`).
+    cookies: Vec<u64>,
+    explorer: Explorer,
+}
+
+impl Harness {
+    fn new(cells: usize) -> Self {
+        let netns = Arc::new(NetNs::own().expect("own network namespace"));
+        let cookies: Vec<u64> = (0..cells as u64).map(|n| netns.cookie() + n).collect();
+        let services = cookies
+            .iter()
+            .flat_map(|&netns| {
+                [("foo", FOO), ("bar", BAR), ("db", DB)].map(|(name, port)| ServiceAddress {
+                    name: name.into(),
+                    port,
+                    netns,
+                    addresses: Vec::new(),
+                })
+            })
+            .collect();
+        let (kernel, events) = (ModelKernel::default(), ModelEvents::default());
+        let session = Session::new(
+            kernel.clone(),
+            events.clone(),
+            services,
+            FaultSpace::default(),
+            std::slice::from_ref(&netns),
+            cookies.clone(),
+        );
+        for cell in 0..cells {
+            session.add_caller(cell, FOO_CGROUP + cell as u64, "foo");
+            session.add_caller(cell, TEST_CGROUP + cell as u64, "test");
+        }
+        Self {
+            session,
+            kernel,
+            events,
+            netns,
+            cookies,
+            explorer: Explorer::new(Options::default()),
+        }
+    }
+
+    fn push(&self, event: Event) {
+        self.events.0.lock().unwrap().push_back(event);
+    }
+
+    /// The kernel reports `action` on a connect of `cgroup` to `port`
+    /// (its `ordinal`-th) from socket `socket`, in `cell`.
+    fn connect(&self, cell: usize, cgroup: u64, port: u16, ordinal: u32, socket: u64, action: u32) {
+        self.push(Event::Connect(ConnectEvent {
+            attempt: attempt(cgroup, port, ordinal),
+            netns: self.cookies[cell],
+            socket,
+            pid: 1,
+            tid: 1,
+            action,
+            _pad: 0,
+            at_ns: 0,
+        }));
+    }
+
+    /// A connection `caller` (in cell 0, where `netns` is real) made to
+    /// `port` through the proxy, from local `peer_port`.
+    fn connection(&self, caller: &str, cgroup: u64, port: u16, peer_port: u16) -> Connection {
+        let destination = address(port);
+        Connection {
+            cell: 0,
+            caller: caller.into(),
+            callee: callee(&self.session.lock().services, destination, self.cookies[0]),
+            destination,
+            peer: address(peer_port),
+            listener_port: 15001,
+            netns: self.netns.clone(),
+            attempt: attempt(cgroup, port, 1),
+            number: 1,
+        }
+    }
+
+    /// Runs the next execution the search hands out in `cell`, `run`
+    /// driving it, and returns it finished.
+    fn run(&mut self, cell: usize, run: impl FnOnce(&Self)) -> Execution {
+        let execution = self.explorer.next_execution().expect("an execution");
+        self.session.begin(cell, execution).unwrap();
+        run(self);
+        self.session.end(cell).expect("running")
+    }
+}
+
+fn address(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn attempt(cgroup: u64, port: u16, ordinal: u32) -> ConnectAttempt {
+    ConnectAttempt {
+        key: ConnectKey {
+            cgroup_id: cgroup,
+            destination: Destination(address(port)).to_kernel(),
+            _pad: 0,
+        },
+        ordinal,
+        _pad: 0,
+    }
+}
+
+fn request(target: &str, first_on_connection: bool, upstream_port: Option<u16>) -> CallRequest<'_> {
+    CallRequest {
+        protocol: Protocol::Http,
+        method: "GET",
+        target,
+        trace: None,
+        first_on_connection,
+        upstream_port,
+    }
+}
+
+#[test]
+fn a_refusal_is_armed_in_its_own_cell_with_the_connect_the_kernel_saw() {
+    let mut harness = Harness::new(2);
+    // Fault-free: foo's direct connect to db is its call.
+    let first = harness.run(0, |h| {
+        h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_DIRECT);
+        h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_ESTABLISHED);
+    });
+    let call = &first.calls()[0];
+    assert_eq!(
+        (call.site.caller.as_str(), call.site.callee.as_str()),
+        ("foo", "db")
+    );
+    assert_eq!(call.outcome, Outcome::Connected);
+    assert_eq!(call.connect_ordinal, Some(1));
+    harness.explorer.finish(first, true);
+
+    // The refusal planned on it, run in cell 1: armed on cell 1's cgroup
+    // of foo alone, and the kernel's refusal there is the planned call.
+    let second = harness.run(1, |h| {
+        let maps = h.kernel.maps();
+        let (cgroups, refusals, proxied) = maps.begun.last().unwrap();
+        assert_eq!(cgroups.len(), 2);
+        assert!(cgroups.contains(&(FOO_CGROUP + 1)) && cgroups.contains(&(TEST_CGROUP + 1)));
+        assert_eq!(refusals, &[attempt(FOO_CGROUP + 1, DB, 1)]);
+        assert_eq!(proxied, &[attempt(FOO_CGROUP + 1, DB, 1).key]);
+        drop(maps);
+        // Cell 0 runs nothing: its connects are nobody's calls.
+        h.connect(0, FOO_CGROUP, DB, 1, 8, ACTION_DIRECT);
+        h.connect(1, FOO_CGROUP + 1, DB, 1, 9, ACTION_REFUSED);
+        assert!(h.session.fault_injected(1, Some("db")));
+        assert!(!h.session.fault_injected(0, None));
+    });
+    assert_eq!(second.calls().len(), 1);
+    assert_eq!(second.calls()[0].injected, Some(Fault::ConnectionRefused));
+}
+
+#[test]
+fn a_refusal_planned_on_a_call_that_came_pooled_resets_its_connection() {
+    let mut harness = Harness::new(1);
+    let to_bar = harness.connection("foo", FOO_CGROUP, BAR, 40000);
+    let first = harness.run(0, |h| {
+        let admission = h.session.admit(&to_bar, &request("/items", true, None));
+        assert_eq!(admission.enactment, Enactment::Forward);
+        h.session
+            .finish_call(admission.call.unwrap(), Outcome::Status(200));
+    });
+    harness.explorer.finish(first, true);
+    // Bugs first: the refusal of that call comes next. This time the call
+    // reuses a connection, so the kernel cannot refuse it.
+    let second = harness.run(0, |h| {
+        let armed = attempt(FOO_CGROUP, BAR, 1);
+        assert_eq!(h.kernel.maps().begun.last().unwrap().1, [armed]);
+        let admission = h.session.admit(&to_bar, &request("/items", false, None));
+        assert_eq!(admission.enactment, Enactment::ResetConnection);
+        // Disarmed, so that the caller's reconnect goes through.
+        assert_eq!(h.kernel.maps().disarmed, [armed]);
+    });
+    let call = &second.calls()[0];
+    assert_eq!(call.injected, Some(Fault::ConnectionRefused));
+    assert_eq!(call.outcome, Outcome::Injected(Fault::ConnectionReset));
+}
+
+#[test]
+fn a_call_belongs_to_the_request_its_thread_is_serving() {
+    for (serving, parent) in [(41001, 0), (41002, 1)] {
+        let mut harness = Harness::new(1);
+        let (first, second) = (
+            harness.connection("test", TEST_CGROUP, FOO, 41001),
+            harness.connection("test", TEST_CGROUP, FOO, 41002),
+        );
+        let to_bar = harness.connection("foo", FOO_CGROUP, BAR, 42000);
+        let execution = harness.run(0, |h| {
+            // foo serves two requests at once, each read off its own
+            // connection from the agent; its thread 9 last read `serving`.
+            for (connection, port) in [(&first, 41001), (&second, 41002)] {
+                let request = request("/", true, Some(port));
+                h.session.admit(connection, &request);
+            }
+            let mut maps = h.kernel.maps();
+            maps.senders.insert((42000, 15001), 9);
+            maps.reads.insert((9, FOO), serving);
+            drop(maps);
+            h.session.admit(&to_bar, &request("/items", true, None));
+        });
+        let call = &execution.calls()[2];
+        assert_eq!(call.site.callee, "bar");
+        assert_eq!(call.parent.map(CallId::position), Some(parent));
+    }
+}
+
+#[test]
+fn calls_are_read_off_an_observed_connection() {
+    let mut harness = Harness::new(1);
+    let local = address(43000);
+    let execution = harness.run(0, |h| {
+        h.connect(0, FOO_CGROUP, BAR, 1, 11, ACTION_OBSERVED);
+        let head = |seq, egress, text: &str| Event::Head {
+            socket: 11,
+            local,
+            seq,
+            egress,
+            bytes: text.as_bytes().to_vec(),
+        };
+        h.push(head(
+            1000,
+            true,
+            "GET /items?page=2 HTTP/1.1\r\nHost: bar\r\n\r\n",
+        ));
+        h.push(head(
+            5000,
+            false,
+            "HTTP/1.1 503 Service Unavailable\r\n\r\n",
+        ));
+        // A retransmission of the request is not a second call.
+        h.push(head(
+            1000,
+            true,
+            "GET /items?page=2 HTTP/1.1\r\nHost: bar\r\n\r\n",
+        ));
+        h.session.absorb();
+        assert_eq!(h.session.observed_calls(), 1);
+    });
+    let [call] = execution.calls() else {
+        panic!("one call, not {:?}", execution.calls());
+    };
+    assert_eq!(
+        (call.site.caller.as_str(), call.site.callee.as_str()),
+        ("foo", "bar")
+    );
+    assert_eq!(call.site.target, "/items");
+    assert_eq!(call.outcome, Outcome::Status(503));
+}
+
+#[test]
+fn an_execution_that_lost_kernel_events_says_so() {
+    let mut harness = Harness::new(1);
+    harness.kernel.maps().dropped = 5;
+    // Events lost before the execution are not its own.
+    let quiet = harness.run(0, |h| h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_DIRECT));
+    assert_eq!(harness.explorer.finish(quiet, true).lost_events, 0);
+    let flooded = harness.run(0, |h| h.kernel.maps().dropped += 3);
+    assert_eq!(harness.explorer.finish(flooded, true).lost_events, 3);
+}
