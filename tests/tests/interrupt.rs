@@ -212,3 +212,86 @@ fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
     assert_eq!(report["executions"], 10);
     assert_host_clean();
 }
+
+/// A functional test that, in the run's first execution (while foo is
+/// not yet known to speak HTTP/1.1, so that its connects go through the
+/// proxy), first opens 2,000 connections to foo and never uses them; then
+/// makes its request on a connection opened half a second ahead (as a
+/// client connected at startup would). Later executions connect to foo
+/// directly, where a flood would only measure Flask's listen backlog.
+const IDLE_CLIENT: &str = r#"
+import os, resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+idle = []
+if not os.path.exists("flooded"):
+    open("flooded", "w").close()
+    idle = [socket.create_connection(("127.0.0.1", 5000)) for _ in range(2000)]
+kept = socket.create_connection(("127.0.0.1", 5000))
+time.sleep(0.5)
+kept.sendall(b"GET /foo/bar/baz HTTP/1.1\r\nHost: foo\r\nConnection: close\r\n\r\n")
+answer = b""
+while chunk := kept.recv(65536):
+    answer += chunk
+status = int(answer.split(b" ", 2)[1])
+body = answer.split(b"\r\n\r\n", 1)[1]
+sys.exit(0 if (status == 200 and body == b"foo bar baz") or status in (503, 404) else 1)
+"#;
+
+#[test]
+fn connections_opened_ahead_of_their_requests_change_nothing() {
+    // Through the proxy (foo is not yet learned as HTTP/1.1 when the first
+    // execution opens them): idle ones are no calls, and the request on
+    // the connection opened ahead is one, read as HTTP.
+    let dir = scratch("idle-proxied");
+    std::fs::write(dir.join("idle_client.py"), IDLE_CLIENT).unwrap();
+    let services = workspace().join("examples/tutorial");
+    let config = std::fs::read_to_string(services.join("fixed.toml"))
+        .unwrap()
+        .replace(
+            "command = \"python3 functional/test_foo_bar_baz.py\"",
+            &format!(
+                "command = \"python3 {}\"",
+                dir.join("idle_client.py").display()
+            ),
+        )
+        .replace(
+            "command = \"python3 services/",
+            &format!("command = \"python3 {}/services/", services.display()),
+        );
+    std::fs::write(dir.join("filibuster.toml"), config).unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            "filibuster.toml",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["executions"], 10, "{stderr}");
+    let calls: Vec<String> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} → {} {} {}",
+                c["caller"], c["callee"], c["method"], c["target"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            r#""test" → "foo" "GET" "/foo/bar/baz""#,
+            r#""foo" → "bar" "GET" "/bar/baz""#,
+            r#""bar" → "baz" "GET" "/baz""#,
+        ]
+    );
+    assert_host_clean();
+}

@@ -174,15 +174,40 @@ async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>, 
 
 async fn serve_connection(stream: TcpStream, connection: Connection, session: Arc<Session>) {
     let _ = stream.set_nodelay(true);
-    match sniff::wire(&stream).await {
-        Wire::Http1 => http::serve_http1(stream, connection, session).await,
-        Wire::Http2 => http::serve_http2(stream, connection, session).await,
+    let mut wire = sniff::wire(&stream).await;
+    let mut upstream = None;
+    if wire == Wire::Silent {
+        match tcp::first_to_speak(&stream, &connection).await {
+            // The caller now has bytes to tell its protocol by.
+            tcp::FirstToSpeak::Caller(open) => {
+                wire = sniff::wire(&stream).await;
+                upstream = Some(open);
+            }
+            tcp::FirstToSpeak::Callee(open) => upstream = Some(open),
+            // Neither spoke: no call was made on it.
+            tcp::FirstToSpeak::Neither => return,
+            // Passed through, which tries again and records the failure.
+            tcp::FirstToSpeak::Unreachable => {}
+        }
+    }
+    match wire {
+        // The HTTP proxy opens its own upstream connection when a request
+        // needs one; one opened while the caller was silent is closed.
+        Wire::Http1 => {
+            drop(upstream);
+            http::serve_http1(stream, connection, session).await
+        }
+        Wire::Http2 => {
+            drop(upstream);
+            http::serve_http2(stream, connection, session).await
+        }
         Wire::Opaque => {
             session.connect_directly(&connection, Speaks::Opaque);
-            tcp::pass_through(stream, connection, session).await
+            tcp::pass_through(stream, upstream, connection, session).await
         }
-        // Not learned: a slow HTTP caller would make HTTP look opaque.
-        Wire::Silent => tcp::pass_through(stream, connection, session).await,
+        // The callee spoke first (MySQL's greeting, SMTP's banner). Not
+        // learned: a caller slow to start HTTP would make HTTP look opaque.
+        Wire::Silent => tcp::pass_through(stream, upstream, connection, session).await,
     }
 }
 

@@ -16,7 +16,49 @@ use crate::{
     session::{CallRequest, Connection, Enactment, Session},
 };
 
-pub async fn pass_through(mut stream: TcpStream, connection: Connection, session: Arc<Session>) {
+/// Who spoke first on a connection whose caller was silent at first.
+pub enum FirstToSpeak {
+    /// The caller: it opened its connection ahead of its first request (a
+    /// warmed pool, a client connected at startup). With the callee's
+    /// connection, open.
+    Caller(TcpStream),
+    /// The callee: a protocol where the server speaks first.
+    Callee(TcpStream),
+    /// Either side closed the connection before anything was said.
+    Neither,
+    /// The callee could not be connected to.
+    Unreachable,
+}
+
+/// Connects to the callee of a caller that has sent nothing yet, so that
+/// a server-first protocol can begin, and waits for either side to speak.
+/// Until one does, nothing is a call: a pool of idle connections adds
+/// none to the execution.
+pub async fn first_to_speak(stream: &TcpStream, connection: &Connection) -> FirstToSpeak {
+    let Ok(upstream) = connection.netns.connect(connection.destination).await else {
+        return FirstToSpeak::Unreachable;
+    };
+    let (mut caller, mut callee) = ([0u8; 1], [0u8; 1]);
+    tokio::select! {
+        said = stream.peek(&mut caller) => match said {
+            Ok(1..) => FirstToSpeak::Caller(upstream),
+            _ => FirstToSpeak::Neither,
+        },
+        said = upstream.peek(&mut callee) => match said {
+            Ok(1..) => FirstToSpeak::Callee(upstream),
+            _ => FirstToSpeak::Neither,
+        },
+    }
+}
+
+/// Passes `stream` through to its destination, over `upstream` if it is
+/// already open, as one call.
+pub async fn pass_through(
+    mut stream: TcpStream,
+    upstream: Option<TcpStream>,
+    connection: Connection,
+    session: Arc<Session>,
+) {
     let request = CallRequest {
         protocol: Protocol::Tcp,
         method: "",
@@ -33,7 +75,11 @@ pub async fn pass_through(mut stream: TcpStream, connection: Connection, session
             () = hung_up(&mut stream) => {}
         },
         (Enactment::Forward, call) => {
-            match connection.netns.connect(connection.destination).await {
+            let upstream = match upstream {
+                Some(open) => Ok(open),
+                None => connection.netns.connect(connection.destination).await,
+            };
+            match upstream {
                 Ok(mut upstream) => {
                     if let Some(call) = call {
                         session.finish_call(call, Outcome::Connected);
