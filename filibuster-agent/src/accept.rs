@@ -11,12 +11,17 @@ use tracing::warn;
 /// How long to wait before accepting again after a failure.
 const BACKOFF: Duration = Duration::from_millis(50);
 
-/// The next connection on `listener`.
-pub async fn next(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+/// The next connection on `listener`. When the process is out of
+/// descriptors, `exhausted` is called before the pause: a chance to close
+/// connections that can go.
+pub async fn next(listener: &TcpListener, exhausted: impl Fn()) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
             Err(e) => {
+                if out_of_descriptors(&e) {
+                    exhausted();
+                }
                 if e.kind() != io::ErrorKind::ConnectionAborted {
                     warn!("cannot accept a connection ({e}): retrying shortly");
                     tokio::time::sleep(BACKOFF).await;
@@ -24,6 +29,12 @@ pub async fn next(listener: &TcpListener) -> (TcpStream, SocketAddr) {
             }
         }
     }
+}
+
+/// Whether `error` says the process (EMFILE) or the system (ENFILE) has no
+/// descriptor left.
+pub fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Raises this process's limit on open descriptors to the most it may

@@ -141,7 +141,7 @@ pub async fn serve(listener: TcpListener, session: Arc<Session>, test_loop: Arc<
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut idle: VecDeque<Idle> = VecDeque::new();
     loop {
-        let (stream, _) = accept::next(&listener).await;
+        let (stream, _) = accept::next(&listener, || {}).await;
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {

@@ -5,13 +5,14 @@
 
 use std::{
     net::TcpStream,
-    process::{Child, Stdio},
+    path::Path,
+    process::{Child, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use filibuster_tests::{
-    filibuster, leftover_cgroups, our_programs_loaded, run_test, scratch, workspace,
+    filibuster, leftover_cgroups, our_programs_loaded, read_json, run_test, scratch, workspace,
 };
 use nix::{
     sys::signal::{Signal, kill},
@@ -169,30 +170,49 @@ fn a_second_agent_refuses_to_run_beside_the_first() {
     assert_host_clean();
 }
 
+/// `filibuster test` on `config` from `dir`, one cell, Filibuster's search,
+/// a JSON report, allowed 512 descriptors: the floods below need about
+/// 2,000 without a bound.
+fn with_few_descriptors(dir: &Path, config: &str) -> std::process::Command {
+    let _ = filibuster(); // built
+    let mut agent = std::process::Command::new("prlimit");
+    agent
+        .args(["--nofile=512:512", "--"])
+        .arg(workspace().join("target/debug/filibuster"))
+        .args(["test", "--config", config, "--cells", "1"])
+        .args(["--search", "filibuster", "--report-json", "report.json"])
+        .current_dir(dir)
+        .stderr(Stdio::piped());
+    agent
+}
+
+/// The run ended passing after `executions` executions; its calls.
+fn passed_after(dir: &Path, output: &Output, executions: u64) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["executions"], executions, "{stderr}");
+    assert_host_clean();
+    report["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} → {} {} {}",
+                c["caller"], c["callee"], c["method"], c["target"]
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
-    // 2,000 connections that never send a request, against an agent that
-    // may hold only 512 descriptors: without a bound it runs out, and its
-    // proxy can no longer accept the services' calls.
+    // 2,000 connections that never send a request: without a bound the
+    // agent runs out, and its proxy can no longer accept the services'
+    // calls.
     let dir = scratch("idle-flood");
-    let binary = workspace().join("target/debug/filibuster");
-    let _ = filibuster(); // built
-    let agent = std::process::Command::new("prlimit")
-        .args(["--nofile=512:512", "--"])
-        .arg(&binary)
-        .args([
-            "test",
-            "--config",
-            &tutorial("fixed.toml"),
-            "--cells",
-            "1",
-            "--search",
-            "filibuster",
-            "--report-json",
-            "report.json",
-        ])
-        .current_dir(&dir)
-        .stderr(Stdio::piped())
+    let agent = with_few_descriptors(&dir, &tutorial("fixed.toml"))
         .spawn()
         .expect("prlimit runs filibuster");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -205,34 +225,38 @@ fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
         .collect();
     let output = agent.wait_with_output().expect("the agent ends");
     drop(idle);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["executions"], 10);
-    assert_host_clean();
+    passed_after(&dir, &output, 10);
 }
 
 /// A functional test that, in the run's first execution (while foo is
 /// not yet known to speak HTTP/1.1, so that its connects go through the
-/// proxy), first opens 2,000 connections to foo and never uses them; then
+/// proxy), first opens 2,000 connections to foo and never uses them (from
+/// five processes, each within the agent's limit it inherits); then
 /// makes its request on a connection opened half a second ahead (as a
 /// client connected at startup would). Later executions connect to foo
 /// directly, where a flood would only measure Flask's listen backlog.
 const IDLE_CLIENT: &str = r#"
-import os, resource, socket, sys, time
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-idle = []
+import os, signal, socket, sys, time
+holders = []
 if not os.path.exists("flooded"):
     open("flooded", "w").close()
-    idle = [socket.create_connection(("127.0.0.1", 5000)) for _ in range(2000)]
+    for _ in range(5):
+        ready, done = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            held = [socket.create_connection(("127.0.0.1", 5000)) for _ in range(400)]
+            os.write(done, b"x")
+            signal.pause()
+        os.read(ready, 1)
+        holders.append(pid)
 kept = socket.create_connection(("127.0.0.1", 5000))
 time.sleep(0.5)
 kept.sendall(b"GET /foo/bar/baz HTTP/1.1\r\nHost: foo\r\nConnection: close\r\n\r\n")
 answer = b""
 while chunk := kept.recv(65536):
     answer += chunk
+for pid in holders:
+    os.kill(pid, signal.SIGKILL)
 status = int(answer.split(b" ", 2)[1])
 body = answer.split(b"\r\n\r\n", 1)[1]
 sys.exit(0 if (status == 200 and body == b"foo bar baz") or status in (503, 404) else 1)
@@ -240,58 +264,32 @@ sys.exit(0 if (status == 200 and body == b"foo bar baz") or status in (503, 404)
 
 #[test]
 fn connections_opened_ahead_of_their_requests_change_nothing() {
-    // Through the proxy (foo is not yet learned as HTTP/1.1 when the first
-    // execution opens them): idle ones are no calls, and the request on
-    // the connection opened ahead is one, read as HTTP.
+    // Through the proxy, which may hold 512 descriptors: idle connections
+    // are no calls, and the oldest are closed when descriptors run out;
+    // the request on the connection opened ahead is a call, read as HTTP.
     let dir = scratch("idle-proxied");
     std::fs::write(dir.join("idle_client.py"), IDLE_CLIENT).unwrap();
-    let services = workspace().join("examples/tutorial");
-    let config = std::fs::read_to_string(services.join("fixed.toml"))
+    let tutorial = workspace().join("examples/tutorial");
+    let config = std::fs::read_to_string(tutorial.join("fixed.toml"))
         .unwrap()
         .replace(
             "command = \"python3 functional/test_foo_bar_baz.py\"",
-            &format!(
-                "command = \"python3 {}\"",
-                dir.join("idle_client.py").display()
-            ),
+            "command = \"python3 idle_client.py\"",
         )
         .replace(
             "command = \"python3 services/",
-            &format!("command = \"python3 {}/services/", services.display()),
+            &format!("command = \"python3 {}/services/", tutorial.display()),
         );
     std::fs::write(dir.join("filibuster.toml"), config).unwrap();
-    let output = run_test(
-        &dir,
-        &[
-            "--config",
-            "filibuster.toml",
-            "--report-json",
-            "report.json",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["executions"], 10, "{stderr}");
-    let calls: Vec<String> = report["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} → {} {} {}",
-                c["caller"], c["callee"], c["method"], c["target"]
-            )
-        })
-        .collect();
+    let output = with_few_descriptors(&dir, "filibuster.toml")
+        .output()
+        .expect("prlimit runs filibuster");
     assert_eq!(
-        calls,
+        passed_after(&dir, &output, 10),
         [
             r#""test" → "foo" "GET" "/foo/bar/baz""#,
             r#""foo" → "bar" "GET" "/bar/baz""#,
             r#""bar" → "baz" "GET" "/baz""#,
         ]
     );
-    assert_host_clean();
 }

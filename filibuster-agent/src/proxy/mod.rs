@@ -19,6 +19,7 @@
 //! core.
 
 mod http;
+mod idle;
 pub(crate) mod sniff;
 mod tcp;
 
@@ -40,6 +41,7 @@ use tokio::{
 use tracing::debug;
 
 pub use http::INJECTED_HEADER;
+use idle::Idle;
 use sniff::Wire;
 
 use crate::{
@@ -116,16 +118,19 @@ impl Threads {
                 .spawn(move || {
                     runtime.block_on(async {
                         let serving = Serving::default();
+                        let idle = Idle::default();
                         for (listener, netns) in listeners {
                             match TcpListener::from_std(listener) {
                                 Ok(listener) => {
-                                    let serving = serving.clone();
-                                    tokio::spawn(serve(listener, netns, session.clone(), serving));
+                                    let (serving, idle) = (serving.clone(), idle.clone());
+                                    let session = session.clone();
+                                    tokio::spawn(serve(listener, netns, session, serving, idle));
                                 }
                                 Err(e) => debug!("a proxy listener is lost: {e}"),
                             }
                         }
                         let _ = stopped.await;
+                        idle.evict_all();
                         let deadline = tokio::time::Instant::now() + DRAIN;
                         while drain && serving.count() > 0 && tokio::time::Instant::now() < deadline
                         {
@@ -152,32 +157,43 @@ impl Drop for Threads {
 
 /// Accepts the connections redirected to `listener`, which lives in
 /// `netns`, until the task is dropped.
-async fn serve(listener: TcpListener, netns: Arc<NetNs>, session: Arc<Session>, serving: Serving) {
+async fn serve(
+    listener: TcpListener,
+    netns: Arc<NetNs>,
+    session: Arc<Session>,
+    serving: Serving,
+    idle: Idle,
+) {
     let Ok(port) = listener.local_addr().map(|a| a.port()) else {
         return;
     };
     loop {
-        let (stream, peer) = accept::next(&listener).await;
+        let (stream, peer) = accept::next(&listener, || idle.evict_oldest()).await;
         let Some(connection) = session.accept(&netns, port, peer) else {
             // Not redirected by our programs: nobody should connect here.
             debug!(%peer, "dropping a connection the kernel did not redirect");
             continue;
         };
         let guard = serving.enter();
-        let session = session.clone();
+        let (session, idle) = (session.clone(), idle.clone());
         tokio::spawn(async move {
-            serve_connection(stream, connection, session).await;
+            serve_connection(stream, connection, session, &idle).await;
             drop(guard);
         });
     }
 }
 
-async fn serve_connection(stream: TcpStream, connection: Connection, session: Arc<Session>) {
+async fn serve_connection(
+    stream: TcpStream,
+    connection: Connection,
+    session: Arc<Session>,
+    idle: &Idle,
+) {
     let _ = stream.set_nodelay(true);
     let mut wire = sniff::wire(&stream).await;
     let mut upstream = None;
     if wire == Wire::Silent {
-        match tcp::first_to_speak(&stream, &connection).await {
+        match tcp::first_to_speak(&stream, &connection, idle).await {
             // The caller now has bytes to tell its protocol by.
             tcp::FirstToSpeak::Caller(open) => {
                 wire = sniff::wire(&stream).await;

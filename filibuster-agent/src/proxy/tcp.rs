@@ -10,8 +10,9 @@ use tokio::{
 };
 use tracing::debug;
 
-use super::reset;
+use super::{idle::Idle, reset};
 use crate::{
+    accept,
     explore::{Outcome, Protocol},
     session::{CallRequest, Connection, Enactment, Session},
 };
@@ -33,12 +34,25 @@ pub enum FirstToSpeak {
 /// Connects to the callee of a caller that has sent nothing yet, so that
 /// a server-first protocol can begin, and waits for either side to speak.
 /// Until one does, nothing is a call: a pool of idle connections adds
-/// none to the execution.
-pub async fn first_to_speak(stream: &TcpStream, connection: &Connection) -> FirstToSpeak {
-    let Ok(upstream) = connection.netns.connect(connection.destination).await else {
-        return FirstToSpeak::Unreachable;
+/// none to the execution. Out of descriptors, the oldest idle connections
+/// are closed, this one included when its turn comes.
+pub async fn first_to_speak(
+    stream: &TcpStream,
+    connection: &Connection,
+    idle: &Idle,
+) -> FirstToSpeak {
+    let upstream = match connection.netns.connect(connection.destination).await {
+        Ok(upstream) => upstream,
+        // Out of descriptors: room is made, and this connection, on which
+        // nothing was said, is closed too.
+        Err(e) if accept::out_of_descriptors(&e) => {
+            idle.evict_oldest();
+            return FirstToSpeak::Neither;
+        }
+        Err(_) => return FirstToSpeak::Unreachable,
     };
     let (mut caller, mut callee) = ([0u8; 1], [0u8; 1]);
+    let mut guard = idle.enter();
     tokio::select! {
         said = stream.peek(&mut caller) => match said {
             Ok(1..) => FirstToSpeak::Caller(upstream),
@@ -48,6 +62,7 @@ pub async fn first_to_speak(stream: &TcpStream, connection: &Connection) -> Firs
             Ok(1..) => FirstToSpeak::Callee(upstream),
             _ => FirstToSpeak::Neither,
         },
+        _ = &mut guard.evicted => FirstToSpeak::Neither,
     }
 }
 

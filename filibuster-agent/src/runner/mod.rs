@@ -554,6 +554,32 @@ fn write_counterexample(
     .write(path)
 }
 
+/// `names`, each once with how many times it came (`a ×3; b`), the first
+/// few: a warning stays one line however many calls it is about.
+fn counted(names: impl Iterator<Item = String>) -> String {
+    const SHOWN: usize = 5;
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for name in names {
+        match counts.iter_mut().find(|(seen, _)| *seen == name) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    let more = counts.len().saturating_sub(SHOWN);
+    let mut shown: Vec<String> = counts
+        .into_iter()
+        .take(SHOWN)
+        .map(|(name, count)| match count {
+            1 => name,
+            n => format!("{name} ×{n}"),
+        })
+        .collect();
+    if more > 0 {
+        shown.push(format!("{more} more"));
+    }
+    shown.join("; ")
+}
+
 fn print_summary(run: &RunSummary, replaying: bool) {
     let calls = report::discovered_calls(run.executions);
     eprintln!(
@@ -561,11 +587,10 @@ fn print_summary(run: &RunSummary, replaying: bool) {
         report::render_calls(&calls)
     );
     for finished in run.unstable() {
-        let vanished: Vec<String> = finished.vanished.iter().map(|s| s.to_string()).collect();
         eprintln!(
             "filibuster: warning: execution {} was planned on calls that did not happen again ({}): indices are unstable, probably a path with an id or a time in it; its discoveries were not explored",
             finished.number,
-            vanished.join("; ")
+            counted(finished.vanished.iter().map(|s| s.to_string()))
         );
     }
     for failure in run.failures {
@@ -718,5 +743,14 @@ mod tests {
         assert!(!another_cell_pays(&slow, 1, 1, Duration::from_secs(1)));
         // Not before an execution with faults has shown what it holds.
         assert!(!another_cell_pays(&slow[..1], 20, 1, start));
+    }
+
+    #[test]
+    fn a_warning_names_each_call_once_and_a_few_at_most() {
+        let names = |list: &[&str]| counted(list.iter().map(|s| s.to_string()));
+        assert_eq!(names(&["a", "b", "a", "a"]), "a ×3; b");
+        let many: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(names(&many), "c0; c1; c2; c3; c4; 3 more");
     }
 }
