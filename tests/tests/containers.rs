@@ -15,8 +15,8 @@ use std::{
     fs,
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::PathBuf,
-    process::Command,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -389,6 +389,48 @@ fn load_through_foo(running: Arc<AtomicBool>) -> thread::JoinHandle<(u32, u32)> 
     })
 }
 
+/// A TCP probe of baz from inside foo's container, as a liveness probe or
+/// a sidecar checks a port: connect and close, every 10 ms, until the
+/// file `argv[1]` exists; prints how many probes were made and how many
+/// failed. A connection on which nothing is said is no call, and foo makes
+/// no call to baz, so that destination is never learned (connected to
+/// directly): while the programs are attached, every probe goes through
+/// the proxy, the last ones included.
+const PROBE: &str = r#"
+import os, socket, sys, time
+made = failed = 0
+while not os.path.exists(sys.argv[1]):
+    made += 1
+    try:
+        socket.create_connection(("10.203.0.1", 5002), timeout=2).close()
+    except OSError:
+        failed += 1
+    time.sleep(0.01)
+print(made, failed)
+"#;
+
+impl Cluster {
+    /// Starts [`PROBE`] in foo's container; it stops when `stop` exists.
+    fn probe_baz_from_foo(&self, stop: &Path) -> Child {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec nsenter --net=/run/netns/fbt-foo python3 -c \"$0\" {}",
+                self.foo.cgroup.display(),
+                stop.display()
+            ))
+            .arg(PROBE)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the probe starts")
+    }
+}
+
+/// Half a second between the agent's teardown steps (detach the programs,
+/// then close the listeners): with the order reversed, the attached
+/// services' connects in that time go to closed listeners, and fail.
+const TEARDOWN_PAUSE: &str = "FILIBUSTER_TEARDOWN_PAUSE_MS";
+
 #[test]
 fn the_services_own_calls_never_fail_as_the_agent_comes_and_goes() {
     let cluster = Cluster::start("containers-teardown");
@@ -399,18 +441,27 @@ fn the_services_own_calls_never_fail_as_the_agent_comes_and_goes() {
     for signal in [None, Some(Signal::SIGTERM)] {
         let running = Arc::new(AtomicBool::new(true));
         let load = load_through_foo(running.clone());
+        let stop = dir.join("stop-probing");
+        let _ = fs::remove_file(&stop);
+        let probe = cluster.probe_baz_from_foo(&stop);
         thread::sleep(Duration::from_millis(300));
         match signal {
             None => {
-                let output = run_test(dir, &["--config", config, "--only-initial-execution"]);
+                let output = filibuster()
+                    .args(["test", "--config", config, "--only-initial-execution"])
+                    .env(TEARDOWN_PAUSE, "500")
+                    .current_dir(dir)
+                    .output()
+                    .expect("filibuster runs");
                 assert_eq!(output.status.code(), Some(0));
             }
             Some(signal) => {
                 let agent = filibuster()
                     .args(["test", "--config", config, "--only-initial-execution"])
                     .args(["--functional-test", "sleep 10"])
+                    .env(TEARDOWN_PAUSE, "500")
                     .current_dir(dir)
-                    .stderr(std::process::Stdio::null())
+                    .stderr(Stdio::null())
                     .spawn()
                     .expect("filibuster starts");
                 let output = signal_mid_run(agent, signal);
@@ -422,6 +473,12 @@ fn the_services_own_calls_never_fail_as_the_agent_comes_and_goes() {
         let (requests, failures) = load.join().unwrap();
         assert!(requests >= 20, "only {requests} requests through foo");
         assert_eq!(failures, 0, "{failures} of {requests} failed ({signal:?})");
+        fs::write(&stop, "").unwrap();
+        let probed = probe.wait_with_output().expect("the probe ends");
+        let probed = String::from_utf8_lossy(&probed.stdout);
+        let (made, failed) = probed.trim().split_once(' ').expect("the probe's counts");
+        assert!(made.parse::<u32>().unwrap() >= 50, "only {made} probes");
+        assert_eq!(failed, "0", "{failed} of {made} probes failed ({signal:?})");
     }
     cluster.assert_left_as_found();
 }

@@ -67,8 +67,20 @@ impl Drop for Host {
     /// a listener of ours that closed.
     fn drop(&mut self) {
         self.session.detach_connects();
+        // Test-only: widens the window between the teardown's two steps
+        // (detach, then close the listeners) from microseconds, so that a
+        // test can tell their order (containers.rs).
+        if let Some(pause) = std::env::var(TEARDOWN_PAUSE)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(pause));
+        }
     }
 }
+
+/// How long (ms) [`Host`]'s teardown pauses between its steps; for tests.
+const TEARDOWN_PAUSE: &str = "FILIBUSTER_TEARDOWN_PAUSE_MS";
 
 /// How many cells a run asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
