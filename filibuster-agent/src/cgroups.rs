@@ -108,6 +108,12 @@ impl Cgroup {
             .collect()
     }
 
+    /// Whether any process is in the cgroup or one under it.
+    pub fn populated(&self) -> bool {
+        fs::read_to_string(self.path.join("cgroup.events"))
+            .is_ok_and(|events| events.lines().any(|line| line == "populated 1"))
+    }
+
     /// Makes `command` start inside this cgroup: the child moves itself
     /// here before exec, so nothing it runs ever runs outside.
     pub fn start_inside(&self, command: &mut Command) -> Result<()> {

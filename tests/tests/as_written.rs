@@ -267,6 +267,34 @@ fn a_service_that_makes_a_child_cgroup_of_its_own_is_still_itself() {
     assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
 }
 
+#[test]
+fn a_service_whose_command_daemonizes_is_the_daemon() {
+    // bar started by a script that puts it in the background and exits,
+    // as start scripts, nginx and `redis-server --daemonize yes` do: the
+    // daemon left in bar's cgroup is bar, and goes with the run.
+    let dir = scratch("as-written-daemon");
+    let tutorial = example("tutorial");
+    let config = std::fs::read_to_string(tutorial.join("fixed.toml"))
+        .unwrap()
+        .replace(
+            "command = \"python3 services/bar/app.py\"",
+            "command = \"python3 services/bar/app.py > bar.log 2>&1 &\"",
+        )
+        .replace(
+            "command = \"",
+            &format!("command = \"cd {} && ", tutorial.display()),
+        );
+    assert!(config.contains("bar.log"));
+    std::fs::write(dir.join("filibuster.toml"), config).unwrap();
+    let output = run_test(&dir, &["--config", "filibuster.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("all 10 execution(s) passed"), "{stderr}");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    // Ended with the run: nothing listens on bar's port.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 5001)).is_err());
+}
+
 /// A service that answers who it runs as: uid, gid, groups, HOME.
 const WHOAMI: &str = r#"import http.server, json, os, sys
 class Who(http.server.BaseHTTPRequestHandler):

@@ -79,6 +79,36 @@ fn cells_find_the_failures_one_cell_finds() {
 }
 
 #[test]
+fn cells_explore_the_protocol_examples_as_one_cell_does() {
+    // gRPC over HTTP/2; Rust, Node.js and Python with Redis; concurrent
+    // requests told apart by traceparent: the same executions in 3 cells
+    // as in one (no reduction, so the count does not depend on the order
+    // results come back), with the same verdicts.
+    for example in [
+        "grpc/fixed.toml",
+        "polyglot/fixed.toml",
+        "traced/filibuster.toml",
+    ] {
+        let dir = scratch(&format!("cells-{}", example.replace('/', "-")));
+        let explore_in = |cells: &str| {
+            let flags = [
+                "--disable-dynamic-reduction",
+                "--keep-going",
+                "--cells",
+                cells,
+            ];
+            explore(&dir, &config(example), &flags)
+        };
+        let (code, one) = explore_in("1");
+        let (code_in_cells, three) = explore_in("3");
+        assert_eq!(three["cells"], 3, "{example}");
+        assert_eq!(code_in_cells, code, "{example}: {three}");
+        assert_eq!(three["executions"], one["executions"], "{example}");
+        assert_eq!(failing(&three), failing(&one), "{example}");
+    }
+}
+
+#[test]
 fn cells_keep_their_faults_and_assertions_to_themselves() {
     // Every execution of the fixed tutorial passes only if each cell's
     // test sees its own execution's faults, and no other's: a fault armed

@@ -77,8 +77,16 @@ const APT_PACKAGES: &[&str] = &[
 /// a real container engine runs the tutorial's services (Podman: Docker's
 /// daemon does not run on these machines), with runc (crun refuses this
 /// host's hybrid cgroup layout), netavark and aardvark-dns (a network
-/// whose containers reach each other by name).
-const TEST_APT_PACKAGES: &[&str] = &["chromium", "podman", "runc", "netavark", "aardvark-dns"];
+/// whose containers reach each other by name), iptables (netavark's
+/// firewall driver; without it a container's network cannot be set up).
+const TEST_APT_PACKAGES: &[&str] = &[
+    "chromium",
+    "podman",
+    "runc",
+    "netavark",
+    "aardvark-dns",
+    "iptables",
+];
 const PYTHON_PACKAGES: &[&str] = &[
     "flask",
     "requests",

@@ -115,10 +115,17 @@ impl CellLaunch {
             running.push(child);
         }
         let deadline = Instant::now() + self.timeout;
-        for ((service, _), process) in self.config.launched().zip(running.iter_mut()) {
+        let launched = self.config.launched().zip(&self.cgroups);
+        for (((service, _), cgroup), process) in launched.zip(running.iter_mut()) {
             while !listening(service.port, &self.netns) {
                 let log_path = log_path(&service.name);
-                if let Some(status) = process.try_wait()? {
+                // A command that daemonizes (nginx by default, `redis-server
+                // --daemonize yes`, a start script ending in `&`) exits at
+                // once, its daemon left in the cgroup: that is the service.
+                let exited = process
+                    .try_wait()?
+                    .filter(|status| !(status.success() && cgroup.populated()));
+                if let Some(status) = exited {
                     bail!(
                         "service `{}` exited ({status}) before listening on port {}: see {}",
                         service.name,
