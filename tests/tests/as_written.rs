@@ -295,6 +295,72 @@ fn a_service_whose_command_daemonizes_is_the_daemon() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", 5001)).is_err());
 }
 
+/// Two services: `front` (127.0.0.1:5000) asks `prices`, which listens on
+/// `::1` alone (as Node's `listen(port, "localhost")` does where
+/// /etc/hosts puts `::1` first), at `http://[::1]:5001`; a failed ask is
+/// a 503 from front.
+const ON_IPV6: &str = r#"import http.server, socket, sys, urllib.request
+class V6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+class Prices(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"3.50")
+class Front(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            with urllib.request.urlopen("http://[::1]:5001/price", timeout=1) as answer:
+                status, body = 200, answer.read()
+        except Exception:
+            status, body = 503, b"prices unavailable"
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body)
+if sys.argv[1] == "prices":
+    V6(("::1", 5001), Prices).serve_forever()
+else:
+    http.server.ThreadingHTTPServer(("127.0.0.1", 5000), Front).serve_forever()
+"#;
+
+#[test]
+fn a_service_listening_on_ipv6_loopback_alone_is_ready_and_called() {
+    let dir = scratch("as-written-ipv6");
+    std::fs::write(dir.join("app.py"), ON_IPV6).unwrap();
+    std::fs::write(
+        dir.join("check.py"),
+        "import urllib.request\n\
+         assert urllib.request.urlopen('http://127.0.0.1:5000/').read() == b'3.50'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("filibuster.toml"),
+        "[test]\ncommand = \"python3 check.py\"\n\
+         [services.front]\ncommand = \"python3 app.py front\"\nport = 5000\n\
+         [services.prices]\ncommand = \"python3 app.py prices\"\nport = 5001\n",
+    )
+    .unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            "filibuster.toml",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The test does not expect front's 503: the first fault fails it.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let report = read_json(&dir.join("report.json"));
+    let failure = &report["failures"][0]["faults"][0]["site"];
+    assert_eq!(
+        (&failure["caller"], &failure["callee"]),
+        (&Value::from("front"), &Value::from("prices")),
+        "{stderr}"
+    );
+}
+
 /// A service that answers who it runs as: uid, gid, groups, HOME.
 const WHOAMI: &str = r#"import http.server, json, os, sys
 class Who(http.server.BaseHTTPRequestHandler):

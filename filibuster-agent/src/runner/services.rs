@@ -3,7 +3,6 @@
 
 use std::{
     fs::File,
-    net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::Stdio,
     sync::Arc,
@@ -16,22 +15,10 @@ use tokio::process::{Child, Command};
 use crate::account::Account;
 use crate::{cgroups::Cgroup, config::Config, netns::NetNs};
 
-/// Whether something accepts connections on loopback `port` (of `netns`).
-pub fn listening(port: u16, netns: &NetNs) -> bool {
-    netns
-        .enter(|| {
-            TcpStream::connect_timeout(
-                &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                Duration::from_millis(100),
-            )
-        })
-        .is_ok()
-}
-
 /// Fails if another process holds a port a launched service needs.
 pub fn check_ports(config: &Config, host: &NetNs) -> Result<()> {
     for (service, _) in config.launched() {
-        if listening(service.port, host) {
+        if host.listens_on(service.port) {
             bail!(
                 "port {} of service `{}` is already in use by another process: stop it, or change [services.{}].port",
                 service.port,
@@ -117,7 +104,9 @@ impl CellLaunch {
         let deadline = Instant::now() + self.timeout;
         let launched = self.config.launched().zip(&self.cgroups);
         for (((service, _), cgroup), process) in launched.zip(running.iter_mut()) {
-            while !listening(service.port, &self.netns) {
+            // On any address: `localhost` is `::1` alone for some (Node's
+            // `listen(port, "localhost")` where /etc/hosts says so).
+            while !self.netns.listens_on(service.port) {
                 let log_path = log_path(&service.name);
                 // A command that daemonizes (nginx by default, `redis-server
                 // --daemonize yes`, a start script ending in `&`) exits at
