@@ -361,6 +361,63 @@ fn a_service_listening_on_ipv6_loopback_alone_is_ready_and_called() {
     );
 }
 
+#[test]
+fn an_async_shop_sharing_one_pooled_client_is_explored_and_its_bug_found() {
+    // FastAPI on uvicorn, one httpx.AsyncClient per process (pooled
+    // keep-alive connections, observed once learned and destroyed where a
+    // fault needs its pair), catalog and reviews asked at once with
+    // asyncio.gather; the bug: only an error status from reviews is caught.
+    let dir = scratch("as-written-storefront");
+    let buggy = example("storefront/filibuster.toml").display().to_string();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &buggy,
+            "--search",
+            "guided",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let report = read_json(&dir.join("report.json"));
+    let faults = report["failures"][0]["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{stderr}");
+    assert_eq!(faults[0]["site"]["callee"], "reviews", "{stderr}");
+    assert_ne!(faults[0]["fault"]["kind"], "http-status", "{stderr}");
+    let replayed = replay(&dir, &buggy);
+    assert_eq!(replayed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&replayed.stderr).contains("counterexample reproduced"));
+
+    let fixed = example("storefront/fixed.toml").display().to_string();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &fixed,
+            "--search",
+            "guided",
+            "--report-json",
+            "fixed.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // Both calls of the fan-out were failed every way there is.
+    let space = fault_space(&read_json(&dir.join("fixed.json")));
+    for callee in ["catalog", "reviews"] {
+        let line = space
+            .iter()
+            .find(|line| line.contains(&format!("→ \"{callee}\"")))
+            .expect("the call was seen");
+        for fault in ["connection-refused", "timeout", "500", "502", "503"] {
+            assert!(line.contains(fault), "{line}");
+        }
+    }
+}
+
 /// A service that answers who it runs as: uid, gid, groups, HOME.
 const WHOAMI: &str = r#"import http.server, json, os, sys
 class Who(http.server.BaseHTTPRequestHandler):

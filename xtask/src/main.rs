@@ -93,6 +93,10 @@ const PYTHON_PACKAGES: &[&str] = &[
     "pytest",
     "grpcio",
     "redis",
+    // The storefront example: async services as they are usually written.
+    "fastapi",
+    "uvicorn",
+    "httpx",
     // The end-to-end suites check reports against docs/report.schema.json.
     "jsonschema",
 ];
