@@ -129,6 +129,12 @@ struct TestArgs {
     /// answering with during the run.
     #[arg(long)]
     learn_faults: bool,
+    /// Also fail calls a service makes outside every request of the test
+    /// (a health check, a poller, work after its answer). Off by default:
+    /// when they happen depends on the clock, so such a failure may not
+    /// replay.
+    #[arg(long)]
+    fail_calls_outside_requests: bool,
     /// Also try the error statuses `filibuster analyze` found in each
     /// service's source.
     #[arg(long)]
@@ -205,6 +211,7 @@ fn test_options(args: TestArgs) -> runner::Options {
         retry_depth: args.retry_depth,
         keep_going: args.keep_going,
         learn_faults: args.learn_faults,
+        fail_calls_outside_requests: args.fail_calls_outside_requests,
         analysis_file: args.analysis_file,
         report_json: args.report_json,
         junit: args.junit,

@@ -418,6 +418,68 @@ fn an_async_shop_sharing_one_pooled_client_is_explored_and_its_bug_found() {
     }
 }
 
+#[test]
+fn calls_a_service_makes_on_its_own_are_watched_not_failed() {
+    // bar checks baz's health every 200 ms from a thread of its own, as
+    // services do. When those calls happen depends on the clock: failing
+    // one would fail the tutorial's test (a fault was injected, yet the
+    // answer is 200) with a counterexample that need not replay. They are
+    // shown, never failed, and the run is the tutorial's.
+    let dir = scratch("as-written-background");
+    let tutorial = example("tutorial");
+    let services = dir.join("services");
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(tutorial.join("services"))
+        .arg(&services)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let bar = services.join("bar/app.py");
+    let code = std::fs::read_to_string(&bar).unwrap().replace(
+        "app = Flask(__name__)\n",
+        "app = Flask(__name__)\n\n\
+         import threading, time\n\
+         def keep_checking_baz():\n    \
+             while True:\n        \
+                 try:\n            \
+                     requests.get(BAZ_URL + \"/health-check\", timeout=1)\n        \
+                 except requests.RequestException:\n            \
+                     pass\n        \
+                 time.sleep(0.2)\n\
+         threading.Thread(target=keep_checking_baz, daemon=True).start()\n",
+    );
+    assert!(code.contains("keep_checking_baz"));
+    std::fs::write(&bar, code).unwrap();
+    let config = std::fs::read_to_string(tutorial.join("fixed.toml"))
+        .unwrap()
+        .replace(
+            "python3 functional/",
+            &format!("python3 {}/functional/", tutorial.display()),
+        );
+    std::fs::write(dir.join("filibuster.toml"), config).unwrap();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            "filibuster.toml",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["executions"], 10, "{stderr}");
+    let space = fault_space(&report);
+    let checks: Vec<&String> = space
+        .iter()
+        .filter(|l| l.contains("/health-check"))
+        .collect();
+    assert!(!checks.is_empty(), "{space:?}");
+    assert!(checks.iter().all(|l| l.ends_with(": ")), "{checks:?}");
+}
+
 /// A service that answers who it runs as: uid, gid, groups, HOME.
 const WHOAMI: &str = r#"import http.server, json, os, sys
 class Who(http.server.BaseHTTPRequestHandler):

@@ -193,6 +193,9 @@ pub struct FaultSpace {
     analysed: BTreeMap<String, BTreeSet<FaultSpec>>,
     /// Statuses each service was seen answering; `None`: not learning.
     learned: Option<BTreeMap<String, BTreeSet<FaultSpec>>>,
+    /// Whether calls services make outside every request of the test are
+    /// failed too.
+    outside_requests: bool,
 }
 
 impl FaultSpace {
@@ -211,6 +214,17 @@ impl FaultSpace {
     pub fn learning(mut self) -> Self {
         self.learned = Some(BTreeMap::new());
         self
+    }
+
+    pub fn outside_requests(mut self) -> Self {
+        self.outside_requests = true;
+        self
+    }
+
+    /// Whether a call a service makes outside every request of the test
+    /// is failed.
+    pub fn fails_outside_requests(&self) -> bool {
+        self.outside_requests
     }
 
     /// `callee` answered `status` on its own: when learning, an error

@@ -49,6 +49,7 @@ pub struct Options {
     /// Explore everything; report every failing combination.
     pub keep_going: bool,
     pub learn_faults: bool,
+    pub fail_calls_outside_requests: bool,
     pub analysis_file: Option<PathBuf>,
     pub report_json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
@@ -191,6 +192,9 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     }
     if options.learn_faults {
         faults = faults.learning();
+    }
+    if options.fail_calls_outside_requests {
+        faults = faults.outside_requests();
     }
 
     // A replay, or the fault-free execution alone, is one execution.

@@ -7,7 +7,8 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use filibuster_common::ConnectAttempt;
 // The per-call lookups (sockets, callers, in-flight requests) need speed,
 // not SipHash's resistance to chosen keys.
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
+use tracing::debug;
 
 use super::{
     Admission, CallHandle, CallRequest, CellState, ConnectTarget, Connection, Enactment, InFlight,
@@ -21,13 +22,16 @@ use crate::{
 };
 
 /// The faults `site` could be failed with. The test's own calls are
-/// watched, not failed: the test is what judges.
+/// watched, not failed: the test is what judges; and so, unless asked
+/// for, are the calls a service makes outside every request of the test
+/// (not `in_request`): when those happen depends on the clock.
 pub(super) fn applicable_faults(
     faults: &FaultSpace,
     site: &CallSite,
     first_on_connection: bool,
+    in_request: bool,
 ) -> Vec<Fault> {
-    if site.caller == TEST_CALLER {
+    if site.caller == TEST_CALLER || !(in_request || faults.fails_outside_requests()) {
         Vec::new()
     } else {
         faults.faults_for(site, first_on_connection)
@@ -90,11 +94,14 @@ impl Session {
     /// the one of the same trace, when the call carries a trace id its
     /// caller propagated; else the one the calling thread is serving, when
     /// the kernel saw that thread read it (`upstream_port`); otherwise the
-    /// most recent still in flight.
+    /// most recent still in flight, unless the call is of a site the
+    /// service also calls on its own (`background`): that one is a
+    /// request's only on evidence.
     pub(super) fn parent(
         serving: &HashMap<String, Vec<InFlight>>,
         caller: &str,
         trace: Option<&str>,
+        background: bool,
         upstream_port: impl FnOnce() -> Option<u16>,
     ) -> Option<CallId> {
         let in_flight = serving.get(caller)?;
@@ -112,10 +119,26 @@ impl Session {
                 .rev()
                 .find(|call| call.upstream_port == Some(port))
         };
-        same_trace
-            .or_else(|| (in_flight.len() > 1).then(same_thread).flatten())
-            .or(in_flight.last())
-            .map(|call| call.id)
+        let evidence = same_trace.or_else(|| {
+            (background || in_flight.len() > 1)
+                .then(same_thread)
+                .flatten()
+        });
+        match background {
+            true => evidence,
+            false => evidence.or(in_flight.last()),
+        }
+        .map(|call| call.id)
+    }
+
+    /// A service called `site` outside every request of the test (while
+    /// its cell ran no execution, or serving nothing): on its own, as it
+    /// may again while it serves one.
+    pub(super) fn called_on_its_own(background: &mut HashSet<CallSite>, site: &CallSite) {
+        if site.caller != TEST_CALLER && !background.contains(site) {
+            debug!(%site, "a call a service makes on its own");
+            background.insert(site.clone());
+        }
     }
 
     /// The agent's port on the inbound connection whose request thread
@@ -178,15 +201,10 @@ impl Session {
             kernel,
             faults,
             connect_targets,
+            background,
             ..
         } = state;
         let cell = &mut cells[on.cell];
-        let Some(execution) = cell.execution.as_mut() else {
-            return Admission {
-                call: None,
-                enactment: Enactment::Forward,
-            };
-        };
         let site = CallSite {
             caller: on.caller.to_string(),
             callee: on.callee.to_string(),
@@ -194,11 +212,24 @@ impl Session {
             method: request.method.into(),
             target: request.target.into(),
         };
-        let parent = Self::parent(&cell.serving, on.caller, request.trace, || {
+        let Some(execution) = cell.execution.as_mut() else {
+            if cell.ran {
+                Self::called_on_its_own(background, &site);
+            }
+            return Admission {
+                call: None,
+                enactment: Enactment::Forward,
+            };
+        };
+        let on_its_own = background.contains(&site);
+        let parent = Self::parent(&cell.serving, on.caller, request.trace, on_its_own, || {
             Self::served_by_thread(services, &**kernel, on.caller, sender(&**kernel))
         });
+        if parent.is_none() {
+            Self::called_on_its_own(background, &site);
+        }
         let (id, fault) = execution.begin_call(parent, site, |site| {
-            applicable_faults(faults, site, request.first_on_connection)
+            applicable_faults(faults, site, request.first_on_connection, parent.is_some())
         });
         execution.set_connection(id, on.number);
         let fault = fault.map(|planned| {

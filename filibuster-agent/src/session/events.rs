@@ -111,9 +111,10 @@ impl Session {
         state: &State,
         cell: usize,
         caller: &str,
+        on_its_own: bool,
         tid: u32,
     ) -> Option<CallId> {
-        Self::parent(&state.cells[cell].serving, caller, None, || {
+        Self::parent(&state.cells[cell].serving, caller, None, on_its_own, || {
             Self::served_by_thread(&state.services, &*state.kernel, caller, Some(tid))
         })
     }
@@ -125,7 +126,7 @@ impl Session {
         let Some(planned) = state.cells[cell].armed.get(&event.attempt).cloned() else {
             return;
         };
-        let parent = Self::parent_of_connect(state, cell, &planned.site.caller, event.tid);
+        let parent = Self::parent_of_connect(state, cell, &planned.site.caller, false, event.tid);
         if let Some(execution) = state.cells[cell].execution.as_mut() {
             let (id, _) = execution.begin_call(parent, planned.site, |_| Vec::new());
             execution.set_connect_ordinal(id, event.attempt.ordinal);
@@ -138,23 +139,34 @@ impl Session {
         };
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
         let callee = callee(&state.services, destination, event.netns);
-        let parent = Self::parent_of_connect(state, cell, &caller, event.tid);
         debug!(%caller, %callee, "a direct connect");
-        let number = state.next_connection();
-        let Some(execution) = state.cells[cell].execution.as_mut() else {
-            return;
-        };
         let site = CallSite {
             caller: caller.clone(),
-            callee: callee.clone(),
+            callee,
             protocol: Protocol::Tcp,
             method: String::new(),
             target: String::new(),
         };
+        let own = &state.cells[cell];
+        if own.execution.is_none() {
+            if own.ran {
+                Self::called_on_its_own(&mut state.background, &site);
+            }
+            return;
+        }
+        let on_its_own = state.background.contains(&site);
+        let parent = Self::parent_of_connect(state, cell, &caller, on_its_own, event.tid);
+        if parent.is_none() {
+            Self::called_on_its_own(&mut state.background, &site);
+        }
+        let number = state.next_connection();
+        let Some(execution) = state.cells[cell].execution.as_mut() else {
+            return;
+        };
         // A fault planned on this call made the kernel send its caller's
         // connects there through the proxy, so none comes back here.
         let (id, _) = execution.begin_call(parent, site, |site| {
-            applicable_faults(&state.faults, site, true)
+            applicable_faults(&state.faults, site, true, parent.is_some())
         });
         execution.set_connection(id, number);
         execution.set_connect_ordinal(id, event.attempt.ordinal);

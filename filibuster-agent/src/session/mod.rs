@@ -23,7 +23,7 @@ use anyhow::Result;
 use filibuster_common::{ConnectAttempt, ConnectKey};
 // The per-call lookups (sockets, callers, in-flight requests) need speed,
 // not SipHash's resistance to chosen keys.
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -36,7 +36,7 @@ use naming::{callee, is_local};
 
 use crate::{
     ebpf::{Destination, EventSource, KernelMaps},
-    explore::{CallId, Execution, ExecutionIndex, FaultSpace, PlannedFault, Protocol},
+    explore::{CallId, CallSite, Execution, ExecutionIndex, FaultSpace, PlannedFault, Protocol},
     netns::NetNs,
 };
 
@@ -115,6 +115,9 @@ struct CellState {
     held: Duration,
     /// The kernel's count of lost events when the execution began.
     dropped_at_begin: u64,
+    /// Whether it ran an execution yet: calls before the first are the
+    /// services starting up, not what they do on their own.
+    ran: bool,
 }
 
 struct State {
@@ -140,6 +143,12 @@ struct State {
     namespaces: HashMap<u64, Arc<NetNs>>,
     connections: u32,
     observed_calls: u64,
+    /// What services call on their own: sites called while their cell ran
+    /// no execution (a health check, a cache refresh, a poller). Within an
+    /// execution such a call belongs to a request only on evidence (its
+    /// trace, its thread), and otherwise is watched, never failed: how
+    /// often it happens depends on the clock, not on the test.
+    background: HashSet<CallSite>,
 }
 
 impl State {
@@ -210,6 +219,7 @@ impl Session {
                 namespaces: namespaces.iter().map(|n| (n.cookie(), n.clone())).collect(),
                 connections: 0,
                 observed_calls: 0,
+                background: HashSet::new(),
             }),
             running: watch::channel(Vec::new()).0,
         }
@@ -290,8 +300,10 @@ impl Session {
         let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
         state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
         Self::destroy_observed(state, &proxied);
-        state.cells[cell].dropped_at_begin = state.kernel.dropped_events();
-        state.cells[cell].execution = Some(execution);
+        let own = &mut state.cells[cell];
+        own.dropped_at_begin = state.kernel.dropped_events();
+        own.execution = Some(execution);
+        own.ran = true;
         self.running.send_modify(|running| running.push(number));
         Ok(())
     }

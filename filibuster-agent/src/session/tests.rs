@@ -198,14 +198,22 @@ impl Harness {
         }));
     }
 
-    /// A connection `caller` (in cell 0, where `netns` is real) made to
-    /// `port` through the proxy, from local `peer_port`.
-    fn connection(&self, caller: &str, cgroup: u64, port: u16, peer_port: u16) -> Connection {
+    /// A connection `caller` in `cell` made to `port` through the proxy,
+    /// from local `peer_port`.
+    fn connection(&self, cell: usize, caller: &str, port: u16, peer_port: u16) -> Connection {
         let destination = address(port);
+        let cgroup = match caller {
+            "test" => TEST_CGROUP,
+            _ => FOO_CGROUP,
+        } + cell as u64;
         Connection {
-            cell: 0,
+            cell,
             caller: caller.into(),
-            callee: callee(&self.session.lock().services, destination, self.cookies[0]),
+            callee: callee(
+                &self.session.lock().services,
+                destination,
+                self.cookies[cell],
+            ),
             destination,
             peer: address(peer_port),
             listener_port: 15001,
@@ -213,6 +221,16 @@ impl Harness {
             attempt: attempt(cgroup, port, 1),
             number: 1,
         }
+    }
+
+    /// The test asks foo, in `cell`, on its connection from `peer_port`:
+    /// foo serves that request until it is finished.
+    fn test_asks_foo(&self, cell: usize, peer_port: u16) -> CallHandle {
+        let to_foo = self.connection(cell, "test", FOO, peer_port);
+        let admission = self
+            .session
+            .admit(&to_foo, &request("/", true, Some(peer_port)));
+        admission.call.expect("an execution runs")
     }
 
     /// Runs the next execution the search hands out in `cell`, `run`
@@ -255,12 +273,13 @@ fn request(target: &str, first_on_connection: bool, upstream_port: Option<u16>) 
 #[test]
 fn a_refusal_is_armed_in_its_own_cell_with_the_connect_the_kernel_saw() {
     let mut harness = Harness::new(2);
-    // Fault-free: foo's direct connect to db is its call.
+    // Fault-free: foo's direct connect to db, serving the test, is a call.
     let first = harness.run(0, |h| {
+        h.test_asks_foo(0, 41000);
         h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_DIRECT);
         h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_ESTABLISHED);
     });
-    let call = &first.calls()[0];
+    let call = &first.calls()[1];
     assert_eq!(
         (call.site.caller.as_str(), call.site.callee.as_str()),
         ("foo", "db")
@@ -281,19 +300,21 @@ fn a_refusal_is_armed_in_its_own_cell_with_the_connect_the_kernel_saw() {
         drop(maps);
         // Cell 0 runs nothing: its connects are nobody's calls.
         h.connect(0, FOO_CGROUP, DB, 1, 8, ACTION_DIRECT);
+        h.test_asks_foo(1, 41000);
         h.connect(1, FOO_CGROUP + 1, DB, 1, 9, ACTION_REFUSED);
         assert!(h.session.fault_injected(1, Some("db")));
         assert!(!h.session.fault_injected(0, None));
     });
-    assert_eq!(second.calls().len(), 1);
-    assert_eq!(second.calls()[0].injected, Some(Fault::ConnectionRefused));
+    assert_eq!(second.calls().len(), 2);
+    assert_eq!(second.calls()[1].injected, Some(Fault::ConnectionRefused));
 }
 
 #[test]
 fn a_refusal_planned_on_a_call_that_came_pooled_resets_its_connection() {
     let mut harness = Harness::new(1);
-    let to_bar = harness.connection("foo", FOO_CGROUP, BAR, 40000);
+    let to_bar = harness.connection(0, "foo", BAR, 40000);
     let first = harness.run(0, |h| {
+        h.test_asks_foo(0, 41000);
         let admission = h.session.admit(&to_bar, &request("/items", true, None));
         assert_eq!(admission.enactment, Enactment::Forward);
         h.session
@@ -305,12 +326,13 @@ fn a_refusal_planned_on_a_call_that_came_pooled_resets_its_connection() {
     let second = harness.run(0, |h| {
         let armed = attempt(FOO_CGROUP, BAR, 1);
         assert_eq!(h.kernel.maps().begun.last().unwrap().1, [armed]);
+        h.test_asks_foo(0, 41000);
         let admission = h.session.admit(&to_bar, &request("/items", false, None));
         assert_eq!(admission.enactment, Enactment::ResetConnection);
         // Disarmed, so that the caller's reconnect goes through.
         assert_eq!(h.kernel.maps().disarmed, [armed]);
     });
-    let call = &second.calls()[0];
+    let call = &second.calls()[1];
     assert_eq!(call.injected, Some(Fault::ConnectionRefused));
     assert_eq!(call.outcome, Outcome::Injected(Fault::ConnectionReset));
 }
@@ -320,10 +342,10 @@ fn a_call_belongs_to_the_request_its_thread_is_serving() {
     for (serving, parent) in [(41001, 0), (41002, 1)] {
         let mut harness = Harness::new(1);
         let (first, second) = (
-            harness.connection("test", TEST_CGROUP, FOO, 41001),
-            harness.connection("test", TEST_CGROUP, FOO, 41002),
+            harness.connection(0, "test", FOO, 41001),
+            harness.connection(0, "test", FOO, 41002),
         );
-        let to_bar = harness.connection("foo", FOO_CGROUP, BAR, 42000);
+        let to_bar = harness.connection(0, "foo", BAR, 42000);
         let execution = harness.run(0, |h| {
             // foo serves two requests at once, each read off its own
             // connection from the agent; its thread 9 last read `serving`.
@@ -391,8 +413,43 @@ fn an_execution_that_lost_kernel_events_says_so() {
     let mut harness = Harness::new(1);
     harness.kernel.maps().dropped = 5;
     // Events lost before the execution are not its own.
-    let quiet = harness.run(0, |h| h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_DIRECT));
+    let quiet = harness.run(0, |h| {
+        h.test_asks_foo(0, 41000);
+        h.connect(0, FOO_CGROUP, DB, 1, 7, ACTION_DIRECT);
+    });
     assert_eq!(harness.explorer.finish(quiet, true).lost_events, 0);
     let flooded = harness.run(0, |h| h.kernel.maps().dropped += 3);
     assert_eq!(harness.explorer.finish(flooded, true).lost_events, 3);
+}
+
+#[test]
+fn calls_a_service_makes_on_its_own_are_watched_not_failed() {
+    let mut harness = Harness::new(1);
+    let to_db = |h: &Harness, socket| h.connect(0, FOO_CGROUP, DB, 1, socket, ACTION_DIRECT);
+    let first = harness.run(0, |h| {
+        // Serving nothing: a health check of db, say.
+        to_db(h, 1);
+        // Serving the test, from a thread that never read its request:
+        // the same site, so the same health check.
+        h.test_asks_foo(0, 41000);
+        to_db(h, 2);
+        h.session.absorb();
+        // From the thread that read it (the kernel says so): the request's.
+        h.kernel.maps().reads.insert((1, FOO), 41000);
+        to_db(h, 3);
+    });
+    let parents: Vec<Option<usize>> = first
+        .calls()
+        .iter()
+        .map(|c| c.parent.map(CallId::position))
+        .collect();
+    assert_eq!(parents, [None, None, None, Some(1)]);
+    let request_call = first.calls()[3].index.clone();
+    harness.explorer.finish(first, true);
+    // Only the request's call is failed, every way there is.
+    while let Some(next) = harness.explorer.next_execution() {
+        let planned: Vec<_> = next.plan().faults().map(|f| f.index.clone()).collect();
+        assert_eq!(planned, std::slice::from_ref(&request_call));
+        harness.explorer.finish(next, true);
+    }
 }
