@@ -7,7 +7,14 @@
 //!
 //! The socket is looked up in the calling thread's network namespace.
 
-use std::{io, mem::size_of, net::SocketAddr, os::fd::AsRawFd};
+use std::{
+    collections::HashSet,
+    fs, io,
+    mem::size_of,
+    net::{IpAddr, SocketAddr},
+    os::fd::AsRawFd,
+    path::Path,
+};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket,
@@ -47,6 +54,124 @@ struct Request {
 struct Message {
     header: Header,
     request: Request,
+}
+
+/// Matches any socket cookie (`INET_DIAG_NOCOOKIE`).
+const ANY_COOKIE: u64 = u64::MAX;
+
+/// Destroys the established connections the processes of `cgroup` (and of
+/// the cgroups under it) hold to `remote`: a pool's, opened before a fault
+/// was planned on the pair, which would carry the calls past it. Their
+/// owners reconnect, as after a server's idle timeout. Says how many.
+pub fn destroy_pooled(cgroup: &Path, remote: SocketAddr) -> usize {
+    let pids = pids_under(cgroup);
+    let Some(&first) = pids.first() else {
+        return 0;
+    };
+    let held: HashSet<u64> = pids.iter().flat_map(|&pid| socket_inodes(pid)).collect();
+    let pooled: Vec<(SocketAddr, SocketAddr)> = ["tcp", "tcp6"]
+        .iter()
+        .map(|table| fs::read_to_string(format!("/proc/{first}/net/{table}")).unwrap_or_default())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(established)
+                .filter(|(_, to, inode)| same_endpoint(*to, remote) && held.contains(inode))
+                .map(|(local, to, _)| (local, to))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if pooled.is_empty() {
+        return 0;
+    }
+    let Ok(netns) = crate::netns::NetNs::of_process(first) else {
+        return 0;
+    };
+    pooled
+        .into_iter()
+        .filter(|&(local, to)| netns.enter(|| destroy(local, to, ANY_COOKIE)).is_ok())
+        .count()
+}
+
+/// The processes in `cgroup` and in the cgroups under it.
+fn pids_under(cgroup: &Path) -> Vec<u32> {
+    walkdir::WalkDir::new(cgroup)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_name() == "cgroup.procs")
+        .flat_map(|entry| {
+            fs::read_to_string(entry.path())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// One row of `/proc/net/tcp{,6}` if its connection is established: its
+/// local and remote addresses and its inode.
+fn established(row: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let (local, remote, state, inode) = (
+        fields.get(1)?,
+        fields.get(2)?,
+        fields.get(3)?,
+        fields.get(9)?,
+    );
+    (*state == "01").then_some(())?;
+    Some((endpoint(local)?, endpoint(remote)?, inode.parse().ok()?))
+}
+
+/// `HEXIP:HEXPORT` as the kernel prints it: the address's 32-bit words
+/// each in host order.
+fn endpoint(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(ip.get(8 * i..8 * i + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let ip = match ip.len() {
+        8 => IpAddr::from(word(0)?),
+        32 => {
+            let mut octets = [0u8; 16];
+            for i in 0..4 {
+                octets[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::from(octets)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether two endpoints are the same, an IPv4-mapped IPv6 address being
+/// its IPv4 one.
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 /// Destroys the TCP socket whose local address is `local`, connected to
@@ -161,5 +286,66 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::ECONNABORTED), "{err}");
         let err = server.read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn reads_established_rows_of_proc_net_tcp() {
+        let v4 = "  36: 0100007F:ECB6 0100007F:18F6 01 00000000:00000000 00:00000000 00000000     0        0 918859 1 0 20 4 22 15 -1";
+        assert_eq!(
+            established(v4),
+            Some((
+                "127.0.0.1:60598".parse().unwrap(),
+                "127.0.0.1:6390".parse().unwrap(),
+                918859
+            ))
+        );
+        let listening = "   3: 00000000:18F6 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 918807 1";
+        assert_eq!(established(listening), None);
+        // ::ffff:127.0.0.1, as a dual-stack socket's peer is.
+        let mapped = endpoint("0000000000000000FFFF00000100007F:18F6").unwrap();
+        assert!(same_endpoint(mapped, "127.0.0.1:6390".parse().unwrap()));
+        assert_eq!(endpoint("garbage"), None);
+    }
+
+    /// Needs CAP_NET_ADMIN (root) and a cgroup v2 mount, as the agent has.
+    #[test]
+    fn destroys_the_pooled_connections_of_a_cgroup() {
+        let mount = crate::cgroups::cgroup2_mount().unwrap();
+        let cgroup = mount.join(format!("fbtest-sockdiag-{}", std::process::id()));
+        std::fs::create_dir(&cgroup).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let remote = listener.local_addr().unwrap();
+        // A process in the cgroup holding a connection, as a pool would.
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import socket, sys, time; s = socket.create_connection(('127.0.0.1', {})); print(flush=True); time.sleep(30)",
+                remote.port()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::fs::write(cgroup.join("cgroup.procs"), holder.id().to_string()).unwrap();
+        let mut ready = [0u8; 1];
+        holder
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut ready)
+            .unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        // Another connection to the same place, of a process outside it.
+        let _outside = TcpStream::connect(remote).unwrap();
+        assert_eq!(destroy_pooled(&cgroup, remote), 1);
+        // The pool's peer sees the reset.
+        let mut buffer = [0u8; 1];
+        assert!(matches!(accepted.read(&mut buffer), Ok(0) | Err(_)));
+        assert_eq!(destroy_pooled(&cgroup, remote), 0);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::remove_dir(&cgroup).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

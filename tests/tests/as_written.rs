@@ -480,6 +480,73 @@ fn calls_a_service_makes_on_its_own_are_watched_not_failed() {
     assert!(checks.iter().all(|l| l.ends_with(": ")), "{checks:?}");
 }
 
+/// front counts visits in Redis through one client for the process, as
+/// usual: its pool keeps the connection it opened at the first request.
+/// The bug: a Redis error is not handled (a 500).
+const POOLED_REDIS: &str = r#"import redis
+from flask import Flask
+app = Flask(__name__)
+cache = redis.Redis(host="localhost", port=6390)
+
+@app.route("/visits")
+def visits():
+    return str(cache.incr("visits"))
+
+app.run(port=5060)
+"#;
+
+#[test]
+fn a_fault_planned_on_a_pooled_connection_reaches_it() {
+    // The connection to Redis is opened once and kept: for a fault planned
+    // on it to happen, the agent resets it so that the client reconnects
+    // (redis-py retries, with backoff, until it gives up). Before, the
+    // planned refusal never met a connect, and the bug was never found.
+    // Undeclared, the pool's connection goes through the proxy (reset
+    // there); declared `protocol = "tcp"`, it goes directly (destroyed
+    // from outside, over sock_diag).
+    for (name, declared) in [("learned", ""), ("declared", "protocol = \"tcp\"\n")] {
+        let dir = scratch(&format!("as-written-pooled-redis-{name}"));
+        std::fs::write(dir.join("front.py"), POOLED_REDIS).unwrap();
+        std::fs::write(
+            dir.join("check.py"),
+            "import urllib.request\n\
+             assert int(urllib.request.urlopen('http://localhost:5060/visits').read()) > 0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("filibuster.toml"),
+            format!(
+                "[test]\ncommand = \"python3 check.py\"\n\
+                 [services.front]\ncommand = \"python3 front.py\"\nport = 5060\n\
+                 [services.cache]\ncommand = \"redis-server --port 6390 --save '' --appendonly no\"\nport = 6390\n{declared}"
+            ),
+        )
+        .unwrap();
+        let output = run_test(
+            &dir,
+            &[
+                "--config",
+                "filibuster.toml",
+                "--search",
+                "guided",
+                "--report-json",
+                "report.json",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let report = read_json(&dir.join("report.json"));
+        let faults = report["failures"][0]["faults"].as_array().expect("faults");
+        assert!(
+            faults.iter().all(|f| f["site"]["callee"] == "cache"),
+            "{name}: {stderr}"
+        );
+        let replayed = replay(&dir, "filibuster.toml");
+        assert_eq!(replayed.status.code(), Some(1), "{name}");
+        assert!(String::from_utf8_lossy(&replayed.stderr).contains("counterexample reproduced"));
+    }
+}
+
 /// A service that answers who it runs as: uid, gid, groups, HOME.
 const WHOAMI: &str = r#"import http.server, json, os, sys
 class Who(http.server.BaseHTTPRequestHandler):

@@ -99,8 +99,16 @@ pub async fn pass_through(
                     if let Some(call) = call {
                         session.finish_call(call, Outcome::Connected);
                     }
-                    if let Err(e) = copy_bidirectional(&mut stream, &mut upstream).await {
-                        debug!("passed-through connection ended: {e}");
+                    // Reset when an execution plans a fault on its pair: a
+                    // pool would otherwise carry the planned call past it.
+                    let mut passing = session.passing(connection.attempt.key);
+                    tokio::select! {
+                        ended = copy_bidirectional(&mut stream, &mut upstream) => {
+                            if let Err(e) = ended {
+                                debug!("passed-through connection ended: {e}");
+                            }
+                        }
+                        _ = &mut passing.reset => reset(&stream),
                     }
                 }
                 Err(e) => {

@@ -283,7 +283,7 @@ impl Host {
             cell_namespaces.iter().map(|n| n.cookie()).collect(),
         ));
         for (cell, name, cgroup) in &callers {
-            session.add_caller(*cell, cgroup.id(), name);
+            session.add_caller(*cell, cgroup.id(), cgroup.path(), name);
         }
         let caller_namespaces: Vec<u64> = namespaces.iter().map(|n| n.cookie()).collect();
         for service in &config.services {

@@ -259,10 +259,25 @@ impl Session {
         state.observed.insert(head.socket, observed);
     }
 
-    /// Destroys the open observed connections of these callers to these
-    /// destinations (each from inside its caller's namespace, as sock_diag
-    /// only reaches its own).
-    pub(super) fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
+    /// Destroys the open connections of these callers to these
+    /// destinations: the observed ones, then any other their processes
+    /// hold (a pool's, to a destination connected to directly), each from
+    /// inside its caller's namespace, as sock_diag only reaches its own.
+    pub(super) fn destroy_open(state: &mut State, pairs: &[ConnectKey]) {
+        Self::destroy_observed(state, pairs);
+        for pair in pairs {
+            let Some(cgroup) = state.cgroup_paths.get(&pair.cgroup_id) else {
+                continue;
+            };
+            let destination = Destination::from_kernel(&pair.destination).0;
+            let destroyed = sockdiag::destroy_pooled(cgroup, destination);
+            if destroyed > 0 {
+                debug!(%destination, destroyed, "destroyed pooled connections a fault needs");
+            }
+        }
+    }
+
+    fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
         let doomed: Vec<u64> = state
             .observed
             .iter()

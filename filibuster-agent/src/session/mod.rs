@@ -10,11 +10,13 @@ mod enact;
 mod events;
 mod holds;
 mod naming;
+mod passing;
 #[cfg(test)]
 mod tests;
 
 use std::{
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -33,6 +35,8 @@ use events::Observed;
 pub use holds::Forwarding;
 pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
+use passing::Passing;
+pub use passing::PassingGuard;
 
 use crate::{
     ebpf::{Destination, EventSource, KernelMaps},
@@ -127,6 +131,9 @@ struct State {
     cells: Vec<CellState>,
     /// Managed cgroup id → caller name and cell.
     callers: HashMap<u64, (String, usize)>,
+    /// Managed cgroup id → its path: where a caller's pooled connections
+    /// are looked for.
+    cgroup_paths: HashMap<u64, PathBuf>,
     /// The namespaces of the cells' copies of the launched services: a
     /// local destination learned in one is the same service in each.
     cell_namespaces: Vec<u64>,
@@ -149,6 +156,7 @@ struct State {
     /// trace, its thread), and otherwise is watched, never failed: how
     /// often it happens depends on the clock, not on the test.
     background: HashSet<CallSite>,
+    passing: Passing,
 }
 
 impl State {
@@ -210,6 +218,7 @@ impl Session {
                     .map(|_| CellState::default())
                     .collect(),
                 callers: HashMap::new(),
+                cgroup_paths: HashMap::new(),
                 cell_namespaces,
                 services,
                 faults,
@@ -220,6 +229,7 @@ impl Session {
                 connections: 0,
                 observed_calls: 0,
                 background: HashSet::new(),
+                passing: Passing::default(),
             }),
             running: watch::channel(Vec::new()).0,
         }
@@ -237,11 +247,12 @@ impl Session {
         self.lock().kernel.detach_connects();
     }
 
-    /// `name`, in `cell`, runs in the managed cgroup `cgroup_id` (and any
-    /// it makes).
-    pub fn add_caller(&self, cell: usize, cgroup_id: u64, name: &str) {
+    /// `name`, in `cell`, runs in the managed cgroup `cgroup_id` at
+    /// `path` (and in any it makes).
+    pub fn add_caller(&self, cell: usize, cgroup_id: u64, path: &Path, name: &str) {
         let mut state = self.lock();
         state.callers.insert(cgroup_id, (name.to_string(), cell));
+        state.cgroup_paths.insert(cgroup_id, path.to_path_buf());
         state.cells[cell]
             .caller_cgroups
             .insert(name.to_string(), cgroup_id);
@@ -260,9 +271,10 @@ impl Session {
 
     /// Makes `execution` current and arms the kernel for it: its refusals,
     /// and the proxy for every connection a planned fault needs (one that
-    /// would otherwise go directly). Open observed connections of those
-    /// callers to those destinations are destroyed, so that a pooled one
-    /// cannot carry a call the fault must reach; their callers reconnect.
+    /// would otherwise go directly). Open connections of those callers to
+    /// those destinations (observed, or a pool's) are destroyed, so that
+    /// a pooled one cannot carry a call the fault must reach; their
+    /// callers reconnect.
     pub fn begin(&self, cell: usize, execution: Execution) -> Result<()> {
         let number = execution.number;
         let mut state = self.lock();
@@ -299,7 +311,8 @@ impl Session {
         let armed: Vec<ConnectAttempt> = own.armed.keys().copied().collect();
         let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
         state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
-        Self::destroy_observed(state, &proxied);
+        Self::destroy_open(state, &proxied);
+        state.passing.reset(&proxied);
         let own = &mut state.cells[cell];
         own.dropped_at_begin = state.kernel.dropped_events();
         own.execution = Some(execution);

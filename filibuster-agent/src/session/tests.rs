@@ -5,6 +5,7 @@
 use std::{
     collections::VecDeque,
     net::SocketAddr,
+    path::Path,
     sync::{Arc, Mutex},
 };
 
@@ -166,8 +167,18 @@ impl Harness {
             cookies.clone(),
         );
         for cell in 0..cells {
-            session.add_caller(cell, FOO_CGROUP + cell as u64, "foo");
-            session.add_caller(cell, TEST_CGROUP + cell as u64, "test");
+            session.add_caller(
+                cell,
+                FOO_CGROUP + cell as u64,
+                Path::new("/nonexistent"),
+                "foo",
+            );
+            session.add_caller(
+                cell,
+                TEST_CGROUP + cell as u64,
+                Path::new("/nonexistent"),
+                "test",
+            );
         }
         Self {
             session,
