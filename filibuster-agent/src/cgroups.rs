@@ -211,6 +211,22 @@ impl Drop for RunCgroups {
     }
 }
 
+/// The processes in the cgroup at `path` and in the cgroups under it.
+pub fn pids_under(path: &Path) -> Vec<u32> {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_name() == "cgroup.procs")
+        .flat_map(|entry| {
+            fs::read_to_string(entry.path())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Removes the cgroup at `path` and every cgroup under it (a service may
 /// have made some of its own), deepest first, once their processes are
 /// gone.

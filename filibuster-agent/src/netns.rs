@@ -226,30 +226,86 @@ impl NetNs {
 /// The TCP ports sockets listen on in the network namespace of `process`
 /// (a pid, or `self`), sorted, from `/proc/<process>/net/tcp*`.
 pub fn listening_ports(process: &str) -> Vec<u16> {
-    let mut ports: Vec<u16> = ["tcp", "tcp6"]
+    let mut ports: Vec<u16> = tcp_sockets(process)
         .iter()
-        .flat_map(|table| {
-            fs::read_to_string(format!("/proc/{process}/net/{table}"))
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .filter_map(listening_port)
-                .collect::<Vec<_>>()
-        })
+        .filter_map(listening_port)
         .collect();
     ports.sort_unstable();
     ports.dedup();
     ports
 }
 
-/// The port of one row of `/proc/net/tcp` if it is a listening socket:
-/// `sl local_address rem_address st ...`, the local address as
-/// `HEXIP:HEXPORT` and the state `0A` (LISTEN).
-fn listening_port(row: &str) -> Option<u16> {
-    let mut fields = row.split_whitespace().skip(1);
-    let (local, _remote, state) = (fields.next()?, fields.next()?, fields.next()?);
-    let (_, hex) = local.rsplit_once(':')?;
-    (state == "0A").then(|| u16::from_str_radix(hex, 16).ok())?
+/// The TCP sockets of the network namespace of `process` (a pid, `self`
+/// or `thread-self`), from `/proc/<process>/net/tcp` and `tcp6`.
+pub(crate) fn tcp_sockets(process: &str) -> Vec<TcpRow> {
+    ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|table| {
+            fs::read_to_string(format!("/proc/{process}/net/{table}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(TcpRow::parse)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One socket of `/proc/net/tcp{,6}`: `sl local_address rem_address st
+/// tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TcpRow {
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    /// The kernel's TCP state: `01` established, `0A` listening.
+    pub(crate) state: u8,
+    pub(crate) inode: Option<u64>,
+}
+
+pub(crate) const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_LISTEN: u8 = 0x0A;
+
+impl TcpRow {
+    pub(crate) fn parse(row: &str) -> Option<Self> {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        Some(Self {
+            local: endpoint(fields.get(1)?)?,
+            remote: endpoint(fields.get(2)?)?,
+            state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
+            inode: fields.get(9).and_then(|inode| inode.parse().ok()),
+        })
+    }
+}
+
+/// The port of a listening socket.
+fn listening_port(row: &TcpRow) -> Option<u16> {
+    (row.state == TCP_LISTEN).then_some(row.local.port())
+}
+
+/// `HEXIP:HEXPORT` as the kernel prints it: the address's 32-bit words
+/// each in host order.
+fn endpoint(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(ip.get(8 * i..8 * i + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let ip = match ip.len() {
+        8 => IpAddr::from(word(0)?),
+        32 => {
+            let mut octets = [0u8; 16];
+            for i in 0..4 {
+                octets[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::from(octets)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Brings up the loopback of the calling thread's namespace (new
@@ -307,8 +363,32 @@ mod tests {
             "   0: 0100007F:1389 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0";
         let connected =
             "   1: 0100007F:1389 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0";
+        let listening_port = |row| TcpRow::parse(row).as_ref().and_then(listening_port);
         assert_eq!(listening_port(listening), Some(5001));
         assert_eq!(listening_port(connected), None);
         assert_eq!(listening_port("garbage"), None);
+    }
+
+    #[test]
+    fn reads_established_rows_of_proc_net_tcp() {
+        let v4 = "  36: 0100007F:ECB6 0100007F:18F6 01 00000000:00000000 00:00000000 00000000     0        0 918859 1 0 20 4 22 15 -1";
+        assert_eq!(
+            TcpRow::parse(v4),
+            Some(TcpRow {
+                local: "127.0.0.1:60598".parse().unwrap(),
+                remote: "127.0.0.1:6390".parse().unwrap(),
+                state: TCP_ESTABLISHED,
+                inode: Some(918859),
+            })
+        );
+        let listening = "   3: 00000000:18F6 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 918807 1";
+        assert_ne!(TcpRow::parse(listening).unwrap().state, TCP_ESTABLISHED);
+        // ::ffff:127.0.0.1, as a dual-stack socket's peer is.
+        let mapped = endpoint("0000000000000000FFFF00000100007F:18F6").unwrap();
+        assert_eq!(
+            mapped.ip().to_canonical(),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(endpoint("garbage"), None);
     }
 }

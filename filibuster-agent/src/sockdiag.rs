@@ -8,16 +8,16 @@
 //! The socket is looked up in the calling thread's network namespace.
 
 use std::{
-    collections::HashSet,
-    fs, io,
-    mem::size_of,
-    net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
-    path::Path,
+    collections::HashSet, fs, io, mem::size_of, net::SocketAddr, os::fd::AsRawFd, path::Path,
 };
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket,
+};
+
+use crate::{
+    cgroups,
+    netns::{self, NetNs, TCP_ESTABLISHED, TcpRow},
 };
 
 const SOCK_DESTROY: u16 = 21;
@@ -64,50 +64,33 @@ const ANY_COOKIE: u64 = u64::MAX;
 /// was planned on the pair, which would carry the calls past it. Their
 /// owners reconnect, as after a server's idle timeout. Says how many.
 pub fn destroy_pooled(cgroup: &Path, remote: SocketAddr) -> usize {
-    let pids = pids_under(cgroup);
+    let pids = cgroups::pids_under(cgroup);
     let Some(&first) = pids.first() else {
         return 0;
     };
     let held: HashSet<u64> = pids.iter().flat_map(|&pid| socket_inodes(pid)).collect();
-    let pooled: Vec<(SocketAddr, SocketAddr)> = ["tcp", "tcp6"]
-        .iter()
-        .map(|table| fs::read_to_string(format!("/proc/{first}/net/{table}")).unwrap_or_default())
-        .flat_map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter_map(established)
-                .filter(|(_, to, inode)| same_endpoint(*to, remote) && held.contains(inode))
-                .map(|(local, to, _)| (local, to))
-                .collect::<Vec<_>>()
+    let pooled: Vec<TcpRow> = netns::tcp_sockets(&first.to_string())
+        .into_iter()
+        .filter(|row| {
+            row.state == TCP_ESTABLISHED
+                && same_endpoint(row.remote, remote)
+                && row.inode.is_some_and(|inode| held.contains(&inode))
         })
         .collect();
     if pooled.is_empty() {
         return 0;
     }
-    let Ok(netns) = crate::netns::NetNs::of_process(first) else {
+    let Ok(namespace) = NetNs::of_process(first) else {
         return 0;
     };
     pooled
         .into_iter()
-        .filter(|&(local, to)| netns.enter(|| destroy(local, to, ANY_COOKIE)).is_ok())
-        .count()
-}
-
-/// The processes in `cgroup` and in the cgroups under it.
-fn pids_under(cgroup: &Path) -> Vec<u32> {
-    walkdir::WalkDir::new(cgroup)
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry.file_name() == "cgroup.procs")
-        .flat_map(|entry| {
-            fs::read_to_string(entry.path())
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.parse().ok())
-                .collect::<Vec<u32>>()
+        .filter(|row| {
+            namespace
+                .enter(|| destroy(row.local, row.remote, ANY_COOKIE))
+                .is_ok()
         })
-        .collect()
+        .count()
 }
 
 /// The inodes of the sockets process `pid` holds open.
@@ -126,46 +109,6 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
                 .ok()
         })
         .collect()
-}
-
-/// One row of `/proc/net/tcp{,6}` if its connection is established: its
-/// local and remote addresses and its inode.
-fn established(row: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
-    let fields: Vec<&str> = row.split_whitespace().collect();
-    let (local, remote, state, inode) = (
-        fields.get(1)?,
-        fields.get(2)?,
-        fields.get(3)?,
-        fields.get(9)?,
-    );
-    (*state == "01").then_some(())?;
-    Some((endpoint(local)?, endpoint(remote)?, inode.parse().ok()?))
-}
-
-/// `HEXIP:HEXPORT` as the kernel prints it: the address's 32-bit words
-/// each in host order.
-fn endpoint(text: &str) -> Option<SocketAddr> {
-    let (ip, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        Some(
-            u32::from_str_radix(ip.get(8 * i..8 * i + 8)?, 16)
-                .ok()?
-                .to_ne_bytes(),
-        )
-    };
-    let ip = match ip.len() {
-        8 => IpAddr::from(word(0)?),
-        32 => {
-            let mut octets = [0u8; 16];
-            for i in 0..4 {
-                octets[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
-            }
-            IpAddr::from(octets)
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
 }
 
 /// Whether two endpoints are the same, an IPv4-mapped IPv6 address being
@@ -289,22 +232,10 @@ mod tests {
     }
 
     #[test]
-    fn reads_established_rows_of_proc_net_tcp() {
-        let v4 = "  36: 0100007F:ECB6 0100007F:18F6 01 00000000:00000000 00:00000000 00000000     0        0 918859 1 0 20 4 22 15 -1";
-        assert_eq!(
-            established(v4),
-            Some((
-                "127.0.0.1:60598".parse().unwrap(),
-                "127.0.0.1:6390".parse().unwrap(),
-                918859
-            ))
-        );
-        let listening = "   3: 00000000:18F6 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 918807 1";
-        assert_eq!(established(listening), None);
+    fn an_ipv4_mapped_peer_is_its_ipv4_address() {
         // ::ffff:127.0.0.1, as a dual-stack socket's peer is.
-        let mapped = endpoint("0000000000000000FFFF00000100007F:18F6").unwrap();
+        let mapped = "[::ffff:127.0.0.1]:6390".parse().unwrap();
         assert!(same_endpoint(mapped, "127.0.0.1:6390".parse().unwrap()));
-        assert_eq!(endpoint("garbage"), None);
     }
 
     /// Needs CAP_NET_ADMIN (root) and a cgroup v2 mount, as the agent has.

@@ -278,7 +278,10 @@ fn a_service_whose_command_daemonizes_is_the_daemon() {
         .unwrap()
         .replace(
             "command = \"python3 services/bar/app.py\"",
-            "command = \"python3 services/bar/app.py > bar.log 2>&1 &\"",
+            &format!(
+                "command = \"python3 services/bar/app.py > {} 2>&1 &\"",
+                dir.join("bar.log").display()
+            ),
         )
         .replace(
             "command = \"",

@@ -124,9 +124,10 @@ impl Session {
                 .then(same_thread)
                 .flatten()
         });
-        match background {
-            true => evidence,
-            false => evidence.or(in_flight.last()),
+        if background {
+            evidence
+        } else {
+            evidence.or(in_flight.last())
         }
         .map(|call| call.id)
     }

@@ -150,11 +150,11 @@ struct State {
     namespaces: HashMap<u64, Arc<NetNs>>,
     connections: u32,
     observed_calls: u64,
-    /// What services call on their own: sites called while their cell ran
-    /// no execution (a health check, a cache refresh, a poller). Within an
-    /// execution such a call belongs to a request only on evidence (its
-    /// trace, its thread), and otherwise is watched, never failed: how
-    /// often it happens depends on the clock, not on the test.
+    /// What services call on their own (a health check, a cache refresh,
+    /// a poller): sites called between executions, or while their caller
+    /// served no request. A call of such a site belongs to a request only
+    /// on evidence (its trace, its thread); one that belongs to none is
+    /// watched, never failed: how often it happens depends on the clock.
     background: HashSet<CallSite>,
     passing: Passing,
 }

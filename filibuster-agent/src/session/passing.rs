@@ -8,7 +8,7 @@ use filibuster_common::ConnectKey;
 use foldhash::HashMap;
 use tokio::sync::oneshot;
 
-use super::{Session, State};
+use super::Session;
 
 /// The open pass-through connections, by caller and destination.
 #[derive(Default)]
@@ -43,7 +43,7 @@ impl Session {
     pub fn passing(&self, key: ConnectKey) -> PassingGuard<'_> {
         let (reset, resetting) = oneshot::channel();
         let mut state = self.lock();
-        let State { passing, .. } = &mut *state;
+        let passing = &mut state.passing;
         let id = passing.next;
         passing.next += 1;
         passing.open.entry(key).or_default().insert(id, reset);
