@@ -20,12 +20,12 @@ use aya::{
     },
 };
 use filibuster_common::{
-    AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_OPAQUE, CALLS_ONLY, Callee, ConnectAttempt,
-    ConnectEvent, ConnectKey, ConnectionPorts, HeadEvent, Listeners, PeerKey, SERVES, Settings,
-    SockAddr, ThreadPort, maps, programs,
+    AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_HTTP2, CALLEE_OPAQUE, CALLS_ONLY, Callee,
+    ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts, FrameEvent, HeadEvent, Listeners,
+    PeerKey, SERVES, Settings, SockAddr, ThreadPort, maps, programs,
 };
 
-use crate::cgroups::Cgroup;
+use crate::{cgroups::Cgroup, observe::http2::FramePart};
 
 /// What a session asks of the kernel's maps once the programs are
 /// attached: a trait so that the session's bookkeeping (arming, cells,
@@ -43,7 +43,7 @@ pub trait KernelMaps: Send {
 
     /// From now on, connects from network namespace `netns` to
     /// `destination` go straight there, each reported as a call (`Opaque`)
-    /// or their sockets observed (`Http1`).
+    /// or their sockets observed (`Http1`, `Http2`).
     fn connect_directly(
         &mut self,
         netns: u64,
@@ -122,6 +122,9 @@ pub enum Speaks {
     Opaque,
     /// HTTP/1.1: each request read off the caller's socket is a call.
     Http1,
+    /// HTTP/2 by prior knowledge: each stream whose request headers are
+    /// read off the caller's socket is a call.
+    Http2,
 }
 
 /// The moment a kernel timestamp (`bpf_ktime_get_ns`, CLOCK_MONOTONIC,
@@ -142,6 +145,39 @@ pub fn kernel_instant(at_ns: u64) -> Instant {
 pub enum KernelEvent<'a> {
     Connect(ConnectEvent),
     Head(Head<'a>),
+    Frame(Frame<'a>),
+}
+
+/// A [`FrameEvent`]: part of an HTTP/2 frame on an observed socket.
+pub struct Frame<'a> {
+    pub socket: u64,
+    /// The socket's own address (the caller's side of the connection).
+    pub local: SocketAddr,
+    /// The thread the kernel sent or received it in.
+    pub tid: u32,
+    /// Sent on the socket (else received).
+    pub egress: bool,
+    pub part: FramePart<'a>,
+}
+
+impl<'a> Frame<'a> {
+    fn from_kernel(event: &'a FrameEvent) -> Self {
+        let copied = usize::from(event.chunk_len).min(event.payload.len());
+        Self {
+            socket: event.socket,
+            local: Destination::from_kernel(&event.local).0,
+            tid: event.tid,
+            egress: event.egress == 1,
+            part: FramePart {
+                kind: event.kind,
+                flags: event.flags,
+                stream: event.stream,
+                frame_len: event.frame_len,
+                offset: event.offset,
+                bytes: &event.payload[..copied],
+            },
+        }
+    }
 }
 
 /// A [`HeadEvent`], read where the kernel wrote it, with only the payload
@@ -193,6 +229,11 @@ impl EventSource for Events {
                     let head = item.as_ptr().cast::<HeadEvent>();
                     debug_assert!(head.is_aligned());
                     each(KernelEvent::Head(Head::from_kernel(unsafe { &*head })));
+                }
+                n if n == size_of::<FrameEvent>() => {
+                    let frame = item.as_ptr().cast::<FrameEvent>();
+                    debug_assert!(frame.is_aligned());
+                    each(KernelEvent::Frame(Frame::from_kernel(unsafe { &*frame })));
                 }
                 _ => {}
             }
@@ -351,6 +392,7 @@ impl KernelMaps for Kernel {
         let kind = match speaks {
             Speaks::Opaque => CALLEE_OPAQUE,
             Speaks::Http1 => CALLEE_HTTP1,
+            Speaks::Http2 => CALLEE_HTTP2,
         };
         self.opaque
             .insert(callee, kind, 0)

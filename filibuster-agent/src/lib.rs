@@ -28,7 +28,7 @@ pub mod fuzzing {
     /// Segments of an observed connection, as the kernel reports them:
     /// each chunk is one segment, alternately sent and received.
     pub fn observed_heads(data: &[u8]) {
-        let mut tracker = crate::observe::Tracker::default();
+        let mut tracker = crate::observe::http1::Tracker::default();
         for (n, segment) in data.split(|&b| b == 0xff).enumerate() {
             let _ = tracker.segment(n % 2 == 0, n as u32, segment);
         }

@@ -181,6 +181,10 @@ pub const CALLEE_OPAQUE: u8 = 1;
 /// HTTP/1.1: its requests and responses are read off the caller's socket
 /// (`HeadEvent`s).
 pub const CALLEE_HTTP1: u8 = 2;
+/// HTTP/2 by prior knowledge (h2c, as gRPC speaks it): the frames of the
+/// caller's socket are walked, and those that carry header blocks and
+/// stream or connection ends reported (`FrameEvent`s).
+pub const CALLEE_HTTP2: u8 = 3;
 
 pub const ACTION_REDIRECTED: u32 = 1;
 pub const ACTION_REFUSED: u32 = 2;
@@ -198,6 +202,13 @@ pub const ACTION_CLOSED: u32 = 7;
 /// An observed connection's caller closed its end first (FIN_WAIT1): a
 /// request still unanswered was given up on.
 pub const ACTION_HUNG_UP: u32 = 8;
+/// Let through to its destination, which speaks HTTP/2: the socket's
+/// frames are walked and reported until it closes.
+pub const ACTION_OBSERVED_HTTP2: u32 = 9;
+/// The kernel lost its place in an observed HTTP/2 connection's frames (a
+/// gap in the TCP sequence, more frames in a segment than it walks, a
+/// header block larger than it reports) and stopped observing it.
+pub const ACTION_LOST: u32 = 10;
 
 /// How many bytes of a segment's payload a `HeadEvent` carries.
 pub const HEAD_BYTES: usize = 1024;
@@ -224,6 +235,49 @@ pub struct HeadEvent {
     pub egress: u16,
     pub _pad: u32,
     pub head: [u8; HEAD_BYTES],
+}
+
+/// How many payload bytes a `FrameEvent` carries at most: a longer frame
+/// is reported in several.
+pub const FRAME_BYTES: usize = 512;
+
+/// HTTP/2 frame types whose payloads the kernel reports: header blocks
+/// (which the agent must decode in full to keep each direction's HPACK
+/// table in step) and stream and connection ends. Not DATA, SETTINGS
+/// (the decoder follows the table size updates each block carries; a
+/// setting only bounds them), PING, PRIORITY or WINDOW_UPDATE.
+pub const H2_HEADERS: u8 = 0x1;
+pub const H2_RST_STREAM: u8 = 0x3;
+pub const H2_PUSH_PROMISE: u8 = 0x5;
+pub const H2_GOAWAY: u8 = 0x7;
+pub const H2_CONTINUATION: u8 = 0x9;
+
+/// Part of the payload of an HTTP/2 frame on an observed socket, reported
+/// through `EVENTS` (told from the other events by its size). A frame's
+/// chunks come in order, one event per segment it spans at least.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FrameEvent {
+    pub socket: u64,
+    /// The socket's own address (the caller's side of the connection).
+    pub local: SockAddr,
+    /// The thread the kernel sent or received it in.
+    pub tid: u32,
+    /// The frame's stream id.
+    pub stream: u32,
+    /// The frame's whole payload length.
+    pub frame_len: u32,
+    /// Where in the frame's payload `payload` starts.
+    pub offset: u32,
+    /// How many bytes of `payload` hold the frame's payload.
+    pub chunk_len: u16,
+    /// The frame's type (`H2_*`) and flags.
+    pub kind: u8,
+    pub flags: u8,
+    /// 1 for a frame sent, 0 for one received.
+    pub egress: u32,
+    pub _pad: u32,
+    pub payload: [u8; FRAME_BYTES],
 }
 
 #[cfg(feature = "user")]

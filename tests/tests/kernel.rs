@@ -18,11 +18,12 @@ use filibuster::{
     cgroups::{RunCgroups, cgroup2_mount},
     ebpf::{Destination, EventSource, Events, Kernel, KernelEvent, KernelMaps, Speaks},
     netns::NetNs,
+    observe::http2::{Seen, Tracker},
 };
 use filibuster_common::{
     ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
-    ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent,
-    ConnectKey, Listeners, Settings,
+    ACTION_OBSERVED_HTTP2, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt,
+    ConnectEvent, ConnectKey, Listeners, Settings,
 };
 
 /// Connects twice to the given address and says what happened.
@@ -323,12 +324,16 @@ fn connect_events(ring: &mut Events) -> Vec<ConnectEvent> {
 /// cgroup, take for HTTP/1.1 (connected to directly, its heads reported),
 /// an execution begun.
 fn observed_upstream() -> (TcpListener, Kernel, Events, RunCgroups) {
+    observed_upstream_speaking(Speaks::Http1)
+}
+
+fn observed_upstream_speaking(speaks: Speaks) -> (TcpListener, Kernel, Events, RunCgroups) {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let agent = TcpListener::bind("127.0.0.1:0").unwrap();
     let netns = NetNs::own().unwrap().cookie();
     let (mut kernel, ring, cgroups) = attached_client(netns, &agent);
     kernel
-        .connect_directly(netns, upstream.local_addr().unwrap(), Speaks::Http1)
+        .connect_directly(netns, upstream.local_addr().unwrap(), speaks)
         .unwrap();
     kernel.begin_execution(&[], &[], &[]).unwrap();
     (upstream, kernel, ring, cgroups)
@@ -396,6 +401,7 @@ fn observes_the_heads_of_direct_http1_connections() {
                     let line = text.lines().next().unwrap_or_default().to_string();
                     format!("{} {line}", if head.egress { "out" } else { "in" })
                 }
+                KernelEvent::Frame(_) => "an HTTP/2 frame".into(),
             })
         });
     }
@@ -410,6 +416,145 @@ fn observes_the_heads_of_direct_http1_connections() {
             "out GET /b HTTP/1.1",
             "in HTTP/1.1 204 No Content",
             &closed,
+        ]
+    );
+}
+
+/// Speaks HTTP/2 by prior knowledge, one write per segment (no delay, a
+/// pause between writes): the preface and SETTINGS, then a request's
+/// HEADERS split inside its frame header, a DATA frame, the answer read,
+/// then a second stream's HEADERS whose payload spans two segments, and
+/// its reset.
+const H2_CLIENT: &str = r#"
+import socket, struct, sys, time
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+# :method POST, :scheme http, then :path and content-type as literals
+# without indexing (HPACK, RFC 7541 appendix A's static table).
+def block(path):
+    ct = b"application/grpc"
+    return b"\x83\x86\x04" + bytes([len(path)]) + path + b"\x0f\x10" + bytes([len(ct)]) + ct
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def send(data):
+    s.sendall(data)
+    time.sleep(0.05)
+send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+first = frame(1, 4, 1, block(b"/shop.Cart/Add"))
+send(first[:5])
+send(first[5:] + frame(0, 1, 1, b"\x00\x00\x00\x00\x02hi"))
+answer = b""
+while b"grpc-status" not in answer:
+    answer += s.recv(4096)
+second = frame(1, 4, 3, block(b"/shop.Cart/Empty"))
+send(second[:14])
+send(second[14:])
+send(frame(3, 0, 3, b"\x00\x00\x00\x08"))
+s.close()
+"#;
+
+/// A server's answer to stream 1: SETTINGS, then HEADERS (`:status`
+/// 200), DATA and trailers (`grpc-status: 0`, a literal with a new name).
+fn h2_answer() -> Vec<u8> {
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let mut answer = frame(4, 0, 0, b"");
+    answer.extend(frame(1, 4, 1, b"\x88"));
+    answer.extend(frame(0, 0, 1, b"\x00\x00\x00\x00\x02ok"));
+    answer.extend(frame(1, 5, 1, b"\x00\x0bgrpc-status\x010"));
+    answer
+}
+
+#[test]
+fn walks_the_frames_of_direct_http2_connections() {
+    let (upstream, _kernel, mut ring, cgroups) = observed_upstream_speaking(Speaks::Http2);
+    let upstream_addr = upstream.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = accept_within(&upstream, Duration::from_secs(10));
+        let mut buf = [0u8; 4096];
+        let mut received = Vec::new();
+        // The first request's DATA ends with "hi".
+        while !received.ends_with(b"hi") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the client hung up early");
+            received.extend_from_slice(&buf[..n]);
+        }
+        std::io::Write::write_all(&mut stream, &h2_answer()).unwrap();
+        while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let port = upstream_addr.port().to_string();
+    let client = python_in(cgroups.get("client").unwrap(), H2_CLIENT, &[&port]);
+    let output = client.wait_with_output().unwrap();
+    assert!(output.status.success());
+    server.join().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut tracker = Tracker::default();
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.contains(&format!("connect event {ACTION_CLOSED}")) {
+        assert!(Instant::now() < deadline, "no close reported: {seen:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        ring.drain(&mut |event| match event {
+            KernelEvent::Connect(connect) => seen.push(format!("connect event {}", connect.action)),
+            KernelEvent::Frame(frame) => {
+                match tracker
+                    .frame(frame.egress, &frame.part)
+                    .expect("frames follow")
+                {
+                    Some(call) => seen.push(format!("{call:?}")),
+                    None => {}
+                }
+            }
+            KernelEvent::Head(_) => seen.push("a head".into()),
+        });
+    }
+    seen.retain(|event| *event != format!("connect event {ACTION_HUNG_UP}"));
+    let request = |stream, path: &str| {
+        format!(
+            "{:?}",
+            Seen::Request {
+                stream,
+                method: "POST".into(),
+                path: path.into(),
+                grpc: true,
+                trace: None
+            }
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            format!("connect event {ACTION_OBSERVED_HTTP2}"),
+            request(1, "/shop.Cart/Add"),
+            format!(
+                "{:?}",
+                Seen::Response {
+                    stream: 1,
+                    status: 200,
+                    grpc_status: None
+                }
+            ),
+            format!(
+                "{:?}",
+                Seen::Trailers {
+                    stream: 1,
+                    grpc_status: Some(0)
+                }
+            ),
+            request(3, "/shop.Cart/Empty"),
+            format!(
+                "{:?}",
+                Seen::Reset {
+                    stream: 3,
+                    sent: true
+                }
+            ),
+            format!("connect event {ACTION_CLOSED}"),
         ]
     );
 }

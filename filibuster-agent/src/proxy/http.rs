@@ -144,11 +144,20 @@ impl CallerConnection {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, Error> {
         let first = !self.used.swap(true, Ordering::Relaxed);
         let protocol = self.protocol(&request);
-        // Plain HTTP/1.1 (no upgrade to another protocol on the way): the
-        // kernel can read the calls off later connections there itself.
-        if first && protocol == Protocol::Http && !request.headers().contains_key(UPGRADE) {
-            self.session
-                .connect_directly(&self.connection, Speaks::Http1);
+        // Plain HTTP/1.1 (no upgrade to another protocol on the way), or
+        // HTTP/2 by prior knowledge: the kernel can read the calls off
+        // later connections there itself.
+        if first {
+            match &self.upstream {
+                Upstream::Http1(_) if !request.headers().contains_key(UPGRADE) => {
+                    self.session
+                        .connect_directly(&self.connection, Speaks::Http1);
+                }
+                Upstream::Http2(_) => self
+                    .session
+                    .connect_directly(&self.connection, Speaks::Http2),
+                Upstream::Http1(_) => {}
+            }
         }
         let admission = self.session.admit(
             &self.connection,

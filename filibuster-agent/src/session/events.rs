@@ -1,57 +1,24 @@
 //! What the kernel reported on its own: refusals, direct connects and how
-//! they ended, heads read off observed HTTP/1.1 connections; and what the
-//! kernel is told to connect directly.
+//! they ended (observed connections are [`super::observed`]'s); and what
+//! the kernel is told to connect directly.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::Result;
 use filibuster_common::{
-    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
-    ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt, ConnectEvent, ConnectKey,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_LOST, ACTION_OBSERVED,
+    ACTION_OBSERVED_HTTP2, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectEvent, ConnectKey,
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::{
-    CallConnection, CallHandle, CallRequest, ConnectTarget, Connection, Enactment, Session, State,
-    applicable_faults, callee, is_local,
+    CallHandle, ConnectTarget, Connection, Session, State, applicable_faults, callee, is_local,
 };
 use crate::{
-    ebpf::{Destination, Head, KernelEvent, Speaks, kernel_instant},
+    ebpf::{Destination, KernelEvent, Speaks, kernel_instant},
     explore::{CallId, CallSite, Outcome, Protocol},
-    observe::{Seen, Tracker},
     sockdiag,
 };
-
-/// A direct HTTP/1.1 connection whose caller socket the kernel observes.
-pub(super) struct Observed {
-    pub(super) caller: String,
-    pub(super) callee: String,
-    pub(super) destination: SocketAddr,
-    /// Cookie of the caller's network namespace.
-    pub(super) netns: u64,
-    pub(super) attempt: ConnectAttempt,
-    pub(super) number: u32,
-    /// The caller socket's own address, once a head showed it.
-    pub(super) local: Option<SocketAddr>,
-    pub(super) tracker: Tracker,
-    pub(super) used: bool,
-    /// The call awaiting its response.
-    pub(super) pending: Option<CallHandle>,
-    pub(super) cell: usize,
-}
-
-impl<'a> From<&'a Observed> for CallConnection<'a> {
-    fn from(observed: &'a Observed) -> Self {
-        Self {
-            cell: observed.cell,
-            caller: &observed.caller,
-            callee: &observed.callee,
-            destination: observed.destination,
-            attempt: &observed.attempt,
-            number: observed.number,
-        }
-    }
-}
 
 impl Session {
     /// Records what the kernel did on its own: the connects it refused
@@ -64,6 +31,7 @@ impl Session {
         events.drain(&mut |event| match event {
             KernelEvent::Connect(event) => Self::absorb_connect(state, &event),
             KernelEvent::Head(head) => Self::absorb_head(state, &head),
+            KernelEvent::Frame(frame) => Self::absorb_frame(state, &frame),
         });
         state.events = Some(events);
     }
@@ -74,23 +42,10 @@ impl Session {
         match event.action {
             ACTION_REFUSED => Self::absorb_refusal(state, event),
             ACTION_DIRECT => Self::absorb_direct_connect(state, event),
-            ACTION_OBSERVED => Self::absorb_observed_connect(state, event),
-            // Closed with a request unanswered: by the caller first (it
-            // gave up: a late answer is not its outcome), or by the callee
-            // or the network.
-            ACTION_HUNG_UP | ACTION_CLOSED => {
-                if let Some(observed) = state.observed.remove(&event.socket)
-                    && let Some(call) = observed.pending
-                {
-                    let outcome = if event.action == ACTION_HUNG_UP {
-                        Outcome::Abandoned
-                    } else {
-                        Outcome::ConnectionError
-                    };
-                    let at = kernel_instant(event.at_ns);
-                    Self::finish_at(state, call, outcome, at);
-                }
-            }
+            ACTION_OBSERVED => Self::absorb_observed_connect(state, event, Speaks::Http1),
+            ACTION_OBSERVED_HTTP2 => Self::absorb_observed_connect(state, event, Speaks::Http2),
+            ACTION_HUNG_UP | ACTION_CLOSED => Self::absorb_observed_end(state, event),
+            ACTION_LOST => Self::lose(state, event.socket),
             ACTION_ESTABLISHED | ACTION_UNREACHABLE => {
                 if let Some(call) = state.direct.remove(&event.socket) {
                     let outcome = if event.action == ACTION_ESTABLISHED {
@@ -193,72 +148,6 @@ impl Session {
         Self::absorb_events(&mut self.lock());
     }
 
-    /// A connect the kernel let through to a destination that speaks
-    /// HTTP/1.1: a connection, whose requests are the calls.
-    fn absorb_observed_connect(state: &mut State, event: &ConnectEvent) {
-        let Some((caller, cell)) = state.caller(event.attempt.key.cgroup_id) else {
-            return;
-        };
-        let destination = Destination::from_kernel(&event.attempt.key.destination).0;
-        let observed = Observed {
-            callee: callee(&state.services, destination, event.netns),
-            caller,
-            destination,
-            netns: event.netns,
-            attempt: event.attempt,
-            number: state.next_connection(),
-            local: None,
-            tracker: Tracker::default(),
-            used: false,
-            pending: None,
-            cell,
-        };
-        state.observed.insert(event.socket, observed);
-    }
-
-    /// The head of a segment on an observed connection: a request is
-    /// admitted as a proxied one would be; a response ends its call.
-    fn absorb_head(state: &mut State, head: &Head<'_>) {
-        // Out of the map while its call is admitted, which needs the state.
-        let Some(mut observed) = state.observed.remove(&head.socket) else {
-            return;
-        };
-        observed.local.get_or_insert(head.local);
-        match observed.tracker.segment(head.egress, head.seq, head.bytes) {
-            Some(Seen::Request {
-                method,
-                target,
-                trace,
-            }) => {
-                let request = CallRequest {
-                    protocol: Protocol::Http,
-                    method,
-                    target,
-                    trace,
-                    first_on_connection: !std::mem::replace(&mut observed.used, true),
-                    // The callee's thread serving it reads from the
-                    // caller's own socket.
-                    upstream_port: Some(head.local.port()),
-                };
-                let admission =
-                    Self::admit_call(state, &(&observed).into(), &request, |_| Some(head.tid));
-                state.observed_calls += u64::from(admission.call.is_some());
-                if admission.enactment != Enactment::Forward {
-                    let (caller, callee) = (&observed.caller, &observed.callee);
-                    warn!(%caller, %callee, %method, %target, "a call planned to fail went directly and was not failed");
-                }
-                observed.pending = admission.call;
-            }
-            Some(Seen::Response(status)) => {
-                if let Some(call) = observed.pending.take() {
-                    Self::finish(state, call, Outcome::Status(status));
-                }
-            }
-            None => {}
-        }
-        state.observed.insert(head.socket, observed);
-    }
-
     /// Destroys the open connections of these callers to these
     /// destinations: the observed ones, then any other their processes
     /// hold (a pool's, to a destination connected to directly), each from
@@ -273,34 +162,6 @@ impl Session {
             let destroyed = sockdiag::destroy_pooled(cgroup, destination);
             if destroyed > 0 {
                 debug!(%destination, destroyed, "destroyed pooled connections a fault needs");
-            }
-        }
-    }
-
-    fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
-        let doomed: Vec<u64> = state
-            .observed
-            .iter()
-            .filter(|(_, observed)| pairs.contains(&observed.attempt.key))
-            .map(|(&cookie, _)| cookie)
-            .collect();
-        for cookie in doomed {
-            let Some(observed) = state.observed.remove(&cookie) else {
-                continue;
-            };
-            let (Some(local), Some(netns)) =
-                (observed.local, state.namespaces.get(&observed.netns))
-            else {
-                continue;
-            };
-            let remote = observed.destination;
-            match netns.enter(|| sockdiag::destroy(local, remote, cookie)) {
-                Ok(()) => debug!(%local, %remote, "destroyed an observed connection a fault needs"),
-                // Closed since: its close event is on its way.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(%local, %remote, "cannot destroy an observed connection a planned fault needs: {e}")
-                }
             }
         }
     }

@@ -10,6 +10,7 @@ mod enact;
 mod events;
 mod holds;
 mod naming;
+mod observed;
 mod passing;
 #[cfg(test)]
 mod tests;
@@ -31,10 +32,10 @@ use tokio::sync::watch;
 
 use calls::{CallConnection, applicable_faults};
 pub use enact::Enactment;
-use events::Observed;
 pub use holds::Forwarding;
 pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
+use observed::Observed;
 use passing::Passing;
 pub use passing::PassingGuard;
 
@@ -144,7 +145,7 @@ struct State {
     connect_targets: HashMap<ExecutionIndex, ConnectTarget>,
     /// Calls made by direct connects not yet answered, by socket cookie.
     direct: HashMap<u64, CallHandle>,
-    /// Open observed HTTP/1.1 connections, by caller socket cookie.
+    /// Open observed HTTP connections, by caller socket cookie.
     observed: HashMap<u64, Observed>,
     /// The callers' network namespaces, by cookie.
     namespaces: HashMap<u64, Arc<NetNs>>,

@@ -11,6 +11,8 @@
 
 use httparse::{EMPTY_HEADER, Request, Response};
 
+use super::trace_id;
+
 /// How many headers a head may have for its trace id to be found.
 const MAX_HEADERS: usize = 64;
 
@@ -88,14 +90,6 @@ fn response(head: &[u8]) -> Option<Seen<'_>> {
         Ok(_) | Err(httparse::Error::TooManyHeaders) => response.code.map(Seen::Response),
         Err(_) => None,
     }
-}
-
-/// The trace id of a W3C `traceparent` value (`00-<trace id>-<span
-/// id>-<flags>`): the same along a request's whole path through services
-/// that propagate it.
-pub fn trace_id(value: &[u8]) -> Option<&str> {
-    let trace = std::str::from_utf8(value).ok()?.split('-').nth(1)?;
-    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
 }
 
 #[cfg(test)]

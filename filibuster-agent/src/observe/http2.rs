@@ -1,0 +1,457 @@
+//! HTTP/2 calls read off a direct connection (h2c by prior knowledge, as
+//! gRPC speaks it): the kernel walks the connection's frames and reports
+//! the payloads of those that carry header blocks and stream and
+//! connection ends, in parts of at most a few hundred bytes; a [`Tracker`]
+//! per connection puts each frame back together, decodes header blocks
+//! with one HPACK decoder per direction (each side's table changes only
+//! with the blocks that side sends, so every block must be decoded, in
+//! order, whatever it carries), and says what the frames tell about calls.
+
+use std::borrow::Cow;
+
+use filibuster_common::{H2_CONTINUATION, H2_GOAWAY, H2_HEADERS, H2_PUSH_PROMISE, H2_RST_STREAM};
+use loona_hpack::Decoder;
+
+use super::trace_id;
+
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+
+/// Part of a frame's payload, as the kernel reported it.
+#[derive(Clone, Copy, Debug)]
+pub struct FramePart<'a> {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    /// The whole frame's payload length.
+    pub frame_len: u32,
+    /// Where in the frame's payload `bytes` start.
+    pub offset: u32,
+    pub bytes: &'a [u8],
+}
+
+/// What a frame told about the connection's calls.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A request's headers, sent: a call on `stream`.
+    Request {
+        stream: u32,
+        method: String,
+        path: String,
+        /// Its content type is gRPC's.
+        grpc: bool,
+        trace: Option<String>,
+    },
+    /// A final response's headers (1xx are skipped), received; a gRPC
+    /// answer without a body carries its status here.
+    Response {
+        stream: u32,
+        status: u16,
+        grpc_status: Option<u8>,
+    },
+    /// Trailers, received: where a gRPC answer with a body carries its
+    /// status.
+    Trailers {
+        stream: u32,
+        grpc_status: Option<u8>,
+    },
+    /// A stream reset, by the caller (`sent`) or the callee.
+    Reset { stream: u32, sent: bool },
+    /// The connection is going away, by the caller's word (`sent`) or the
+    /// callee's: streams above `last_stream` will not be answered.
+    GoingAway { last_stream: u32, sent: bool },
+}
+
+/// The tracker lost its place: a part is missing (the ring buffer had no
+/// room for it) or a header block does not decode. The connection's
+/// header tables can no longer be followed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lost;
+
+/// One observed connection's two directions.
+#[derive(Default)]
+pub struct Tracker {
+    /// Sent by the caller, received by it.
+    sides: [Side; 2],
+}
+
+#[derive(Default)]
+struct Side {
+    decoder: Decoder<'static>,
+    /// The payload of a frame reported in parts, so far.
+    frame: Vec<u8>,
+    /// A header block continued in CONTINUATION frames, so far.
+    block: Option<Block>,
+}
+
+struct Block {
+    stream: u32,
+    /// A PUSH_PROMISE's block, decoded only to keep the table in step.
+    promise: bool,
+    end_stream: bool,
+    bytes: Vec<u8>,
+}
+
+impl Tracker {
+    /// A part of a frame sent (`sent`) or received on the caller's socket.
+    pub fn frame(&mut self, sent: bool, part: &FramePart<'_>) -> Result<Option<Seen>, Lost> {
+        let side = &mut self.sides[usize::from(!sent)];
+        let end = part.offset as usize + part.bytes.len();
+        // Most frames come whole: read where they lie.
+        if part.offset == 0 && end == part.frame_len as usize {
+            return side.complete(sent, part, part.bytes);
+        }
+        if part.offset as usize != side.frame.len() || end > part.frame_len as usize {
+            return Err(Lost);
+        }
+        side.frame.extend_from_slice(part.bytes);
+        if end < part.frame_len as usize {
+            return Ok(None);
+        }
+        let frame = std::mem::take(&mut side.frame);
+        let seen = side.complete(sent, part, &frame);
+        // Its room is kept for the next frame in parts.
+        side.frame = frame;
+        side.frame.clear();
+        seen
+    }
+}
+
+impl Side {
+    /// A whole frame, its payload `payload`.
+    fn complete(
+        &mut self,
+        sent: bool,
+        part: &FramePart<'_>,
+        payload: &[u8],
+    ) -> Result<Option<Seen>, Lost> {
+        let stream = part.stream;
+        match part.kind {
+            H2_HEADERS | H2_PUSH_PROMISE => {
+                if self.block.is_some() {
+                    return Err(Lost);
+                }
+                let promise = part.kind == H2_PUSH_PROMISE;
+                let fragment = fragment(payload, part.flags, promise).ok_or(Lost)?;
+                let block = Block {
+                    stream,
+                    promise,
+                    end_stream: part.flags & END_STREAM != 0,
+                    bytes: Vec::new(),
+                };
+                if part.flags & END_HEADERS != 0 {
+                    return self.decode(sent, &block, fragment);
+                }
+                self.block = Some(Block {
+                    bytes: fragment.to_vec(),
+                    ..block
+                });
+                Ok(None)
+            }
+            H2_CONTINUATION => {
+                let block = self.block.as_mut().ok_or(Lost)?;
+                if block.stream != stream {
+                    return Err(Lost);
+                }
+                block.bytes.extend_from_slice(payload);
+                if part.flags & END_HEADERS == 0 {
+                    return Ok(None);
+                }
+                let mut block = self.block.take().ok_or(Lost)?;
+                let bytes = std::mem::take(&mut block.bytes);
+                self.decode(sent, &block, &bytes)
+            }
+            H2_RST_STREAM => Ok(Some(Seen::Reset { stream, sent })),
+            H2_GOAWAY => {
+                let last = payload.get(..4).ok_or(Lost)?;
+                let last_stream = u32::from_be_bytes(last.try_into().map_err(|_| Lost)?);
+                Ok(Some(Seen::GoingAway {
+                    last_stream: last_stream & 0x7fff_ffff,
+                    sent,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Decodes a whole header block, which every block must be for the
+    /// table to stay in step, and reads off what matters of it.
+    fn decode(&mut self, sent: bool, block: &Block, bytes: &[u8]) -> Result<Option<Seen>, Lost> {
+        let mut fields = Fields::default();
+        self.decoder
+            .decode_with_cb(bytes, |name, value| fields.take(name, value))
+            .map_err(|_| Lost)?;
+        if block.promise {
+            return Ok(None);
+        }
+        let stream = block.stream;
+        if sent {
+            // A request's headers; a request's trailers carry no method.
+            let (Some(method), Some(path)) = (fields.method, fields.path) else {
+                return Ok(None);
+            };
+            let path = match path.split_once('?') {
+                Some((path, _)) => path.to_string(),
+                None => path,
+            };
+            return Ok(Some(Seen::Request {
+                stream,
+                method,
+                path,
+                grpc: fields.grpc,
+                trace: fields.trace,
+            }));
+        }
+        Ok(match fields.status {
+            Some(status) if status < 200 => None,
+            Some(status) => Some(Seen::Response {
+                stream,
+                status,
+                grpc_status: fields.grpc_status,
+            }),
+            None if block.end_stream => Some(Seen::Trailers {
+                stream,
+                grpc_status: fields.grpc_status,
+            }),
+            None => None,
+        })
+    }
+}
+
+/// The header block fragment of a HEADERS or PUSH_PROMISE payload: without
+/// its padding, priority or promised stream id.
+fn fragment(payload: &[u8], flags: u8, promise: bool) -> Option<&[u8]> {
+    let mut fragment = payload;
+    if flags & PADDED != 0 {
+        let (&pad, rest) = fragment.split_first()?;
+        fragment = rest.get(..rest.len().checked_sub(usize::from(pad))?)?;
+    }
+    let skipped = if promise {
+        4
+    } else if flags & PRIORITY != 0 {
+        5
+    } else {
+        0
+    };
+    fragment.get(skipped..)
+}
+
+/// The fields of a header block that name a call or its end.
+#[derive(Default)]
+struct Fields {
+    method: Option<String>,
+    path: Option<String>,
+    status: Option<u16>,
+    grpc: bool,
+    grpc_status: Option<u8>,
+    trace: Option<String>,
+}
+
+impl Fields {
+    fn take(&mut self, name: Cow<'_, [u8]>, value: Cow<'_, [u8]>) {
+        let text = || String::from_utf8_lossy(&value).into_owned();
+        let number = || std::str::from_utf8(&value).ok();
+        match &*name {
+            b":method" => self.method = Some(text()),
+            b":path" => self.path = Some(text()),
+            b":status" => self.status = number().and_then(|n| n.parse().ok()),
+            b"content-type" => self.grpc = value.starts_with(b"application/grpc"),
+            b"grpc-status" => self.grpc_status = number().and_then(|n| n.parse().ok()),
+            b"traceparent" => self.trace = trace_id(&value).map(str::to_string),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use loona_hpack::Encoder;
+
+    use super::*;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    /// One side's encoder and the frames it sends.
+    struct Peer(Encoder<'static>);
+
+    impl Peer {
+        fn new() -> Self {
+            Self(Encoder::new())
+        }
+
+        fn block(&mut self, headers: &[(&str, &str)]) -> Vec<u8> {
+            self.0
+                .encode(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+        }
+    }
+
+    fn whole(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> FramePart<'_> {
+        FramePart {
+            kind,
+            flags,
+            stream,
+            frame_len: payload.len() as u32,
+            offset: 0,
+            bytes: payload,
+        }
+    }
+
+    fn grpc_request(peer: &mut Peer, path: &str) -> Vec<u8> {
+        let traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        peer.block(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "bar:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("traceparent", &traceparent),
+        ])
+    }
+
+    fn request(stream: u32, path: &str) -> Seen {
+        Seen::Request {
+            stream,
+            method: "POST".into(),
+            path: path.into(),
+            grpc: true,
+            trace: Some(TRACE.into()),
+        }
+    }
+
+    #[test]
+    fn a_grpc_call_is_its_request_headers_then_its_trailers() {
+        let (mut client, mut server) = (Peer::new(), Peer::new());
+        let mut tracker = Tracker::default();
+        for stream in [1, 3] {
+            // The second request reuses the first's table entries.
+            let block = grpc_request(&mut client, "/shop.Cart/Add");
+            let part = whole(H2_HEADERS, END_HEADERS, stream, &block);
+            assert_eq!(
+                tracker.frame(true, &part),
+                Ok(Some(request(stream, "/shop.Cart/Add")))
+            );
+            let block = server.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+            let part = whole(H2_HEADERS, END_HEADERS, stream, &block);
+            assert_eq!(
+                tracker.frame(false, &part),
+                Ok(Some(Seen::Response {
+                    stream,
+                    status: 200,
+                    grpc_status: None
+                }))
+            );
+            let block = server.block(&[("grpc-status", "14"), ("grpc-message", "down")]);
+            let part = whole(H2_HEADERS, END_HEADERS | END_STREAM, stream, &block);
+            assert_eq!(
+                tracker.frame(false, &part),
+                Ok(Some(Seen::Trailers {
+                    stream,
+                    grpc_status: Some(14)
+                }))
+            );
+        }
+    }
+
+    #[test]
+    fn a_trailers_only_answer_carries_its_status_in_the_headers() {
+        let mut server = Peer::new();
+        let mut tracker = Tracker::default();
+        let block = server.block(&[
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "5"),
+        ]);
+        let part = whole(H2_HEADERS, END_HEADERS | END_STREAM, 7, &block);
+        assert_eq!(
+            tracker.frame(false, &part),
+            Ok(Some(Seen::Response {
+                stream: 7,
+                status: 200,
+                grpc_status: Some(5)
+            }))
+        );
+    }
+
+    #[test]
+    fn frames_in_parts_and_blocks_in_continuations_are_put_together() {
+        let mut client = Peer::new();
+        let mut tracker = Tracker::default();
+        let block = grpc_request(&mut client, "/a.B/C?x=1");
+        let (first, rest) = block.split_at(10);
+        // HEADERS padded and with a priority, reported in two parts.
+        let mut payload = vec![3];
+        payload.extend_from_slice(&[0, 0, 0, 0, 16]);
+        payload.extend_from_slice(first);
+        payload.extend_from_slice(&[0; 3]);
+        let flags = PADDED | PRIORITY;
+        let frame_len = payload.len() as u32;
+        let (a, b) = payload.split_at(4);
+        let part = |offset: u32, bytes| FramePart {
+            kind: H2_HEADERS,
+            flags,
+            stream: 1,
+            frame_len,
+            offset,
+            bytes,
+        };
+        assert_eq!(tracker.frame(true, &part(0, a)), Ok(None));
+        assert_eq!(tracker.frame(true, &part(4, b)), Ok(None));
+        let continuation = whole(H2_CONTINUATION, END_HEADERS, 1, rest);
+        assert_eq!(
+            tracker.frame(true, &continuation),
+            Ok(Some(request(1, "/a.B/C")))
+        );
+    }
+
+    #[test]
+    fn resets_and_goaways_end_streams_both_ways() {
+        let mut tracker = Tracker::default();
+        let cancel = whole(H2_RST_STREAM, 0, 5, &[0, 0, 0, 8]);
+        assert_eq!(
+            tracker.frame(true, &cancel),
+            Ok(Some(Seen::Reset {
+                stream: 5,
+                sent: true
+            }))
+        );
+        let goaway = whole(H2_GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]);
+        assert_eq!(
+            tracker.frame(false, &goaway),
+            Ok(Some(Seen::GoingAway {
+                last_stream: 3,
+                sent: false
+            }))
+        );
+    }
+
+    #[test]
+    fn a_missing_part_or_a_block_that_does_not_decode_loses_the_place() {
+        let mut tracker = Tracker::default();
+        let part = FramePart {
+            kind: H2_HEADERS,
+            flags: END_HEADERS,
+            stream: 1,
+            frame_len: 600,
+            offset: 512,
+            bytes: &[0; 88],
+        };
+        assert_eq!(tracker.frame(true, &part), Err(Lost));
+        // An index past both tables.
+        let part = whole(H2_HEADERS, END_HEADERS, 1, &[0xff, 0x7f]);
+        assert_eq!(tracker.frame(false, &part), Err(Lost));
+        let orphan = whole(H2_CONTINUATION, END_HEADERS, 1, &[0x82]);
+        assert_eq!(Tracker::default().frame(true, &orphan), Err(Lost));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let mut server = Peer::new();
+        let mut tracker = Tracker::default();
+        let block = server.block(&[(":status", "100")]);
+        let part = whole(H2_HEADERS, END_HEADERS, 1, &block);
+        assert_eq!(tracker.frame(false, &part), Ok(None));
+    }
+}
