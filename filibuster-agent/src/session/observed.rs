@@ -45,7 +45,8 @@ enum Exchange {
         pending: Option<CallHandle>,
     },
     Http2 {
-        tracker: http2::Tracker,
+        /// Boxed: two HPACK tables.
+        tracker: Box<http2::Tracker>,
         /// The calls on open streams.
         streams: HashMap<u32, Stream>,
     },
@@ -84,7 +85,7 @@ impl Session {
         let destination = Destination::from_kernel(&event.attempt.key.destination).0;
         let exchange = match speaks {
             Speaks::Http2 => Exchange::Http2 {
-                tracker: http2::Tracker::default(),
+                tracker: Box::default(),
                 streams: HashMap::default(),
             },
             _ => Exchange::Http1 {
