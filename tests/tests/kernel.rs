@@ -502,12 +502,9 @@ fn walks_the_frames_of_direct_http2_connections() {
         ring.drain(&mut |event| match event {
             KernelEvent::Connect(connect) => seen.push(format!("connect event {}", connect.action)),
             KernelEvent::Frame(frame) => {
-                match tracker
-                    .frame(frame.egress, &frame.part)
-                    .expect("frames follow")
-                {
-                    Some(call) => seen.push(format!("{call:?}")),
-                    None => {}
+                let told = tracker.frame(frame.egress, &frame.part);
+                if let Some(call) = told.expect("frames follow") {
+                    seen.push(format!("{call:?}"));
                 }
             }
             KernelEvent::Head(_) => seen.push("a head".into()),
