@@ -6,11 +6,14 @@
 //! with one HPACK decoder per direction (each side's table changes only
 //! with the blocks that side sends, so every block must be decoded, in
 //! order, whatever it carries), and says what the frames tell about calls.
-
-use std::borrow::Cow;
+//!
+//! The decoder is httlib-hpack's, whose Huffman decoding walks a
+//! precomputed table: loona-hpack (the maintained fork of `hpack`) builds
+//! a hash map per string it decodes, which was more than half of the
+//! agent's time under load (measured with perf on the h2c bench).
 
 use filibuster_common::{H2_CONTINUATION, H2_GOAWAY, H2_HEADERS, H2_PUSH_PROMISE, H2_RST_STREAM};
-use loona_hpack::Decoder;
+use httlib_hpack::Decoder;
 
 use super::trace_id;
 
@@ -77,9 +80,12 @@ pub struct Tracker {
     sides: [Side; 2],
 }
 
-#[derive(Default)]
 struct Side {
     decoder: Decoder<'static>,
+    /// A block being decoded (the decoder consumes its input), and the
+    /// fields decoded from it: kept for their room.
+    input: Vec<u8>,
+    fields: Vec<(Vec<u8>, Vec<u8>, u8)>,
     /// The payload of a frame reported in parts, so far.
     frame: Vec<u8>,
     /// A header block continued in CONTINUATION frames, so far.
@@ -116,6 +122,23 @@ impl Tracker {
         side.frame = frame;
         side.frame.clear();
         seen
+    }
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        let mut decoder = Decoder::default();
+        // The table starts at HTTP/2's default size, as the encoder's does;
+        // a size update beyond it was allowed by a setting the callee (or
+        // the caller) sent, which is for them to enforce, not for us.
+        decoder.set_max_dynamic_size(u32::MAX);
+        Self {
+            decoder,
+            input: Vec::new(),
+            fields: Vec::new(),
+            frame: Vec::new(),
+            block: None,
+        }
     }
 }
 
@@ -179,10 +202,16 @@ impl Side {
     /// Decodes a whole header block, which every block must be for the
     /// table to stay in step, and reads off what matters of it.
     fn decode(&mut self, sent: bool, block: &Block, bytes: &[u8]) -> Result<Option<Seen>, Lost> {
-        let mut fields = Fields::default();
+        self.input.clear();
+        self.input.extend_from_slice(bytes);
+        self.fields.clear();
         self.decoder
-            .decode_with_cb(bytes, |name, value| fields.take(name, value))
+            .decode(&mut self.input, &mut self.fields)
             .map_err(|_| Lost)?;
+        let mut fields = Fields::default();
+        for (name, value, _) in &self.fields {
+            fields.take(name, value);
+        }
         if block.promise {
             return Ok(None);
         }
@@ -250,16 +279,16 @@ struct Fields {
 }
 
 impl Fields {
-    fn take(&mut self, name: Cow<'_, [u8]>, value: Cow<'_, [u8]>) {
-        let text = || String::from_utf8_lossy(&value).into_owned();
-        let number = || std::str::from_utf8(&value).ok();
-        match &*name {
+    fn take(&mut self, name: &[u8], value: &[u8]) {
+        let text = || String::from_utf8_lossy(value).into_owned();
+        let number = || std::str::from_utf8(value).ok();
+        match name {
             b":method" => self.method = Some(text()),
             b":path" => self.path = Some(text()),
             b":status" => self.status = number().and_then(|n| n.parse().ok()),
             b"content-type" => self.grpc = value.starts_with(b"application/grpc"),
             b"grpc-status" => self.grpc_status = number().and_then(|n| n.parse().ok()),
-            b"traceparent" => self.trace = trace_id(&value).map(str::to_string),
+            b"traceparent" => self.trace = trace_id(value).map(str::to_string),
             _ => {}
         }
     }
@@ -267,7 +296,7 @@ impl Fields {
 
 #[cfg(test)]
 mod tests {
-    use loona_hpack::Encoder;
+    use httlib_hpack::Encoder;
 
     use super::*;
 
@@ -278,12 +307,22 @@ mod tests {
 
     impl Peer {
         fn new() -> Self {
-            Self(Encoder::new())
+            Self(Encoder::default())
         }
 
+        /// Encodes `headers` as clients do: Huffman strings, new fields
+        /// added to the table, known ones referred to by index.
         fn block(&mut self, headers: &[(&str, &str)]) -> Vec<u8> {
-            self.0
-                .encode(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+            let flags = Encoder::HUFFMAN_NAME
+                | Encoder::HUFFMAN_VALUE
+                | Encoder::WITH_INDEXING
+                | Encoder::BEST_FORMAT;
+            let mut block = Vec::new();
+            for (name, value) in headers {
+                let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags);
+                self.0.encode(field, &mut block).expect("encodes");
+            }
+            block
         }
     }
 
