@@ -97,6 +97,20 @@ fn grpc_shop_fixed_explores_as_modelled_one_stream_failing_at_a_time() {
         (Some(22), Some(18))
     );
     assert_eq!(report["unstable"], Value::Array(Vec::new()));
+    // Most calls are read off direct connections the kernel observes: each
+    // service's channel keeps one connection, the first through the proxy
+    // (which learns that the destination speaks h2c) and closed by it
+    // (GOAWAY) once no fault needs it, the next direct; a fault planned on
+    // a pair destroys its observed one, and the channel reconnects at once.
+    let calls_made: usize = executions(&report)
+        .iter()
+        .map(|e| e["calls"].as_array().map_or(0, Vec::len))
+        .sum();
+    let observed = report["agent"]["observed_calls"].as_u64().expect("counted");
+    assert!(
+        observed as usize * 2 > calls_made,
+        "{observed} of {calls_made} calls read off direct connections"
+    );
 
     // ForYou fails with UNAVAILABLE; Trending, next on the same HTTP/2
     // connection, succeeds.

@@ -29,7 +29,7 @@ use super::reset;
 use crate::{
     ebpf::Speaks,
     explore::{Outcome, Protocol},
-    session::{CallHandle, CallRequest, Connection, Enactment, Session},
+    session::{CallHandle, CallRequest, Carried, Connection, Enactment, Session},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -58,11 +58,24 @@ pub async fn serve_http1(stream: TcpStream, connection: Connection, session: Arc
     }
 }
 
+/// Serves an HTTP/2 connection until it ends, or until an execution plans
+/// no fault on its caller and destination: then it is closed gracefully
+/// (GOAWAY, the streams under way finishing), so that the caller's next
+/// connection goes directly, observed by the kernel.
 pub async fn serve_http2(stream: TcpStream, connection: Connection, session: Arc<Session>) {
+    let registry = session.clone();
+    let mut carried = registry.carrying(Carried::Observable, connection.attempt.key);
     let caller = CallerConnection::new(&stream, connection, session, Upstream::http2());
-    let result = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), caller.service())
-        .await;
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), caller.service());
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = &mut served => result,
+        _ = &mut carried.end => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
     if let Err(e) = result {
         debug!("caller connection ended: {e}");
     }

@@ -14,7 +14,7 @@ use super::{idle::Idle, reset};
 use crate::{
     accept,
     explore::{Outcome, Protocol},
-    session::{CallRequest, Connection, Enactment, Session},
+    session::{CallRequest, Carried, Connection, Enactment, Session},
 };
 
 /// Who spoke first on a connection whose caller was silent at first.
@@ -101,14 +101,15 @@ pub async fn pass_through(
                     }
                     // Reset when an execution plans a fault on its pair: a
                     // pool would otherwise carry the planned call past it.
-                    let mut passing = session.passing(connection.attempt.key);
+                    let key = connection.attempt.key;
+                    let mut passing = session.carrying(Carried::PassedThrough, key);
                     tokio::select! {
                         ended = copy_bidirectional(&mut stream, &mut upstream) => {
                             if let Err(e) = ended {
                                 debug!("passed-through connection ended: {e}");
                             }
                         }
-                        _ = &mut passing.reset => reset(&stream),
+                        _ = &mut passing.end => reset(&stream),
                     }
                 }
                 Err(e) => {

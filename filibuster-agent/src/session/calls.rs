@@ -249,16 +249,33 @@ impl Session {
             }
             enacted
         });
+        // Where the call goes, for an execution that plans a fault on it
+        // to send its caller's connects there through the proxy (and end
+        // the connections that would carry it past the fault); for a call
+        // that opened its connection, which connect a refusal targets.
+        // Ordinal 0 (none) until the call is seen opening one.
         if request.first_on_connection {
             execution.set_connect_ordinal(id, on.attempt.ordinal);
-            let index = execution.call(id).index.clone();
-            connect_targets
-                .entry(index)
-                .or_insert_with(|| ConnectTarget {
-                    caller: on.caller.to_string(),
-                    destination: on.destination,
-                    ordinal: on.attempt.ordinal,
-                });
+        }
+        let ordinal = if request.first_on_connection {
+            on.attempt.ordinal
+        } else {
+            0
+        };
+        let index = &execution.call(id).index;
+        match connect_targets.get_mut(index) {
+            Some(target) if target.ordinal == 0 => target.ordinal = ordinal,
+            Some(_) => {}
+            None => {
+                connect_targets.insert(
+                    index.clone(),
+                    ConnectTarget {
+                        caller: on.caller.to_string(),
+                        destination: on.destination,
+                        ordinal,
+                    },
+                );
+            }
         }
         if fault.is_none() {
             let in_flight = InFlight {

@@ -37,7 +37,7 @@ pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
 use observed::Observed;
 use passing::Passing;
-pub use passing::PassingGuard;
+pub use passing::{Carried, PassingGuard};
 
 use crate::{
     ebpf::{Destination, EventSource, KernelMaps},
@@ -66,8 +66,10 @@ pub struct Connection {
     pub number: u32,
 }
 
-/// Which connect a refusal targets, in terms that survive a restart
-/// (service names, not cgroup ids): written into counterexamples.
+/// Where a call goes, and for one that opened its connection which
+/// connect a refusal targets (`ordinal`, counted from 1; 0 for a call
+/// only seen on a connection already open), in terms that survive a
+/// restart (service names, not cgroup ids): written into counterexamples.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectTarget {
     pub caller: String,
@@ -313,7 +315,7 @@ impl Session {
         let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
         state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
         Self::destroy_open(state, &proxied);
-        state.passing.reset(&proxied);
+        state.passing.end(&proxied, &cgroups);
         let own = &mut state.cells[cell];
         own.dropped_at_begin = state.kernel.dropped_events();
         own.execution = Some(execution);

@@ -1,8 +1,16 @@
-//! Connections the proxy passes through byte for byte (a protocol it does
-//! not speak): each was one call when it opened, and a pool may keep it
-//! for every later one. When an execution plans a fault on its caller and
-//! destination, it is reset, so that the caller reconnects and the
-//! planned call happens (as for a destroyed observed connection).
+//! Connections the proxy carries that an execution may need ended, by
+//! caller and destination:
+//! - pass-through connections (a protocol the proxy does not speak): each
+//!   was one call when it opened, and a pool may keep it for every later
+//!   one. When an execution plans a fault on its caller and destination,
+//!   it is reset, so that the caller reconnects and the planned call
+//!   happens (as for a destroyed observed connection);
+//! - HTTP/2 connections to a destination the kernel can observe: a gRPC
+//!   channel keeps its first connection for as long as it lives, so the
+//!   one that taught the agent what the destination speaks would carry
+//!   every later call through the proxy. When an execution plans no fault
+//!   on its caller and destination, it is closed gracefully (GOAWAY; the
+//!   streams under way finish), and the caller reconnects directly.
 
 use filibuster_common::ConnectKey;
 use foldhash::HashMap;
@@ -10,48 +18,69 @@ use tokio::sync::oneshot;
 
 use super::Session;
 
-/// The open pass-through connections, by caller and destination.
+/// Which connections a registration is among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Carried {
+    /// Passed through: ended when a fault is planned on its pair.
+    PassedThrough,
+    /// HTTP/2 to an observable destination: ended when none is.
+    Observable,
+}
+
+/// The open connections of each kind, by caller and destination.
 #[derive(Default)]
 pub(super) struct Passing {
     next: u64,
-    open: HashMap<ConnectKey, HashMap<u64, oneshot::Sender<()>>>,
+    open: HashMap<(Carried, ConnectKey), HashMap<u64, oneshot::Sender<()>>>,
 }
 
 impl Passing {
-    /// Resets the connections of these callers to these destinations.
-    pub(super) fn reset(&mut self, pairs: &[ConnectKey]) {
-        for pair in pairs {
-            for (_, reset) in self.open.remove(pair).into_iter().flatten() {
-                let _ = reset.send(());
+    /// Ends the pass-through connections of these callers to these
+    /// destinations (`faulted`), and the observable ones of `callers` to
+    /// any other.
+    pub(super) fn end(&mut self, faulted: &[ConnectKey], callers: &[u64]) {
+        let ending: Vec<(Carried, ConnectKey)> = self
+            .open
+            .keys()
+            .filter(|(carried, pair)| match carried {
+                Carried::PassedThrough => faulted.contains(pair),
+                Carried::Observable => callers.contains(&pair.cgroup_id) && !faulted.contains(pair),
+            })
+            .copied()
+            .collect();
+        for key in ending {
+            for (_, end) in self.open.remove(&key).into_iter().flatten() {
+                let _ = end.send(());
             }
         }
     }
 }
 
-/// A pass-through connection's registration, undone when dropped;
-/// `reset` completes when an execution needs it gone.
+/// A carried connection's registration, undone when dropped; `end`
+/// completes when an execution needs it gone.
 pub struct PassingGuard<'a> {
     session: &'a Session,
-    key: ConnectKey,
+    key: (Carried, ConnectKey),
     id: u64,
-    pub reset: oneshot::Receiver<()>,
+    pub end: oneshot::Receiver<()>,
 }
 
 impl Session {
-    /// Registers a connection of `key`'s caller to its destination that
-    /// the proxy passes through.
-    pub fn passing(&self, key: ConnectKey) -> PassingGuard<'_> {
-        let (reset, resetting) = oneshot::channel();
+    /// Registers a connection of `pair`'s caller to its destination that
+    /// the proxy carries.
+    pub fn carrying(&self, carried: Carried, pair: ConnectKey) -> PassingGuard<'_> {
+        let (end, ending) = oneshot::channel();
         let mut state = self.lock();
         let passing = &mut state.passing;
         let id = passing.next;
         passing.next += 1;
-        passing.open.entry(key).or_default().insert(id, reset);
+        let key = (carried, pair);
+        passing.open.entry(key).or_default().insert(id, end);
         PassingGuard {
             session: self,
             key,
             id,
-            reset: resetting,
+            end: ending,
         }
     }
 }
