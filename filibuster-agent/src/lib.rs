@@ -35,6 +35,35 @@ pub mod fuzzing {
         let _ = crate::observe::trace_id(data);
     }
 
+    /// Frames of an observed HTTP/2 connection, as the kernel reports them:
+    /// each chunk is one frame, alternately sent and received, its first
+    /// byte the frame's type, its second its flags, the rest its payload,
+    /// reported in two parts split where its first payload byte says.
+    pub fn observed_frames(data: &[u8]) {
+        use crate::observe::http2::{FramePart, Tracker};
+        let mut tracker = Tracker::default();
+        for (n, chunk) in data.split(|&b| b == 0xfe).enumerate() {
+            let [kind, flags, payload @ ..] = chunk else {
+                continue;
+            };
+            let split = payload
+                .first()
+                .map_or(0, |&at| usize::from(at) % (payload.len() + 1));
+            let (first, second) = payload.split_at(split);
+            for (offset, bytes) in [(0, first), (split, second)] {
+                let part = FramePart {
+                    kind: kind & 0xf,
+                    flags: *flags,
+                    stream: (n / 2) as u32,
+                    frame_len: payload.len() as u32,
+                    offset: offset as u32,
+                    bytes,
+                };
+                let _ = tracker.frame(n % 2 == 0, &part);
+            }
+        }
+    }
+
     /// A connection's first bytes, as the proxy's sniffer sees them.
     pub fn sniffed(data: &[u8]) {
         let _ = crate::proxy::sniff::classify(data);

@@ -14,8 +14,9 @@ use anyhow::{Context, Result, bail};
 use crate::run;
 
 /// Every fuzz target, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "observed_heads",
+    "observed_frames",
     "sniffed",
     "config",
     "counterexample",

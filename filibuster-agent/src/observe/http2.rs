@@ -202,6 +202,9 @@ impl Side {
     /// Decodes a whole header block, which every block must be for the
     /// table to stay in step, and reads off what matters of it.
     fn decode(&mut self, sent: bool, block: &Block, bytes: &[u8]) -> Result<Option<Seen>, Lost> {
+        if !complete_block(bytes) {
+            return Err(Lost);
+        }
         self.input.clear();
         self.input.extend_from_slice(bytes);
         self.fields.clear();
@@ -247,6 +250,70 @@ impl Side {
             None => None,
         })
     }
+}
+
+/// Whether every field representation in header block `block` is whole
+/// (RFC 7541 section 6): httlib-hpack reads past the end of a truncated one
+/// (a panic, found by the fuzzer), which a service's malformed traffic
+/// must not cause. Integers are kept to four bytes after their prefix, as
+/// the decoder keeps them.
+fn complete_block(block: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&first) = block.get(at) {
+        // Indexed, literal with indexing, size update, literal without.
+        let (prefix, literal) = if first & 0x80 != 0 {
+            (7, false)
+        } else if first & 0x40 != 0 {
+            (6, true)
+        } else if first & 0x20 != 0 {
+            (5, false)
+        } else {
+            (4, true)
+        };
+        let Some((index, next)) = integer(block, at, prefix) else {
+            return false;
+        };
+        at = next;
+        if literal {
+            // A new name, then the value; or the value of an indexed name.
+            let name = if index == 0 {
+                string(block, at)
+            } else {
+                Some(at)
+            };
+            match name.and_then(|at| string(block, at)) {
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// The integer at `at` with a `prefix`-bit prefix, and where it ends.
+fn integer(block: &[u8], at: usize, prefix: u8) -> Option<(u32, usize)> {
+    let mask = (1u32 << prefix) - 1;
+    let mut value = u32::from(*block.get(at)?) & mask;
+    let mut at = at + 1;
+    if value < mask {
+        return Some((value, at));
+    }
+    for shift in [0, 7, 14, 21] {
+        let byte = *block.get(at)?;
+        at += 1;
+        value += u32::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, at));
+        }
+    }
+    None
+}
+
+/// Where the string at `at` ends, if it is whole.
+fn string(block: &[u8], at: usize) -> Option<usize> {
+    let (len, at) = integer(block, at, 7)?;
+    let end = at.checked_add(len as usize)?;
+    (end <= block.len()).then_some(end)
 }
 
 /// The header block fragment of a HEADERS or PUSH_PROMISE payload: without
@@ -481,6 +548,9 @@ mod tests {
         // An index past both tables.
         let part = whole(H2_HEADERS, END_HEADERS, 1, &[0xff, 0x7f]);
         assert_eq!(tracker.frame(false, &part), Err(Lost));
+        // A literal whose value is cut short.
+        let part = whole(H2_HEADERS, END_HEADERS, 3, &[0x40, 0x01, b'a', 0x05, b'b']);
+        assert_eq!(Tracker::default().frame(false, &part), Err(Lost));
         let orphan = whole(H2_CONTINUATION, END_HEADERS, 1, &[0x82]);
         assert_eq!(Tracker::default().frame(true, &orphan), Err(Lost));
     }

@@ -11,15 +11,16 @@ use std::{
 
 use anyhow::Result;
 use filibuster_common::{
-    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_OBSERVED, ACTION_REFUSED, ConnectAttempt,
-    ConnectEvent, ConnectKey,
+    ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_LOST, ACTION_OBSERVED, ACTION_OBSERVED_HTTP2,
+    ACTION_REFUSED, ConnectAttempt, ConnectEvent, ConnectKey, H2_HEADERS, H2_RST_STREAM,
 };
 use foldhash::HashMap;
 
 use super::*;
 use crate::{
-    ebpf::{Head, KernelEvent, Speaks},
+    ebpf::{Frame, Head, KernelEvent, Speaks},
     explore::{Explorer, Fault, Options, Outcome},
+    observe::http2::FramePart,
 };
 
 /// The maps as the session left them, and what the tests put in for the
@@ -93,6 +94,16 @@ enum Event {
         egress: bool,
         bytes: Vec<u8>,
     },
+    /// A whole HTTP/2 frame, reported in one part.
+    Frame {
+        socket: u64,
+        local: SocketAddr,
+        egress: bool,
+        kind: u8,
+        flags: u8,
+        stream: u32,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -117,6 +128,28 @@ impl EventSource for ModelEvents {
                     tid: 1,
                     egress: *egress,
                     bytes,
+                }),
+                Event::Frame {
+                    socket,
+                    local,
+                    egress,
+                    kind,
+                    flags,
+                    stream,
+                    payload,
+                } => KernelEvent::Frame(Frame {
+                    socket: *socket,
+                    local: *local,
+                    tid: 1,
+                    egress: *egress,
+                    part: FramePart {
+                        kind: *kind,
+                        flags: *flags,
+                        stream: *stream,
+                        frame_len: payload.len() as u32,
+                        offset: 0,
+                        bytes: payload,
+                    },
                 }),
             });
         }
@@ -463,4 +496,89 @@ fn calls_a_service_makes_on_its_own_are_watched_not_failed() {
         assert_eq!(planned, std::slice::from_ref(&request_call));
         harness.explorer.finish(next, true);
     }
+}
+
+/// One side's HPACK encoder, as an HTTP/2 peer's.
+struct Hpack(httlib_hpack::Encoder<'static>);
+
+impl Hpack {
+    fn block(&mut self, headers: &[(&str, &str)]) -> Vec<u8> {
+        let flags = httlib_hpack::Encoder::HUFFMAN_VALUE
+            | httlib_hpack::Encoder::WITH_INDEXING
+            | httlib_hpack::Encoder::BEST_FORMAT;
+        let mut block = Vec::new();
+        for (name, value) in headers {
+            let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags);
+            self.0.encode(field, &mut block).expect("encodes");
+        }
+        block
+    }
+}
+
+#[test]
+fn grpc_calls_are_read_off_an_observed_http2_connection() {
+    const END_STREAM: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+    let mut harness = Harness::new(1);
+    let local = address(43000);
+    let (mut client, mut server) = (
+        Hpack(httlib_hpack::Encoder::default()),
+        Hpack(httlib_hpack::Encoder::default()),
+    );
+    let frame = |egress, kind, flags, stream, payload| Event::Frame {
+        socket: 11,
+        local,
+        egress,
+        kind,
+        flags,
+        stream,
+        payload,
+    };
+    let execution = harness.run(0, |h| {
+        h.connect(0, FOO_CGROUP, BAR, 1, 11, ACTION_OBSERVED_HTTP2);
+        for (stream, method) in [(1, "Add"), (3, "Empty")] {
+            let path = format!("/shop.Cart/{method}");
+            let request = client.block(&[
+                (":method", "POST"),
+                (":path", &path),
+                ("content-type", "application/grpc"),
+            ]);
+            h.push(frame(true, H2_HEADERS, END_HEADERS, stream, request));
+        }
+        // Stream 1: answered, its status in the trailers.
+        let headers = server.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+        h.push(frame(false, H2_HEADERS, END_HEADERS, 1, headers));
+        let trailers = server.block(&[("grpc-status", "14")]);
+        let ended = END_HEADERS | END_STREAM;
+        h.push(frame(false, H2_HEADERS, ended, 1, trailers));
+        // Stream 3: given up on by the caller (a deadline).
+        h.push(frame(true, H2_RST_STREAM, 0, 3, vec![0, 0, 0, 8]));
+        h.session.absorb();
+        assert_eq!(h.session.observed_calls(), 2);
+        // Lost (the kernel's walk gave up) with no call awaited: destroyed,
+        // nothing more read off it.
+        h.connect(0, FOO_CGROUP, BAR, 1, 11, ACTION_LOST);
+        let request = client.block(&[(":method", "POST"), (":path", "/shop.Cart/Late")]);
+        h.push(frame(true, H2_HEADERS, END_HEADERS, 5, request));
+        h.session.absorb();
+        assert_eq!(h.session.observed_calls(), 2);
+    });
+    let summary: Vec<(&str, &str, &Outcome)> = execution
+        .calls()
+        .iter()
+        .map(|c| (c.site.callee.as_str(), c.site.target.as_str(), &c.outcome))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("bar", "/shop.Cart/Add", &Outcome::Grpc(14)),
+            ("bar", "/shop.Cart/Empty", &Outcome::Abandoned),
+        ]
+    );
+    assert!(
+        execution
+            .calls()
+            .iter()
+            .all(|c| c.site.protocol == Protocol::Grpc)
+    );
 }
