@@ -8,6 +8,9 @@
 //!    a loop, with Filibuster's own share of the time.
 //! 3. The agent's footprint, from its report.
 //! 4. Cells: the same explorations with 1, 4 and 8 executions side by side.
+//! 5. Reconnects: gRPC clients whose connection is destroyed ([`reconnect`]).
+
+mod reconnect;
 
 use std::{
     fmt::Write as _,
@@ -49,6 +52,8 @@ pub enum Section {
     Cells,
     /// The guided search beside Filibuster's, on every example.
     Search,
+    /// gRPC clients (grpcio, grpc-js, tonic) whose connection is destroyed.
+    Reconnect,
 }
 
 pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) -> Result<()> {
@@ -84,6 +89,9 @@ pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) ->
     }
     if all || sections.contains(&Section::Search) {
         bench.search(&mut table)?;
+    }
+    if all || sections.contains(&Section::Reconnect) {
+        bench.reconnect(&mut table)?;
     }
     println!("\n{table}");
     if save {

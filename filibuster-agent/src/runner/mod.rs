@@ -279,12 +279,13 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             let number = execution.number;
             let faults: Vec<_> = execution.plan().faults().cloned().collect();
             let last_ended = functional.last_ended();
-            session.begin(cell, execution)?;
+            let settle = session.begin(cell, execution)?;
             if let Some(ended) = last_ended {
-                between_executions += ended.elapsed();
+                between_executions += ended.elapsed() + settle;
             }
             let held_before = session.held(cell);
             running.spawn(async move {
+                tokio::time::sleep(settle).await;
                 let began = Instant::now();
                 let test = functional.run(number).await;
                 let ran = Ran {
@@ -685,6 +686,7 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
     // A replay of no fault: calls are recorded, nothing is scheduled.
     let mut explorer = Explorer::replay(Plan::replay(Vec::new()));
     let execution = explorer.next_execution().expect("one execution");
+    // Nothing is planned, so nothing to settle.
     host.session.begin(0, execution)?;
     match observe {
         Observe::For(duration) => {

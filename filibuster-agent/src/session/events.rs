@@ -152,18 +152,21 @@ impl Session {
     /// destinations: the observed ones, then any other their processes
     /// hold (a pool's, to a destination connected to directly), each from
     /// inside its caller's namespace, as sock_diag only reaches its own.
-    pub(super) fn destroy_open(state: &mut State, pairs: &[ConnectKey]) {
-        Self::destroy_observed(state, pairs);
+    /// Returns how many it destroyed.
+    pub(super) fn destroy_open(state: &mut State, pairs: &[ConnectKey]) -> usize {
+        let mut destroyed = Self::destroy_observed(state, pairs);
         for pair in pairs {
             let Some(cgroup) = state.cgroup_paths.get(&pair.cgroup_id) else {
                 continue;
             };
             let destination = Destination::from_kernel(&pair.destination).0;
-            let destroyed = sockdiag::destroy_pooled(cgroup, destination);
-            if destroyed > 0 {
-                debug!(%destination, destroyed, "destroyed pooled connections a fault needs");
+            let pooled = sockdiag::destroy_pooled(cgroup, destination);
+            if pooled > 0 {
+                debug!(%destination, pooled, "destroyed pooled connections a fault needs");
             }
+            destroyed += pooled;
         }
+        destroyed
     }
 
     /// Connects from `connection`'s namespace to its destination, which

@@ -345,7 +345,7 @@ impl Session {
     /// Destroys the observed connections whose calls can no longer be
     /// read, and those of these callers to these destinations, which a
     /// planned fault needs.
-    pub(super) fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) {
+    pub(super) fn destroy_observed(state: &mut State, pairs: &[ConnectKey]) -> usize {
         let doomed: Vec<u64> = state
             .observed
             .iter()
@@ -354,33 +354,39 @@ impl Session {
             })
             .map(|(&cookie, _)| cookie)
             .collect();
-        for cookie in doomed {
-            Self::destroy_observed_connection(state, cookie);
-        }
+        doomed
+            .into_iter()
+            .filter(|&cookie| Self::destroy_observed_connection(state, cookie))
+            .count()
     }
 
-    fn destroy_observed_connection(state: &mut State, cookie: u64) {
+    /// Destroys an observed connection; says whether it was still open.
+    fn destroy_observed_connection(state: &mut State, cookie: u64) -> bool {
         let Some(observed) = state.observed.remove(&cookie) else {
-            return;
+            return false;
         };
         let remote = observed.destination;
         let Some(local) = observed.local else {
             // Lost before a head or frame showed its address: found among
             // the caller's sockets instead.
-            if let Some(cgroup) = state.cgroup_paths.get(&observed.attempt.key.cgroup_id) {
-                sockdiag::destroy_pooled(cgroup, remote);
-            }
-            return;
+            return state
+                .cgroup_paths
+                .get(&observed.attempt.key.cgroup_id)
+                .is_some_and(|cgroup| sockdiag::destroy_pooled(cgroup, remote) > 0);
         };
         let Some(netns) = state.namespaces.get(&observed.netns) else {
-            return;
+            return false;
         };
         match netns.enter(|| sockdiag::destroy(local, remote, cookie)) {
-            Ok(()) => debug!(%local, %remote, "destroyed an observed connection"),
+            Ok(()) => {
+                debug!(%local, %remote, "destroyed an observed connection");
+                true
+            }
             // Closed since: its close event is on its way.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => {
-                warn!(%local, %remote, "cannot destroy an observed connection: {e}")
+                warn!(%local, %remote, "cannot destroy an observed connection: {e}");
+                false
             }
         }
     }

@@ -37,8 +37,8 @@ pub(super) struct Passing {
 impl Passing {
     /// Ends the pass-through connections of these callers to these
     /// destinations (`faulted`), and the observable ones of `callers` to
-    /// any other.
-    pub(super) fn end(&mut self, faulted: &[ConnectKey], callers: &[u64]) {
+    /// any other; returns how many pass-through ones it reset.
+    pub(super) fn end(&mut self, faulted: &[ConnectKey], callers: &[u64]) -> usize {
         let ending: Vec<(Carried, ConnectKey)> = self
             .open
             .keys()
@@ -48,11 +48,14 @@ impl Passing {
             })
             .copied()
             .collect();
+        let mut reset = 0;
         for key in ending {
             for (_, end) in self.open.remove(&key).into_iter().flatten() {
-                let _ = end.send(());
+                let sent = end.send(()).is_ok();
+                reset += usize::from(sent && key.0 == Carried::PassedThrough);
             }
         }
+        reset
     }
 }
 
