@@ -853,6 +853,11 @@ fn walk(ctx: &SkBuffContext, segment: &Segment) -> Option<()> {
     let state = unsafe { &mut *walk };
     let len = segment.len;
     if state.started == 0 {
+        // A client of a destination learned as h2c that speaks something
+        // else (HTTP/1.1 to a server that speaks both) is not walked.
+        if segment.egress && ctx.load::<[u8; 4]>(segment.payload as usize).ok()? != *b"PRI " {
+            return None;
+        }
         state.started = 1;
         state.next_seq = segment.seq;
     }

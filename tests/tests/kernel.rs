@@ -5,7 +5,9 @@
 //! connection is known, a process outside is untouched, and nothing is
 //! left once the agent lets go. A destination marked opaque is connected
 //! to directly, each connect and its end reported, unless the agent routes
-//! that caller's connects there through the proxy.
+//! that caller's connects there through the proxy. HTTP/1.1 connections are
+//! observed by their heads, h2c ones by a walk of their frames, given up
+//! (and said so) where it cannot follow.
 
 use std::{
     io::Read,
@@ -21,7 +23,7 @@ use filibuster::{
     observe::http2::{Seen, Tracker},
 };
 use filibuster_common::{
-    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_OBSERVED,
+    ACTION_CLOSED, ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_HUNG_UP, ACTION_LOST, ACTION_OBSERVED,
     ACTION_OBSERVED_HTTP2, ACTION_REDIRECTED, ACTION_REFUSED, ACTION_UNREACHABLE, ConnectAttempt,
     ConnectEvent, ConnectKey, Listeners, Settings,
 };
@@ -552,6 +554,52 @@ fn walks_the_frames_of_direct_http2_connections() {
                 }
             ),
             format!("connect event {ACTION_CLOSED}"),
+        ]
+    );
+}
+
+/// Two connections that the walk cannot follow: one speaking HTTP/1.1,
+/// one opening with a HEADERS frame larger than the walk reports.
+const UNWALKABLE: &str = r#"
+import socket, sys, time
+for data in (b"GET / HTTP/1.1\r\nHost: upstream\r\n\r\n",
+             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x80\x00\x01\x04\x00\x00\x00\x01" + b"\x00" * 64):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall(data)
+    time.sleep(0.1)
+    s.close()
+"#;
+
+#[test]
+fn a_walk_that_cannot_follow_gives_up_and_says_so() {
+    let (upstream, _kernel, mut ring, cgroups) = observed_upstream_speaking(Speaks::Http2);
+    let upstream_addr = upstream.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut stream, _) = accept_within(&upstream, Duration::from_secs(10));
+            let mut buf = [0u8; 4096];
+            while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+        }
+    });
+    let port = upstream_addr.port().to_string();
+    let client = python_in(cgroups.get("client").unwrap(), UNWALKABLE, &[&port]);
+    assert!(client.wait_with_output().unwrap().status.success());
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut seen = Vec::new();
+    ring.drain(&mut |event| match event {
+        KernelEvent::Connect(connect) => seen.push(connect.action),
+        _ => panic!("nothing reported off a connection the walk gave up on"),
+    });
+    // Given up on, a connection is no longer observed: its close is not
+    // reported either.
+    assert_eq!(
+        seen,
+        [
+            ACTION_OBSERVED_HTTP2,
+            ACTION_LOST,
+            ACTION_OBSERVED_HTTP2,
+            ACTION_LOST
         ]
     );
 }
