@@ -815,15 +815,12 @@ fn head(ctx: &SkBuffContext, segment: &Segment) -> Option<()> {
         entry.discard(0);
         return None;
     }
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb.cast(),
-            segment.payload,
-            (*event).head.as_mut_ptr().cast(),
-            copied,
-        )
-    };
-    if loaded != 0 {
+    if !copy_packet(
+        ctx,
+        segment.payload,
+        unsafe { (*event).head.as_mut_ptr() },
+        copied,
+    ) {
         entry.discard(0);
         return None;
     }
@@ -841,6 +838,13 @@ fn head(ctx: &SkBuffContext, segment: &Segment) -> Option<()> {
     // each head would cost more than the observation itself.
     entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
     Some(())
+}
+
+/// Copies `len` bytes of the packet, from `offset`, to `to`; `len` is
+/// bounded by the caller where the verifier sees it (inlined for that).
+#[inline(always)]
+fn copy_packet(ctx: &SkBuffContext, offset: u32, to: *mut u8, len: u32) -> bool {
+    unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), offset, to.cast(), len) == 0 }
 }
 
 /// Walks the HTTP/2 frames in `segment`, in step with the segments before
@@ -956,15 +960,8 @@ fn step(walking: &mut Walking, walk: &mut Walk) -> Option<bool> {
     if part == 0 || part > FRAME_HEADER_LEN {
         return None;
     }
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            walking.skb.cast(),
-            segment.payload + at,
-            walk.header.as_mut_ptr().add((held & 15) as usize).cast(),
-            part,
-        )
-    };
-    if loaded != 0 {
+    let room = unsafe { walk.header.as_mut_ptr().add((held & 15) as usize) };
+    if !copy_packet(&ctx, segment.payload + at, room, part) {
         return None;
     }
     walking.at = at + part;
@@ -1030,19 +1027,9 @@ fn report_frame(
         entry.discard(0);
         return None;
     }
-    if len > 0 {
-        let loaded = unsafe {
-            bpf_skb_load_bytes(
-                ctx.skb.skb.cast(),
-                offset,
-                (*event).payload.as_mut_ptr().cast(),
-                len,
-            )
-        };
-        if loaded != 0 {
-            entry.discard(0);
-            return None;
-        }
+    if len > 0 && !copy_packet(ctx, offset, unsafe { (*event).payload.as_mut_ptr() }, len) {
+        entry.discard(0);
+        return None;
     }
     unsafe {
         (*event).socket = segment.socket;
