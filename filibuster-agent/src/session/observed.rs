@@ -173,29 +173,32 @@ impl Session {
     /// headers are admitted as a proxied stream's would be; a response's
     /// headers, trailers or a reset end its call.
     pub(super) fn absorb_frame(state: &mut State, frame: &Frame<'_>) {
+        // Out of the map while its call is admitted, which needs the state.
         let Some(mut observed) = state.observed.remove(&frame.socket) else {
             return;
         };
         observed.local.get_or_insert(frame.local);
+        let read = Self::read_frame(state, &mut observed, frame);
+        if read.is_err() {
+            let (caller, callee) = (&observed.caller, &observed.callee);
+            warn!(%caller, %callee, "lost the frames of an observed HTTP/2 connection (the kernel's events came too late, or a header block did not decode): it is destroyed so that its caller reconnects");
+        }
+        state.observed.insert(frame.socket, observed);
+        if read.is_err() {
+            Self::lose(state, frame.socket);
+        }
+    }
+
+    fn read_frame(
+        state: &mut State,
+        observed: &mut Observed,
+        frame: &Frame<'_>,
+    ) -> Result<(), http2::Lost> {
         let Exchange::Http2 { tracker, .. } = &mut observed.exchange else {
-            state.observed.insert(frame.socket, observed);
-            return;
+            return Ok(());
         };
-        let seen = match tracker.frame(frame.egress, &frame.part) {
-            Ok(Some(seen)) => seen,
-            Ok(None) => {
-                state.observed.insert(frame.socket, observed);
-                return;
-            }
-            Err(http2::Lost) => {
-                state.observed.insert(frame.socket, observed);
-                warn!(
-                    socket = frame.socket,
-                    "lost the frames of an observed HTTP/2 connection (the kernel's events came too late, or a header block did not decode): it is destroyed so that its caller reconnects"
-                );
-                Self::lose(state, frame.socket);
-                return;
-            }
+        let Some(seen) = tracker.frame(frame.egress, &frame.part)? else {
+            return Ok(());
         };
         if let Seen::Request {
             stream,
@@ -203,20 +206,19 @@ impl Session {
             path,
             grpc,
             trace,
-        } = &seen
+        } = seen
         {
-            let protocol = if *grpc {
+            let protocol = if grpc {
                 Protocol::Grpc
             } else {
                 Protocol::Http2
             };
-            let request = observed.request(protocol, method, path, trace.as_deref());
-            let call = Self::admit_observed(state, &observed, &request, frame.tid);
+            let request = observed.request(protocol, &method, &path, trace.as_deref());
+            let call = Self::admit_observed(state, observed, &request, frame.tid);
             if let (Some(call), Exchange::Http2 { streams, .. }) = (call, &mut observed.exchange) {
-                let grpc = *grpc;
                 let answered = false;
                 streams.insert(
-                    *stream,
+                    stream,
                     Stream {
                         call,
                         grpc,
@@ -227,7 +229,7 @@ impl Session {
         } else if let Exchange::Http2 { streams, .. } = &mut observed.exchange {
             Self::end_streams(state, streams, seen);
         }
-        state.observed.insert(frame.socket, observed);
+        Ok(())
     }
 
     /// Records what `seen` tells of the calls on `streams`.
