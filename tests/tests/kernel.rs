@@ -425,17 +425,27 @@ fn observes_the_heads_of_direct_http1_connections() {
 /// Speaks HTTP/2 by prior knowledge, one write per segment (no delay, a
 /// pause between writes): the preface and SETTINGS, then a request's
 /// HEADERS split inside its frame header, a DATA frame, the answer read,
-/// then a second stream's HEADERS whose payload spans two segments, and
-/// its reset.
+/// then a second stream's HEADERS whose payload spans two segments and is
+/// longer than the kernel reports at once (its path carries a long
+/// query), and its reset.
 const H2_CLIENT: &str = r#"
 import socket, struct, sys, time
 def frame(kind, flags, stream, payload):
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
 # :method POST, :scheme http, then :path and content-type as literals
 # without indexing (HPACK, RFC 7541 appendix A's static table).
+def integer(value, prefix):
+    limit = (1 << prefix) - 1
+    if value < limit:
+        return bytes([value])
+    out, value = [limit], value - limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    return bytes(out + [value])
 def block(path):
     ct = b"application/grpc"
-    return b"\x83\x86\x04" + bytes([len(path)]) + path + b"\x0f\x10" + bytes([len(ct)]) + ct
+    return b"\x83\x86\x04" + integer(len(path), 7) + path + b"\x0f\x10" + bytes([len(ct)]) + ct
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 def send(data):
@@ -448,7 +458,7 @@ send(first[5:] + frame(0, 1, 1, b"\x00\x00\x00\x00\x02hi"))
 answer = b""
 while b"grpc-status" not in answer:
     answer += s.recv(4096)
-second = frame(1, 4, 3, block(b"/shop.Cart/Empty"))
+second = frame(1, 4, 3, block(b"/shop.Cart/Empty?" + b"x" * 1200))
 send(second[:14])
 send(second[14:])
 send(frame(3, 0, 3, b"\x00\x00\x00\x08"))
