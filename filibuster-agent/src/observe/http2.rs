@@ -188,8 +188,7 @@ impl Side {
             }
             H2_RST_STREAM => Ok(Some(Seen::Reset { stream, sent })),
             H2_GOAWAY => {
-                let last = payload.get(..4).ok_or(Lost)?;
-                let last_stream = u32::from_be_bytes(last.try_into().map_err(|_| Lost)?);
+                let last_stream = u32::from_be_bytes(*payload.first_chunk().ok_or(Lost)?);
                 Ok(Some(Seen::GoingAway {
                     last_stream: last_stream & 0x7fff_ffff,
                     sent,

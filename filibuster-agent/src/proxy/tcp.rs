@@ -102,14 +102,14 @@ pub async fn pass_through(
                     // Reset when an execution plans a fault on its pair: a
                     // pool would otherwise carry the planned call past it.
                     let key = connection.attempt.key;
-                    let mut passing = session.carrying(Carried::PassedThrough, key);
+                    let mut carried = session.carrying(Carried::PassedThrough, key);
                     tokio::select! {
                         ended = copy_bidirectional(&mut stream, &mut upstream) => {
                             if let Err(e) = ended {
                                 debug!("passed-through connection ended: {e}");
                             }
                         }
-                        _ = &mut passing.end => reset(&stream),
+                        _ = &mut carried.end => reset(&stream),
                     }
                 }
                 Err(e) => {

@@ -254,10 +254,8 @@ impl Session {
         // the connections that would carry it past the fault); for a call
         // that opened its connection, which connect a refusal targets.
         // Ordinal 0 (none) until the call is seen opening one.
-        if request.first_on_connection {
-            execution.set_connect_ordinal(id, on.attempt.ordinal);
-        }
         let ordinal = if request.first_on_connection {
+            execution.set_connect_ordinal(id, on.attempt.ordinal);
             on.attempt.ordinal
         } else {
             0

@@ -6,12 +6,12 @@
 //! message: `begin(cell, execution)` in, `end(cell)` out.
 
 mod calls;
+mod carrying;
 mod enact;
 mod events;
 mod holds;
 mod naming;
 mod observed;
-mod passing;
 #[cfg(test)]
 mod tests;
 
@@ -31,13 +31,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use calls::{CallConnection, applicable_faults};
+use carrying::Carrying;
+pub use carrying::{Carried, CarryingGuard};
 pub use enact::Enactment;
 pub use holds::Forwarding;
 pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
 use observed::Observed;
-use passing::Passing;
-pub use passing::{Carried, PassingGuard};
 
 use crate::{
     ebpf::{Destination, EventSource, KernelMaps},
@@ -167,7 +167,7 @@ struct State {
     /// on evidence (its trace, its thread); one that belongs to none is
     /// watched, never failed: how often it happens depends on the clock.
     background: HashSet<CallSite>,
-    passing: Passing,
+    carrying: Carrying,
 }
 
 impl State {
@@ -240,7 +240,7 @@ impl Session {
                 connections: 0,
                 observed_calls: 0,
                 background: HashSet::new(),
-                passing: Passing::default(),
+                carrying: Carrying::default(),
             }),
             running: watch::channel(Vec::new()).0,
         }
@@ -324,7 +324,7 @@ impl Session {
         let armed: Vec<ConnectAttempt> = own.armed.keys().copied().collect();
         let cgroups: Vec<u64> = own.caller_cgroups.values().copied().collect();
         state.kernel.begin_execution(&cgroups, &armed, &proxied)?;
-        let ended = Self::destroy_open(state, &proxied) + state.passing.end(&proxied, &cgroups);
+        let ended = Self::destroy_open(state, &proxied) + state.carrying.end(&proxied, &cgroups);
         let own = &mut state.cells[cell];
         own.dropped_at_begin = state.kernel.dropped_events();
         own.execution = Some(execution);

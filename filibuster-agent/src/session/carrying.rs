@@ -29,12 +29,12 @@ pub enum Carried {
 
 /// The open connections of each kind, by caller and destination.
 #[derive(Default)]
-pub(super) struct Passing {
+pub(super) struct Carrying {
     next: u64,
     open: HashMap<(Carried, ConnectKey), HashMap<u64, oneshot::Sender<()>>>,
 }
 
-impl Passing {
+impl Carrying {
     /// Ends the pass-through connections of these callers to these
     /// destinations (`faulted`), and the observable ones of `callers` to
     /// any other; returns how many pass-through ones it reset.
@@ -61,7 +61,7 @@ impl Passing {
 
 /// A carried connection's registration, undone when dropped; `end`
 /// completes when an execution needs it gone.
-pub struct PassingGuard<'a> {
+pub struct CarryingGuard<'a> {
     session: &'a Session,
     key: (Carried, ConnectKey),
     id: u64,
@@ -71,15 +71,15 @@ pub struct PassingGuard<'a> {
 impl Session {
     /// Registers a connection of `pair`'s caller to its destination that
     /// the proxy carries.
-    pub fn carrying(&self, carried: Carried, pair: ConnectKey) -> PassingGuard<'_> {
+    pub fn carrying(&self, carried: Carried, pair: ConnectKey) -> CarryingGuard<'_> {
         let (end, ending) = oneshot::channel();
         let mut state = self.lock();
-        let passing = &mut state.passing;
-        let id = passing.next;
-        passing.next += 1;
+        let carrying = &mut state.carrying;
+        let id = carrying.next;
+        carrying.next += 1;
         let key = (carried, pair);
-        passing.open.entry(key).or_default().insert(id, end);
-        PassingGuard {
+        carrying.open.entry(key).or_default().insert(id, end);
+        CarryingGuard {
             session: self,
             key,
             id,
@@ -88,13 +88,13 @@ impl Session {
     }
 }
 
-impl Drop for PassingGuard<'_> {
+impl Drop for CarryingGuard<'_> {
     fn drop(&mut self) {
         let mut state = self.session.lock();
-        if let Some(open) = state.passing.open.get_mut(&self.key) {
+        if let Some(open) = state.carrying.open.get_mut(&self.key) {
             open.remove(&self.id);
             if open.is_empty() {
-                state.passing.open.remove(&self.key);
+                state.carrying.open.remove(&self.key);
             }
         }
     }
