@@ -20,6 +20,16 @@ struct File {
     #[serde(default)]
     faults: Vec<FaultSection>,
     compose: Option<Compose>,
+    analysis: Option<AnalysisSection>,
+}
+
+/// `[analysis]`: read the services' source before the run, so the
+/// statuses they can answer become faults (as `filibuster analyze` does).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalysisSection {
+    /// The directory holding one subdirectory of source per service.
+    services: PathBuf,
 }
 
 /// `[compose]`: every running service of a Compose project is attached to,
@@ -146,6 +156,8 @@ pub struct Config {
     /// A Compose project whose services are attached to, besides
     /// `services` (which win on a shared name).
     pub compose: Option<Compose>,
+    /// The services' source tree to analyse before the run (`[analysis]`).
+    pub analysis_directory: Option<PathBuf>,
 }
 
 impl TryFrom<TestSection> for TestSpec {
@@ -263,11 +275,12 @@ impl Config {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            dir,
             test: file.test.map(TestSpec::try_from).transpose()?,
             services,
             fault_rules,
             compose: file.compose,
+            analysis_directory: file.analysis.map(|a| dir.join(a.services)),
+            dir,
         })
     }
 

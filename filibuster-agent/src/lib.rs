@@ -95,6 +95,16 @@ pub mod fuzzing {
         }
     }
 
+    /// A service's source file: the first byte picks the language, the
+    /// rest is its text.
+    pub fn source(data: &[u8]) {
+        if let Some((&language, text)) = data.split_first()
+            && let Ok(text) = std::str::from_utf8(text)
+        {
+            let _ = crate::analyze::read_source(text, language);
+        }
+    }
+
     /// The body of a test-loop result posted to the control API.
     pub fn loop_result(data: &[u8]) {
         let _ = serde_json::from_slice::<crate::control::LoopResult>(data);

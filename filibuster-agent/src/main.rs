@@ -49,9 +49,11 @@ struct RunArgs {
     /// Seconds the services may take to start listening.
     #[arg(long, default_value_t = 30)]
     startup_timeout: u64,
-    /// Loopback port of the control API that tests ask about injected faults.
-    #[arg(long, default_value_t = 5005)]
-    control_port: u16,
+    /// Loopback port of the control API that tests ask about injected
+    /// faults (the test finds it in FILIBUSTER_CONTROL_URL). Default: 5005,
+    /// or a free port when a service is declared on 5005.
+    #[arg(long)]
+    control_port: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -137,8 +139,13 @@ struct TestArgs {
     fail_calls_outside_requests: bool,
     /// Also try the error statuses `filibuster analyze` found in each
     /// service's source.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "analyze")]
     analysis_file: Option<PathBuf>,
+    /// Analyse the services' source under DIR first (one subdirectory per
+    /// service, as `filibuster analyze` reads it) and try the statuses it
+    /// finds; overrides `[analysis]` of the config.
+    #[arg(long, value_name = "DIR")]
+    analyze: Option<PathBuf>,
     /// Write a JSON report of the run here.
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -213,6 +220,7 @@ fn test_options(args: TestArgs) -> runner::Options {
         learn_faults: args.learn_faults,
         fail_calls_outside_requests: args.fail_calls_outside_requests,
         analysis_file: args.analysis_file,
+        analyze: args.analyze,
         report_json: args.report_json,
         junit: args.junit,
         report_html: args.report_html,
@@ -275,14 +283,8 @@ fn render_report(args: &ReportArgs) -> Result<()> {
 
 fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let analysis = Analysis::of_directory(&args.services_directory)?;
-    for (name, service) in &analysis.services {
-        let statuses: Vec<String> = service.http_statuses.iter().map(u16::to_string).collect();
-        let codes: Vec<&str> = service.grpc_codes.iter().map(String::as_str).collect();
-        eprintln!(
-            "filibuster: {name}: HTTP [{}] gRPC [{}]",
-            statuses.join(", "),
-            codes.join(", ")
-        );
+    for line in analysis.describe() {
+        eprintln!("filibuster: {line}");
     }
     analysis.write(&args.output_file)?;
     eprintln!(

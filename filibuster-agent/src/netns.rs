@@ -216,11 +216,35 @@ impl NetNs {
     }
 
     /// Whether a socket of this namespace listens on TCP `port`, on any
-    /// address.
+    /// address: a socket of some process other than the agent (its own
+    /// listeners, the control API's among them, are no service's).
     pub fn listens_on(&self, port: u16) -> bool {
-        self.enter(|| Ok(listening_ports("thread-self")))
-            .is_ok_and(|ports| ports.contains(&port))
+        let own = own_socket_inodes();
+        self.enter(|| Ok(tcp_sockets("thread-self")))
+            .is_ok_and(|sockets| {
+                sockets.iter().any(|row| {
+                    listening_port(row) == Some(port)
+                        && row.inode.is_none_or(|inode| !own.contains(&inode))
+                })
+            })
     }
+}
+
+/// The inodes of the sockets the agent's own process holds, from the
+/// `socket:[inode]` links of `/proc/self/fd`.
+fn own_socket_inodes() -> std::collections::HashSet<u64> {
+    fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// The TCP ports sockets listen on in the network namespace of `process`

@@ -103,6 +103,149 @@ fn peers_called_at_0_0_0_0_are_the_services_listening_there() {
 }
 
 #[test]
+fn werkzeug_exceptions_raised_bare_and_through_aliases_are_faults() {
+    // The bookshelf's services raise as Flask code does: `raise NotFound`,
+    // `raise http_errors.Forbidden(...)`, `raise wz.TooManyRequests`,
+    // `abort(HTTPStatus.UNPROCESSABLE_ENTITY)`; its config asks for the
+    // analysis itself ([analysis]), no `filibuster analyze` first.
+    let dir = scratch("as-written-bookshelf");
+    let config = example("bookshelf/filibuster.toml").display().to_string();
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config,
+            "--search",
+            "filibuster",
+            "--cells",
+            "1",
+            "--report-json",
+            "report.json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("analysis: catalog: HTTP [400, 403, 404]"),
+        "{stderr}"
+    );
+    let report = read_json(&dir.join("report.json"));
+    let space = fault_space(&report);
+    assert_eq!(
+        space,
+        [
+            r#""test" → "front" "GET" "/shelf/ada": "#,
+            r#""front" → "catalog" "GET" "/books/ada": "connection-refused"null, "timeout"null, "http-status"400, "http-status"403, "http-status"404, "http-status"500"#,
+            r#""front" → "ratings" "GET" "/ratings/ada": "connection-refused"null, "timeout"null, "http-status"422, "http-status"429, "http-status"500"#,
+        ]
+    );
+    // A sequence that stops at the first failure: one execution without
+    // faults, then one per fault of each call (1 + 6 + 5). The patterns
+    // read before found 403 and 422 alone: 1 + 4 + 4.
+    assert_eq!(report["executions"], 12);
+    assert_eq!(report["pruned"], 0);
+}
+
+/// The bookshelf's config in `dir` with ratings on `ratings_port`, its
+/// commands run in the example's directory.
+fn bookshelf_with_ratings_on(dir: &Path, ratings_port: u16) -> String {
+    let example = example("bookshelf");
+    let config = std::fs::read_to_string(example.join("filibuster.toml"))
+        .unwrap()
+        .replace(
+            "command = \"",
+            &format!("command = \"cd '{}' && ", example.display()),
+        )
+        .replace(
+            "services = \"services/\"",
+            &format!("services = \"{}/services\"", example.display()),
+        )
+        .replace(
+            "python3 services/front/app.py",
+            &format!("RATINGS_URL=http://localhost:{ratings_port} python3 services/front/app.py"),
+        )
+        .replace(
+            "python3 services/ratings/app.py\"\nport = 5312",
+            &format!(
+                "PORT={ratings_port} python3 services/ratings/app.py\"\nport = {ratings_port}"
+            ),
+        );
+    let path = dir.join("filibuster.toml");
+    std::fs::write(&path, config).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_service_on_the_control_apis_port_is_served_and_tested() {
+    let dir = scratch("as-written-port-5005");
+    let config = bookshelf_with_ratings_on(&dir, 5005);
+    let output = run_test(&dir, &["--config", &config, "--report-json", "report.json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("service `ratings` listens on 5005, the control API's usual port"),
+        "{stderr}"
+    );
+    // ratings is called, and failed, as on its own port: the same space.
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["executions"], 12);
+    assert!(
+        fault_space(&report)
+            .iter()
+            .any(|call| call.starts_with(r#""front" → "ratings" "GET" "/ratings/ada""#)),
+        "{:?}",
+        fault_space(&report)
+    );
+
+    // Asked for by name, the port is refused before anything starts.
+    let output = run_test(&dir, &["--config", &config, "--control-port", "5005"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "service `ratings` listens on port 5005, which --control-port gives the control API"
+        ),
+        "{stderr}"
+    );
+    // One line, after what the analysis found: nothing was started.
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("filibuster: analysis:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+#[test]
+fn a_service_that_cannot_bind_its_port_says_so() {
+    let dir = scratch("as-written-cannot-bind");
+    // `second` binds first's port, not its own: "Address already in use".
+    let bind = |port: u16| {
+        format!(
+            "python3 -c 'import socket, time; s = socket.socket(); s.bind((\\\"127.0.0.1\\\", {port})); s.listen(); time.sleep(60)'"
+        )
+    };
+    std::fs::write(
+        dir.join("filibuster.toml"),
+        format!(
+            "[test]\ncommand = \"true\"\n[services.first]\ncommand = \"{}\"\nport = 5330\n[services.second]\ncommand = \"{}\"\nport = 5331\n",
+            bind(5330),
+            bind(5330)
+        ),
+    )
+    .unwrap();
+    let output = run_test(&dir, &["--config", "filibuster.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("service `second` exited (exit status: 1) before listening on port 5331"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+#[test]
 fn a_hang_under_a_fault_is_a_bug_found() {
     let dir = scratch("as-written-hang");
     let config = example("exports/filibuster.toml").display().to_string();

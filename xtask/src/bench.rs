@@ -9,7 +9,9 @@
 //! 3. The agent's footprint, from its report.
 //! 4. Cells: the same explorations with 1, 4 and 8 executions side by side.
 //! 5. Reconnects: gRPC clients whose connection is destroyed ([`reconnect`]).
+//! 6. Source analysis on a generated 100,000-line tree ([`analysis`]).
 
+mod analysis;
 mod reconnect;
 
 use std::{
@@ -54,6 +56,8 @@ pub enum Section {
     Search,
     /// gRPC clients (grpcio, grpc-js, tonic) whose connection is destroyed.
     Reconnect,
+    /// `filibuster analyze` on a generated 100,000-line services tree.
+    Analysis,
 }
 
 pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) -> Result<()> {
@@ -92,6 +96,9 @@ pub fn run_all(root: &Path, sections: &[Section], wires: &[Wire], save: bool) ->
     }
     if all || sections.contains(&Section::Reconnect) {
         bench.reconnect(&mut table)?;
+    }
+    if all || sections.contains(&Section::Analysis) {
+        bench.analysis(&mut table)?;
     }
     println!("\n{table}");
     if save {

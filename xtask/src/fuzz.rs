@@ -14,13 +14,14 @@ use anyhow::{Context, Result, bail};
 use crate::run;
 
 /// Every fuzz target, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "observed_heads",
     "observed_frames",
     "sniffed",
     "config",
     "counterexample",
     "analysis",
+    "source",
     "loop_result",
 ];
 

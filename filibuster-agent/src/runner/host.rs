@@ -107,7 +107,7 @@ impl Host {
     pub async fn prepare(
         config: &Config,
         faults: FaultSpace,
-        control_port: u16,
+        control_port: Option<u16>,
         startup_timeout: Duration,
         started: Instant,
         count: CellCount,
@@ -136,6 +136,7 @@ impl Host {
         };
         let own = Arc::new(NetNs::own()?);
         services::check_ports(config, &own)?;
+        let control_port = services::control_port(config, control_port)?;
         let accounts = config
             .launched()
             .map(|(service, _)| match &service.user {

@@ -51,6 +51,8 @@ pub struct Options {
     pub learn_faults: bool,
     pub fail_calls_outside_requests: bool,
     pub analysis_file: Option<PathBuf>,
+    /// A services source tree to analyse before the run.
+    pub analyze: Option<PathBuf>,
     pub report_json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     /// A self-contained HTML page of the run.
@@ -59,7 +61,8 @@ pub struct Options {
     pub counterexample_output: PathBuf,
     pub execution_timeout: Duration,
     pub startup_timeout: Duration,
-    pub control_port: u16,
+    /// `None`: the default port, or a free one if a service has it.
+    pub control_port: Option<u16>,
     /// Executions run side by side, each in its own copy of the services.
     pub cells: CellCount,
 }
@@ -187,8 +190,18 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         .map(Counterexample::read)
         .transpose()?;
     let mut faults = FaultSpace::new(config.fault_rules.clone());
+    let analysed = options
+        .analyze
+        .as_ref()
+        .or(config.analysis_directory.as_ref());
     if let Some(path) = &options.analysis_file {
         faults = faults.with_analysis(Analysis::read(path)?.faults());
+    } else if let Some(dir) = analysed {
+        let analysis = Analysis::of_directory(dir)?;
+        for line in analysis.describe() {
+            eprintln!("filibuster: analysis: {line}");
+        }
+        faults = faults.with_analysis(analysis.faults());
     }
     if options.learn_faults {
         faults = faults.learning();
@@ -651,7 +664,8 @@ pub struct TraceOptions {
     pub duration: Option<Duration>,
     pub execution_timeout: Duration,
     pub startup_timeout: Duration,
-    pub control_port: u16,
+    /// `None`: the default port, or a free one if a service has it.
+    pub control_port: Option<u16>,
     /// Where to write the calls seen as JSON.
     pub report_json: Option<PathBuf>,
 }

@@ -30,6 +30,45 @@ pub fn check_ports(config: &Config, host: &NetNs) -> Result<()> {
     Ok(())
 }
 
+/// Where the control API listens unless told: Filibuster's own port.
+pub const DEFAULT_CONTROL_PORT: u16 = 5005;
+
+/// The control API's port: `requested`, or the default unless a service
+/// is declared on it, in which case a free one (tests learn it from
+/// `FILIBUSTER_CONTROL_URL`). The agent never takes a service's port:
+/// the service would fail to bind, or, attached, its callers would reach
+/// the control API instead of it.
+pub fn control_port(config: &Config, requested: Option<u16>) -> Result<u16> {
+    let on = |port: u16| config.services.iter().find(|s| s.port == port);
+    if let Some(port) = requested {
+        if let Some(service) = on(port) {
+            bail!(
+                "service `{}` listens on port {port}, which --control-port gives the control API: pass --control-port with a port no service uses, or leave it out to let filibuster pick one",
+                service.name
+            );
+        }
+        return Ok(port);
+    }
+    let Some(service) = on(DEFAULT_CONTROL_PORT) else {
+        return Ok(DEFAULT_CONTROL_PORT);
+    };
+    // A port the kernel picks is free on the host; cells' namespaces are
+    // new, so it is free there too.
+    let free = loop {
+        let probe = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .context("cannot find a free port for the control API: pass --control-port")?;
+        let port = probe.local_addr()?.port();
+        if on(port).is_none() {
+            break port;
+        }
+    };
+    eprintln!(
+        "filibuster: service `{}` listens on {DEFAULT_CONTROL_PORT}, the control API's usual port: the control API is on 127.0.0.1:{free} (tests find it in FILIBUSTER_CONTROL_URL)",
+        service.name
+    );
+    Ok(free)
+}
+
 /// The name of cell `cell`'s copy of `name` (its cgroup, its log): cell 0
 /// is the host's and keeps the plain name.
 pub fn in_cell(name: &str, cell: usize) -> String {
@@ -116,25 +155,43 @@ impl CellLaunch {
                     .filter(|status| !(status.success() && cgroup.populated()));
                 if let Some(status) = exited {
                     bail!(
-                        "service `{}` exited ({status}) before listening on port {}: see {}",
+                        "service `{}` exited ({status}) before listening on port {}; its log {} ends: {}",
                         service.name,
                         service.port,
-                        log_path.display()
+                        log_path.display(),
+                        log_tail(&log_path)
                     );
                 }
                 if Instant::now() > deadline {
                     bail!(
-                        "service `{}` did not listen on port {} within {}s: check [services.{}].port and its log {}",
+                        "service `{}` did not listen on port {} within {}s: check [services.{}].port; its log {} ends: {}",
                         service.name,
                         service.port,
                         self.timeout.as_secs(),
                         service.name,
-                        log_path.display()
+                        log_path.display(),
+                        log_tail(&log_path)
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         Ok(running)
+    }
+}
+
+/// The last lines of a service's log, on one line: what a service that
+/// would not start said last ("Address already in use").
+fn log_tail(path: &std::path::Path) -> String {
+    const LINES: usize = 3;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match &lines[lines.len().saturating_sub(LINES)..] {
+        [] => "(nothing)".to_string(),
+        last => last.join(" | "),
     }
 }
