@@ -17,11 +17,13 @@
 //!   containers: give a CRI id there (`crictl ps`).
 
 use std::{
+    collections::HashMap,
     fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use crate::{
@@ -82,7 +84,7 @@ pub(crate) fn compose_services(
                     let Some(pid) = engine_pid(&id, invoking) else {
                         bail!("Compose service `{name}` (container {id}) is not running");
                     };
-                    match listening_ports(pid)?.as_slice() {
+                    match crate::netns::listening_ports(&pid.to_string()).as_slice() {
                         [port] => *port,
                         [] => bail!(
                             "Compose service `{name}` listens on no TCP port yet: start it first, or give [compose].ports = {{ {name} = <port> }}"
@@ -177,33 +179,6 @@ fn docker_ps_services(listing: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The TCP ports process `pid` has sockets listening on, in its network
-/// namespace.
-fn listening_ports(pid: u32) -> Result<Vec<u16>> {
-    let mut ports = std::collections::BTreeSet::new();
-    for table in ["tcp", "tcp6"] {
-        let path = format!("/proc/{pid}/net/{table}");
-        match fs::read_to_string(&path) {
-            Ok(text) => ports.extend(listening_in(&text)),
-            Err(_) if table == "tcp6" => {} // no IPv6 in the kernel
-            Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
-        }
-    }
-    Ok(ports.into_iter().collect())
-}
-
-/// The local ports of the listening sockets of a `/proc/net/tcp` table.
-fn listening_in(table: &str) -> impl Iterator<Item = u16> + '_ {
-    table.lines().skip(1).filter_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // sl, local address:port (hex), remote, state (0A: listen).
-        match fields.as_slice() {
-            [_, local, _, "0A", ..] => u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok(),
-            _ => None,
-        }
-    })
-}
-
 /// Runs an engine's CLI as `user` (rootless Podman keeps its state under
 /// the user's runtime directory).
 fn as_user(command: &mut std::process::Command, user: Option<&Account>) {
@@ -228,6 +203,64 @@ fn run_quietly(command: &mut std::process::Command) -> Option<Vec<u8>> {
 /// The pid of `reference`'s main process, from the first engine that
 /// knows it running: as root, then as `invoking` (rootless Podman).
 fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<u32> {
+    inspect(reference, invoking, "{{.State.Pid}}", |output| {
+        let pid: u32 = String::from_utf8_lossy(output).trim().parse().ok()?;
+        // 0: known, not running.
+        (pid > 0).then_some(pid)
+    })
+}
+
+/// Where the engine publishes `reference`'s TCP `port` on the host
+/// (`ports: ["127.0.0.1:8080:80"]`, `-p 8080:80`): the addresses a test
+/// on the host reaches the container at, through docker-proxy or the
+/// engine's NAT. An unspecified host address (every interface) is kept
+/// as such.
+pub(crate) fn published(reference: &str, port: u16, invoking: Option<&Account>) -> Vec<SocketAddr> {
+    inspect(
+        reference,
+        invoking,
+        "{{json .NetworkSettings.Ports}}",
+        |output| Some(published_in(output, port)),
+    )
+    .unwrap_or_default()
+}
+
+/// `{"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}], "53/udp": null}`,
+/// as `docker` and `podman container inspect` print a container's ports.
+fn published_in(ports: &[u8], port: u16) -> Vec<SocketAddr> {
+    #[derive(Deserialize)]
+    struct Binding {
+        #[serde(rename = "HostIp", default)]
+        ip: String,
+        #[serde(rename = "HostPort")]
+        port: String,
+    }
+    let Ok(ports) = serde_json::from_slice::<HashMap<String, Option<Vec<Binding>>>>(ports) else {
+        return Vec::new();
+    };
+    ports
+        .get(&format!("{port}/tcp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|binding| {
+            let ip = match binding.ip.as_str() {
+                "" => IpAddr::from(Ipv4Addr::UNSPECIFIED),
+                ip => ip.parse().ok()?,
+            };
+            Some(SocketAddr::new(ip, binding.port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the first engine that knows `reference` (as root, then as
+/// `invoking`: rootless Podman) prints for `format`, made into `T`.
+fn inspect<T>(
+    reference: &str,
+    invoking: Option<&Account>,
+    format: &str,
+    read: impl Fn(&[u8]) -> Option<T>,
+) -> Option<T> {
     let users = std::iter::once(None).chain(invoking.map(Some));
     users
         .flat_map(|user| ENGINES.into_iter().map(move |engine| (engine, user)))
@@ -235,18 +268,9 @@ fn engine_pid(reference: &str, invoking: Option<&Account>) -> Option<u32> {
         .filter(|(engine, user)| user.is_none() || *engine == "podman")
         .find_map(|(engine, user)| {
             let mut command = std::process::Command::new(engine);
-            command.args([
-                "container",
-                "inspect",
-                "--format",
-                "{{.State.Pid}}",
-                reference,
-            ]);
+            command.args(["container", "inspect", "--format", format, reference]);
             as_user(&mut command, user);
-            let output = run_quietly(&mut command)?;
-            let pid: u32 = String::from_utf8_lossy(&output).trim().parse().ok()?;
-            // 0: known, not running.
-            (pid > 0).then_some(pid)
+            read(&run_quietly(&mut command)?)
         })
 }
 
@@ -388,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_compose_services_and_listening_ports_as_the_engines_print_them() {
+    fn reads_compose_services_as_the_engines_print_them() {
         let listing = format!(
             "{{\"ID\":\"{ID}\",\"Labels\":\"com.docker.compose.project=shop,com.docker.compose.service=cart,x=y\",\"Names\":\"shop-cart-1\"}}\n\
              {{\"ID\":\"abc\",\"Labels\":\"other=1\"}}\n"
@@ -397,10 +421,30 @@ mod tests {
             docker_ps_services(&listing),
             [("cart".to_string(), ID.to_string())]
         );
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
-             0: 00000000:1F90 00000000:0000 0A 00000000:00000000\n\
-             1: 0100007F:1F91 0100007F:C350 01 00000000:00000000\n";
-        assert_eq!(listening_in(table).collect::<Vec<_>>(), [8080]);
+    }
+
+    #[test]
+    fn reads_published_ports_as_the_engines_print_them() {
+        let docker = br#"{"5000/tcp":[{"HostIp":"127.0.0.1","HostPort":"5100"},{"HostIp":"::1","HostPort":"5100"}],"53/udp":null,"6000/tcp":null}"#;
+        assert_eq!(
+            published_in(docker, 5000),
+            [
+                "127.0.0.1:5100".parse().unwrap(),
+                "[::1]:5100".parse().unwrap()
+            ]
+        );
+        assert!(
+            published_in(docker, 6000).is_empty(),
+            "exposed, not published"
+        );
+        // Podman leaves the address empty for every interface.
+        let podman = br#"{"5000/tcp":[{"HostIp":"","HostPort":"8080"}]}"#;
+        assert_eq!(
+            published_in(podman, 5000),
+            ["0.0.0.0:8080".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(published_in(b"{}", 5000).is_empty());
+        assert!(published_in(b"not json", 5000).is_empty());
     }
 
     #[test]

@@ -248,7 +248,9 @@ fn own_socket_inodes() -> std::collections::HashSet<u64> {
 }
 
 /// The TCP ports sockets listen on in the network namespace of `process`
-/// (a pid, or `self`), sorted, from `/proc/<process>/net/tcp*`.
+/// (a pid, or `self`), sorted, from `/proc/<process>/net/tcp*`; not
+/// Docker's embedded DNS server, which listens on a random port in every
+/// container of a user-defined network.
 pub fn listening_ports(process: &str) -> Vec<u16> {
     let mut ports: Vec<u16> = tcp_sockets(process)
         .iter()
@@ -301,9 +303,12 @@ impl TcpRow {
     }
 }
 
-/// The port of a listening socket.
+/// Where Docker's embedded DNS server listens in a container.
+const DOCKER_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
+
+/// The port of a listening socket of a service (not the engine's DNS).
 fn listening_port(row: &TcpRow) -> Option<u16> {
-    (row.state == TCP_LISTEN).then_some(row.local.port())
+    (row.state == TCP_LISTEN && row.local.ip() != DOCKER_DNS).then_some(row.local.port())
 }
 
 /// `HEXIP:HEXPORT` as the kernel prints it: the address's 32-bit words
@@ -389,6 +394,9 @@ mod tests {
             "   1: 0100007F:1389 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0";
         let listening_port = |row| TcpRow::parse(row).as_ref().and_then(listening_port);
         assert_eq!(listening_port(listening), Some(5001));
+        let docker_dns =
+            "   2: 0B00007F:A321 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0";
+        assert_eq!(listening_port(docker_dns), None);
         assert_eq!(listening_port(connected), None);
         assert_eq!(listening_port("garbage"), None);
     }

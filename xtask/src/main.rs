@@ -74,13 +74,15 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 /// What only the tests need: the HTML report is checked in a real browser;
-/// a real container engine runs the tutorial's services (Podman: Docker's
-/// daemon does not run on these machines), with runc (crun refuses this
-/// host's hybrid cgroup layout), netavark and aardvark-dns (a network
-/// whose containers reach each other by name), iptables (netavark's
-/// firewall driver; without it a container's network cannot be set up).
+/// real container engines run the tutorial's services: Docker (its suite
+/// starts dockerd itself, there is no systemd) and Podman, with runc (crun
+/// refuses this host's hybrid cgroup layout), netavark and aardvark-dns (a
+/// network whose containers reach each other by name), iptables (both
+/// engines' firewall driver; without it a container's network cannot be
+/// set up).
 const TEST_APT_PACKAGES: &[&str] = &[
     "chromium",
+    "docker.io",
     "podman",
     "runc",
     "netavark",

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -171,6 +171,7 @@ impl Host {
         let agent_cgroup = cgroups::own_cgroup(&mount)?;
         let mut attached = Vec::new();
         let mut placed = Vec::new();
+        let mut published = Vec::new();
         for service in &config.services {
             let (cgroup, pid) = match &service.source {
                 ServiceSource::Command(_) => {
@@ -183,7 +184,11 @@ impl Host {
                 ServiceSource::Cgroup(path) => (Cgroup::existing(path)?, None),
                 ServiceSource::Process(pid) => (Cgroup::of_process(&mount, *pid)?, Some(*pid)),
                 ServiceSource::Container(reference) => {
-                    match containers::locate(&mount, reference, test_account.as_ref())? {
+                    let invoking = test_account.as_ref();
+                    for address in containers::published(reference, service.port, invoking) {
+                        published.push((service, address));
+                    }
+                    match containers::locate(&mount, reference, invoking)? {
                         Located::Process(pid) => (Cgroup::of_process(&mount, pid)?, Some(pid)),
                         Located::Cgroup(path) => (Cgroup::existing(&path)?, None),
                     }
@@ -278,7 +283,7 @@ impl Host {
         let session = Arc::new(Session::new(
             kernel,
             events,
-            directory(&placed)?,
+            directory(&placed, &published, &own)?,
             faults,
             &namespaces,
             cell_namespaces.iter().map(|n| n.cookie()).collect(),
@@ -523,7 +528,11 @@ fn namespace_of(
 }
 
 /// Where every service listens, for naming the callees of connects.
-fn directory(placed: &[(&Service, Arc<NetNs>)]) -> Result<Vec<ServiceAddress>> {
+fn directory(
+    placed: &[(&Service, Arc<NetNs>)],
+    published: &[(&Service, SocketAddr)],
+    host: &NetNs,
+) -> Result<Vec<ServiceAddress>> {
     let mut addresses: HashMap<u64, Vec<IpAddr>> = HashMap::new();
     let mut directory = Vec::new();
     for (service, netns) in placed {
@@ -537,6 +546,21 @@ fn directory(placed: &[(&Service, Arc<NetNs>)]) -> Result<Vec<ServiceAddress>> {
             port: service.port,
             netns: cookie,
             addresses: addresses.clone(),
+        });
+    }
+    // A container's port published on the host (`-p 127.0.0.1:8080:80`)
+    // is the service too, to callers on the host: a test that reaches
+    // the front through it calls the front, and what the front does
+    // while serving it is under test.
+    for (service, address) in published {
+        directory.push(ServiceAddress {
+            name: service.name.clone(),
+            port: address.port(),
+            netns: host.cookie(),
+            addresses: match address.ip() {
+                ip if ip.is_unspecified() => host.addresses()?,
+                ip => vec![ip],
+            },
         });
     }
     check_unique_ports(&directory)?;
