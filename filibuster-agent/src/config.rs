@@ -70,6 +70,13 @@ struct TestSection {
     looping: bool,
     /// Run the pytest tests under this path in one pytest process.
     pytest: Option<String>,
+    /// The test's requests under test ("POST /checkout/*"); the calls
+    /// made while serving the others are setup, never failed.
+    #[serde(default)]
+    scope: Vec<String>,
+    /// Run before every execution, with no fault armed: puts the
+    /// services' state back.
+    reset: Option<String>,
 }
 
 /// How the functional test is run.
@@ -85,6 +92,8 @@ pub enum TestMode {
 pub struct TestSpec {
     pub command: String,
     pub mode: TestMode,
+    /// Run before every execution (`[test] reset`).
+    pub reset: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +112,17 @@ struct ServiceSection {
     protocol: ServiceProtocol,
     /// Launch it as this user (by default: the user who ran sudo).
     user: Option<String>,
+    /// `"every-execution"`: started anew before each execution.
+    restart: Option<Restart>,
+}
+
+/// When a launched service is started anew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Restart {
+    /// Before each execution: for state no `[test] reset` command can
+    /// put back.
+    EveryExecution,
 }
 
 /// What a service speaks, as far as the agent needs to know.
@@ -144,6 +164,8 @@ pub struct Service {
     pub protocol: ServiceProtocol,
     /// For a launched service: the user it runs as, when the config says.
     pub user: Option<String>,
+    /// Started anew before each execution (`restart = "every-execution"`).
+    pub restart_every_execution: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -158,6 +180,21 @@ pub struct Config {
     pub compose: Option<Compose>,
     /// The services' source tree to analyse before the run (`[analysis]`).
     pub analysis_directory: Option<PathBuf>,
+    /// `[test] scope`, as written and as patterns of the test's calls.
+    pub scope: Vec<(String, CallPattern)>,
+}
+
+/// A `[test] scope` entry: "METHOD /path" or "/path" (globs as in
+/// `[[faults]]`), matched against the test's own calls.
+fn scope_pattern(written: &str) -> Result<CallPattern, String> {
+    let (method, path) = match written.trim().split_once(char::is_whitespace) {
+        Some((method, path)) => (Some(method), path.trim()),
+        None => (None, written.trim()),
+    };
+    if !path.starts_with('/') {
+        return Err("give a path as the test requests it, with its method or not: \"POST /checkout/*\" or \"/checkout/**\"".into());
+    }
+    CallPattern::new("*", method, Some(path))
 }
 
 impl TryFrom<TestSection> for TestSpec {
@@ -176,11 +213,16 @@ impl TryFrom<TestSection> for TestSpec {
             (None, None) => bail!(
                 "[test] needs command = \"...\" (run per execution) or pytest = \"tests/\" (one pytest process for the run)"
             ),
-            (Some(command), None) => Ok(Self { command, mode }),
+            (Some(command), None) => Ok(Self {
+                command,
+                mode,
+                reset: section.reset,
+            }),
             (None, Some(path)) => Ok(Self {
                 // The plugin (pytest11 entry point of clients/python) loops.
                 command: format!("python3 -m pytest -q -p no:cacheprovider {path}"),
                 mode: TestMode::Loop,
+                reset: section.reset,
             }),
         }
     }
@@ -238,6 +280,11 @@ impl Config {
                     "[services.{name}] needs exactly one of command (launch it), cgroup, pid or container (attach to it running)"
                 ),
             };
+            if section.restart.is_some() && !matches!(source, ServiceSource::Command(_)) {
+                bail!(
+                    "[services.{name}].restart is for services the agent launches (command =); one it attaches to is never restarted by it"
+                );
+            }
             if section.user.is_some() && !matches!(source, ServiceSource::Command(_)) {
                 bail!(
                     "[services.{name}].user is for services the agent launches (command =); one it attaches to runs as whoever started it"
@@ -249,6 +296,7 @@ impl Config {
                 port: section.port,
                 protocol: section.protocol,
                 user: section.user,
+                restart_every_execution: section.restart == Some(Restart::EveryExecution),
             });
         }
         let fault_rules = file
@@ -274,7 +322,20 @@ impl Config {
                 })
             })
             .collect::<Result<_>>()?;
+        let scope = file
+            .test
+            .as_ref()
+            .map(|t| t.scope.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|written| {
+                let pattern = scope_pattern(&written)
+                    .map_err(|e| anyhow::anyhow!("[test] scope `{written}`: {e}"))?;
+                Ok((written, pattern))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
+            scope,
             test: file.test.map(TestSpec::try_from).transpose()?,
             services,
             fault_rules,
@@ -320,7 +381,8 @@ mod tests {
             config.test,
             Some(TestSpec {
                 command: "python3 functional/test.py".into(),
-                mode: TestMode::PerExecution
+                mode: TestMode::PerExecution,
+                reset: None,
             })
         );
         assert_eq!(config.services.len(), 2);
@@ -397,6 +459,28 @@ mod tests {
             .to_string();
         assert!(
             err.contains("line 4") && err.contains("expected `auto` or `tcp`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scope_and_reset() {
+        let config = Config::parse(
+            "[test]\ncommand = \"t\"\nscope = [\"POST /checkout/*\", \"/orders/**\"]\nreset = \"r\"\n",
+            PathBuf::from("/"),
+        )
+        .unwrap();
+        assert_eq!(config.test.unwrap().reset.as_deref(), Some("r"));
+        let written: Vec<&str> = config.scope.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(written, ["POST /checkout/*", "/orders/**"]);
+        let err = Config::parse(
+            "[test]\ncommand = \"t\"\nscope = [\"checkout\"]\n",
+            PathBuf::from("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("[test] scope `checkout`: give a path"),
             "{err}"
         );
     }

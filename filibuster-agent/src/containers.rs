@@ -101,6 +101,7 @@ pub(crate) fn compose_services(
                 port,
                 protocol: ServiceProtocol::Auto,
                 user: None,
+                restart_every_execution: false,
             })
         })
         .collect()

@@ -181,6 +181,9 @@ pub struct CallRecord {
     /// execution did.
     pub began: Instant,
     pub ended: Option<Instant>,
+    /// Made while serving a request of the test's that is not under test
+    /// (`[test] scope`): shown, never failed.
+    pub setup: bool,
 }
 
 /// An execution in progress: the proxy reports calls to it and it answers
@@ -305,8 +308,24 @@ impl Execution {
             connect_ordinal: None,
             began: Instant::now(),
             ended: None,
+            setup: false,
         });
         (id, self.log[id.0].injected.clone())
+    }
+
+    /// The test's request a call made while serving `parent` belongs to
+    /// (the test's call at the top of its chain).
+    pub fn test_request(&self, parent: Option<CallId>) -> Option<Arc<CallSite>> {
+        let mut call = &self.log[parent?.0];
+        while let Some(up) = call.parent {
+            call = &self.log[up.0];
+        }
+        Some(call.site.clone())
+    }
+
+    /// The call is setup, not under test (`[test] scope`).
+    pub fn set_setup(&mut self, id: CallId) {
+        self.log[id.0].setup = true;
     }
 
     pub fn set_connection(&mut self, id: CallId, connection: u32) {

@@ -196,6 +196,8 @@ pub struct FaultSpace {
     /// Whether calls services make outside every request of the test are
     /// failed too.
     outside_requests: bool,
+    /// The test's requests under test (`[test] scope`); empty: every one.
+    scope: Vec<CallPattern>,
 }
 
 impl FaultSpace {
@@ -223,6 +225,19 @@ impl FaultSpace {
 
     /// Whether a call a service makes outside every request of the test
     /// is failed.
+    /// Only calls made while serving the test's requests that `scope`
+    /// matches (at any depth below them) are failed.
+    pub fn with_scope(mut self, scope: Vec<CallPattern>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Whether what is done while serving the test's request `request` is
+    /// under test, not setup.
+    pub fn under_test(&self, request: &CallSite) -> bool {
+        self.scope.is_empty() || self.scope.iter().any(|p| p.matches(request))
+    }
+
     pub fn fails_outside_requests(&self) -> bool {
         self.outside_requests
     }
@@ -460,5 +475,17 @@ mod tests {
         );
         let err = toml::from_str::<Holder>("faults = [200]").err().unwrap();
         assert!(err.message().contains("HTTP status from 400"), "{err}");
+    }
+
+    #[test]
+    fn a_scope_says_which_of_the_tests_requests_are_under_test() {
+        let everything = FaultSpace::default();
+        assert!(everything.under_test(&site("cart", "POST", "/carts")));
+        let checkout = CallPattern::new("*", Some("POST"), Some("/checkout/*")).unwrap();
+        let scoped = FaultSpace::default().with_scope(vec![checkout]);
+        assert!(scoped.under_test(&site("cart", "POST", "/checkout/c1?coupon=x")));
+        assert!(!scoped.under_test(&site("cart", "POST", "/carts")));
+        assert!(!scoped.under_test(&site("cart", "GET", "/checkout/c1")));
+        assert!(!scoped.under_test(&site("cart", "POST", "/checkout/c1/items")));
     }
 }

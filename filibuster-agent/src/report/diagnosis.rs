@@ -242,6 +242,7 @@ mod tests {
             connect_ordinal: None,
             began: at(began),
             ended: ended.map(at),
+            setup: false,
         }
     }
 

@@ -21,7 +21,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #dd
 code,pre{font:12px/1.4 ui-monospace,monospace}pre{background:#f6f6f6;padding:.8em;overflow:auto;max-height:30em}
 ul.tree{list-style:none;padding-left:1.2em}ul.tree li{margin:.15em 0}
 .fault{display:inline-block;margin:0 .2em;padding:0 .35em;border-radius:3px;font-size:12px}
-.fault.ok{background:#e3f4e6}.fault.bad{background:#fbe0e3;font-weight:bold}
+.setup{color:#888;margin-left:.5em}.fault.ok{background:#e3f4e6}.fault.bad{background:#fbe0e3;font-weight:bold}
 table.matrix{border-collapse:collapse;font-size:12px}
 table.matrix th,table.matrix td{border:1px solid #ddd;padding:2px 5px;text-align:center;white-space:nowrap}
 table.matrix th.call{writing-mode:vertical-rl;transform:rotate(180deg);max-height:16em;font-weight:normal}
@@ -102,6 +102,9 @@ fn call_tree(report: &Value, page: &mut String) {
         page.push_str("<ul class=tree>");
         for call in calls {
             let _ = write!(page, "<li><span class=call>{}</span>", esc(&site(call)));
+            if call["setup"].as_bool() == Some(true) {
+                page.push_str("<small class=setup>setup (not under test)</small>");
+            }
             for tried in array(&call["faults"]) {
                 let tolerated = tried["tolerated"].as_bool().unwrap_or(false);
                 let links: Vec<String> = array(&tried["executions"])

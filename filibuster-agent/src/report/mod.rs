@@ -9,6 +9,7 @@ mod progress;
 mod summary;
 
 use std::{
+    collections::HashSet,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -92,6 +93,8 @@ pub struct FailureArtifacts {
 /// Everything a finished run reports on.
 pub struct RunSummary<'a> {
     pub config: &'a Path,
+    /// `[test] scope`: the test's requests under test (empty: all).
+    pub scope: &'a [String],
     pub search: Search,
     pub retry_depth: u32,
     /// Calls repeated under one request beyond the retry depth.
@@ -192,6 +195,102 @@ impl RunSummary<'_> {
     }
 }
 
+/// The test's requests (its own calls) that the faults of `execution`
+/// were injected while serving, in the order it made them.
+pub fn faulted_requests(execution: &Finished) -> Vec<&CallSite> {
+    let request_of = |call: &CallRecord| {
+        std::iter::successors(Some(call), |c| {
+            c.parent.map(|p| &execution.calls[p.position()])
+        })
+        .last()
+        .map(|root| root.index.clone())
+    };
+    let faulted: HashSet<ExecutionIndex> = execution
+        .calls
+        .iter()
+        .filter(|c| c.injected.is_some())
+        .filter_map(request_of)
+        .collect();
+    execution
+        .calls
+        .iter()
+        .filter(|c| c.parent.is_none() && faulted.contains(&c.index))
+        .map(|c| &*c.site)
+        .collect()
+}
+
+/// With no `[test] scope`: when no fault of a failing `execution` was
+/// injected while serving the test's last request, the failure may be in
+/// the test's setup (a login, a cart being filled), not in what it
+/// checks; says so, and how to say what is under test.
+pub fn setup_hint(execution: &Finished) -> Option<String> {
+    let last = execution.calls.iter().rfind(|c| c.parent.is_none())?;
+    let faulted = faulted_requests(execution);
+    if faulted.is_empty() || faulted.iter().any(|r| std::ptr::eq(*r, &*last.site)) {
+        return None;
+    }
+    let named: Vec<String> = faulted
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    Some(format!(
+        "execution {}'s faults were injected while the test's request {} was served, not its last ({} {}): if that is setup, not what the test checks, say what is with [test] scope = [\"{} {}\"]",
+        execution.number,
+        named.join(", "),
+        last.site.method,
+        last.site.target,
+        last.site.method,
+        last.site.target,
+    ))
+}
+
+/// What changed in the path of a call that vanished from `execution`: the
+/// call of the same caller, callee and method it most likely became, and
+/// the parts of the path that differ (`/checkout/c1` became
+/// `/checkout/c2`: `c1` → `c2`). `None` when no such call happened.
+pub fn changed_path(vanished: &CallSite, execution: &Finished) -> Option<String> {
+    let segments = |target: &str| -> Vec<String> {
+        target
+            .split(['/', '?', '&', '='])
+            .map(str::to_string)
+            .collect()
+    };
+    let before = segments(&vanished.target);
+    execution
+        .calls
+        .iter()
+        .map(|call| &*call.site)
+        .filter(|site| {
+            site.caller == vanished.caller
+                && site.callee == vanished.callee
+                && site.method == vanished.method
+                && site.target != vanished.target
+        })
+        .filter_map(|site| {
+            let after = segments(&site.target);
+            if after.len() != before.len() {
+                return None;
+            }
+            let changed: Vec<String> = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| b != a)
+                .map(|(b, a)| format!("`{b}` → `{a}`"))
+                .collect();
+            Some((changed.len(), site, changed))
+        })
+        .min_by_key(|(count, ..)| *count)
+        .map(|(_, site, changed)| {
+            format!(
+                "{} {} became {} ({})",
+                vanished.method,
+                vanished.target,
+                site.target,
+                changed.join(", ")
+            )
+        })
+}
+
 /// The JSON report's layout: raised when a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -204,6 +303,8 @@ pub struct Report<'a> {
     pub started_at: String,
     /// The run's config file, as given.
     pub config: &'a Path,
+    /// `[test] scope`: the test's requests under test (empty: all).
+    pub scope: &'a [String],
     /// "passed", "failed", or "error" (the run could not go on).
     pub result: &'static str,
     /// What went wrong, when the result is "error".
@@ -280,12 +381,18 @@ pub struct FailureReport<'a> {
     pub diagnosis: Option<&'a Diagnosis>,
     pub counterexample: Option<&'a Path>,
     pub replay: &'a str,
+    /// The test's requests the faults were injected while serving
+    /// ("POST /carts"): with no `[test] scope`, a failure none of whose
+    /// faults served the test's last request may be in its setup.
+    pub faulted_requests: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct UnstableReport<'a> {
     pub execution: usize,
     pub vanished: &'a [CallSite],
+    /// What changed in their paths, where a call like them happened.
+    pub changed: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -308,6 +415,7 @@ impl<'a> Report<'a> {
             tool: format!("filibuster {}", env!("CARGO_PKG_VERSION")),
             started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
             config: run.config,
+            scope: run.scope,
             result: match (run.error, run.failures.is_empty()) {
                 (Some(_), _) => "error",
                 (None, true) => "passed",
@@ -365,6 +473,10 @@ impl<'a> Report<'a> {
                         diagnosis: failure.diagnosis.as_ref(),
                         counterexample: failure.counterexample.as_deref(),
                         replay: &failure.replay,
+                        faulted_requests: faulted_requests(finished)
+                            .iter()
+                            .map(|r| format!("{} {}", r.method, r.target))
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -373,6 +485,11 @@ impl<'a> Report<'a> {
                 .map(|f| UnstableReport {
                     execution: f.number,
                     vanished: &f.vanished,
+                    changed: f
+                        .vanished
+                        .iter()
+                        .filter_map(|v| changed_path(v, f))
+                        .collect(),
                 })
                 .collect(),
         }
@@ -443,12 +560,67 @@ pub fn call_tree(calls: &[CallRecord]) -> String {
     let mut lines = Vec::new();
     for call in calls {
         let depth = std::iter::successors(call.parent, |p| calls[p.position()].parent).count();
+        let setup = if call.setup {
+            "  (setup, not under test)"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "{}{} → {}",
+            "{}{} → {}{setup}",
             "  ".repeat(depth + 1),
             call.site,
             call.outcome
         ));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Instant};
+
+    use super::*;
+    use crate::explore::{CallRecord, ExecutionIndex, Outcome, Protocol};
+
+    fn site(method: &str, target: &str) -> CallSite {
+        CallSite {
+            caller: "test".into(),
+            callee: "cart".into(),
+            protocol: Protocol::Http,
+            method: method.into(),
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn a_vanished_call_is_explained_by_the_part_of_its_path_that_changed() {
+        let calls = ["/carts", "/checkout/c2?coupon=x", "/carts/c2/items"]
+            .into_iter()
+            .map(|target| CallRecord {
+                index: ExecutionIndex::default(),
+                parent: None,
+                site: Arc::new(site("POST", target)),
+                injected: None,
+                outcome: Outcome::Status(200),
+                connection: None,
+                connect_ordinal: None,
+                began: Instant::now(),
+                ended: None,
+                setup: false,
+            })
+            .collect();
+        let execution = Finished {
+            number: 2,
+            faults: Vec::new(),
+            calls,
+            passed: true,
+            vanished: Vec::new(),
+            lost_events: 0,
+        };
+        assert_eq!(
+            changed_path(&site("POST", "/checkout/c1?coupon=x"), &execution).as_deref(),
+            Some("POST /checkout/c1?coupon=x became /checkout/c2?coupon=x (`c1` → `c2`)")
+        );
+        assert_eq!(changed_path(&site("GET", "/checkout/c1"), &execution), None);
+    }
 }

@@ -20,6 +20,8 @@ pub struct DiscoveredCall {
     /// In how many executions the call happened.
     pub seen: usize,
     pub faults: Vec<FaultTried>,
+    /// Made for the test's setup, outside `[test] scope`: never failed.
+    pub setup: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +49,7 @@ pub fn discovered_calls(executions: &[Finished]) -> Vec<DiscoveredCall> {
                     site: call.site.clone(),
                     seen: 0,
                     faults: Vec::new(),
+                    setup: call.setup,
                 });
                 order.len() - 1
             });
@@ -128,6 +131,9 @@ fn render_children(
             .collect();
         if !faults.is_empty() {
             line += &format!("  [{}]", faults.join(", "));
+        }
+        if call.setup {
+            line += "  (setup, not under test)";
         }
         lines.push(line);
         render_children(children, Some(&call.execution_index), depth + 1, lines);

@@ -59,6 +59,8 @@ impl TestRun {
 pub struct FunctionalTest {
     command: String,
     mode: TestMode,
+    /// `[test] reset`.
+    reset: Option<String>,
     dir: PathBuf,
     cgroup: Cgroup,
     /// Its cell's network namespace, where it runs.
@@ -96,6 +98,7 @@ impl FunctionalTest {
         Self {
             command: test.command,
             mode: test.mode,
+            reset: test.reset,
             dir: dir.to_path_buf(),
             cgroup,
             netns,
@@ -139,25 +142,74 @@ impl FunctionalTest {
         self.cgroup.kill_all();
     }
 
-    fn command_line(&self, execution: Option<usize>) -> std::process::Command {
+    /// `line` run by the shell where the test runs, told where the
+    /// control API is.
+    fn shell(&self, line: &str) -> std::process::Command {
         let mut command = std::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(&self.command)
+            .arg(line)
             .current_dir(&self.dir)
             .env("FILIBUSTER_CONTROL_URL", &self.control_url)
-            .env("FILIBUSTER_TOKEN", self.test_loop.token())
             .stdin(Stdio::null());
-        match execution {
-            Some(n) => command.env("FILIBUSTER_EXECUTION", n.to_string()),
-            None => command.env("FILIBUSTER_LOOP", "1"),
-        };
         self.netns.start_inside(&mut command);
         command
     }
 
-    /// Starts `command` in the test's cgroup, as its account.
-    fn spawn(&self, mut command: std::process::Command) -> Result<Child> {
+    fn command_line(&self, execution: Option<usize>) -> std::process::Command {
+        let mut command = self.shell(&self.command);
+        command.env("FILIBUSTER_TOKEN", self.test_loop.token());
+        match execution {
+            Some(n) => command.env("FILIBUSTER_EXECUTION", n.to_string()),
+            None => command.env("FILIBUSTER_LOOP", "1"),
+        };
+        command
+    }
+
+    /// Runs `[test] reset` before an execution, with no fault armed: in
+    /// the test's cgroup and namespace, as its user. It failing (or
+    /// taking longer than an execution may) is a setup error, with what
+    /// it printed.
+    pub async fn reset(&mut self) -> Result<()> {
+        let Some(reset) = self.reset.clone() else {
+            return Ok(());
+        };
+        let mut command = self.shell(&reset);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = self.spawn(command, &reset)?;
+        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(output) => {
+                let output = output?;
+                if !output.status.success() {
+                    let printed = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&output.stdout),
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    bail!(
+                        "[test] reset `{reset}` failed ({}): {}",
+                        describe_exit(output.status),
+                        printed
+                            .trim()
+                            .lines()
+                            .last()
+                            .unwrap_or("it printed nothing")
+                    );
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.cgroup.kill_all();
+                bail!(
+                    "[test] reset `{reset}` did not end within {}s (--execution-timeout)",
+                    self.timeout.as_secs()
+                )
+            }
+        }
+    }
+
+    /// Starts `command` (the test, or `line`) in the test's cgroup, as its account.
+    fn spawn(&self, mut command: std::process::Command, line: &str) -> Result<Child> {
         self.cgroup.start_inside(&mut command)?;
         if let Some(account) = &self.account {
             account.apply(&mut command);
@@ -165,13 +217,13 @@ impl FunctionalTest {
         Command::from(command)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start the functional test `{}`", self.command))
+            .with_context(|| format!("cannot start `{line}`"))
     }
 
     async fn run_process(&mut self, execution: usize) -> Result<TestRun> {
         let mut command = self.command_line(Some(execution));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self.spawn(command)?;
+        let mut child = self.spawn(command, &self.command)?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let collect = async {
@@ -211,7 +263,7 @@ impl FunctionalTest {
             .with_context(|| format!("cannot write {}", self.log.display()))?;
         let mut command = self.command_line(None);
         command.stdout(log.try_clone()?).stderr(log.try_clone()?);
-        let child = self.spawn(command)?;
+        let child = self.spawn(command, &self.command)?;
         self.looping = Some(Looping { child, log });
         Ok(())
     }
@@ -330,7 +382,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 }
 
 /// The last lines a process wrote to its log.
-fn tail(log: &mut File) -> String {
+pub(super) fn tail(log: &mut File) -> String {
     const TAIL_BYTES: u64 = 4096;
     let length = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut bytes = Vec::new();

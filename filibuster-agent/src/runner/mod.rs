@@ -98,6 +98,8 @@ struct RunRecord {
     held: Duration,
     /// Once the run is over (not when it ended in error).
     agent: Option<AgentFootprint>,
+    /// `[test] scope` as written.
+    scope: Vec<String>,
 }
 
 pub async fn run(options: Options) -> Result<Verdict> {
@@ -108,6 +110,7 @@ pub async fn run(options: Options) -> Result<Verdict> {
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     let summary = RunSummary {
         config: &options.config,
+        scope: &record.scope,
         search: options.search,
         retry_depth: options.retry_depth,
         retry_groups: record
@@ -209,6 +212,12 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     if options.fail_calls_outside_requests {
         faults = faults.outside_requests();
     }
+    faults = faults.with_scope(config.scope.iter().map(|(_, p)| p.clone()).collect());
+    record.scope = config
+        .scope
+        .iter()
+        .map(|(written, _)| written.clone())
+        .collect();
 
     // A replay, or the fault-free execution alone, is one execution.
     let cells = if counterexample.is_some() || options.only_initial_execution {
@@ -242,6 +251,8 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     let start_cost = host.ready.saturating_sub(host.attached_at);
     // Killed with the run, before the host's cgroups go.
     let mut cells_services = Vec::new();
+    let restarts = config.services.iter().any(|s| s.restart_every_execution);
+    let mut restarted_services = std::collections::HashMap::new();
     let session = &host.session.clone();
 
     let explorer = record.explorer.insert(match &counterexample {
@@ -292,6 +303,20 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             let number = execution.number;
             let faults: Vec<_> = execution.plan().faults().cloned().collect();
             let last_ended = functional.last_ended();
+            // Before the execution begins: nothing armed, and what the
+            // services do for it is no execution's.
+            session.resetting(cell, true);
+            let restarted = match restarts {
+                true => host.launch(cell).restart().await.map(Some),
+                false => Ok(None),
+            };
+            let reset = functional.reset().await;
+            session.resetting(cell, false);
+            if let Some(children) = restarted? {
+                // The earlier copies ended; these are ended with the run.
+                restarted_services.insert(cell, children);
+            }
+            reset?;
             let settle = session.begin(cell, execution)?;
             if let Some(ended) = last_ended {
                 between_executions += ended.elapsed() + settle;
@@ -473,6 +498,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     drop(idle);
     drop(starting);
     drop(cells_services);
+    drop(restarted_services);
     drop(host);
     Ok(if record.failures.is_empty() {
         Verdict::Passed
@@ -511,6 +537,7 @@ fn test_spec(options: &Options, config: &Config) -> Result<TestSpec> {
             } else {
                 TestMode::PerExecution
             },
+            reset: config.test.as_ref().and_then(|t| t.reset.clone()),
         });
     }
     let mut spec = config.test.clone().with_context(|| {
@@ -605,8 +632,20 @@ fn print_summary(run: &RunSummary, replaying: bool) {
         report::render_calls(&calls)
     );
     for finished in run.unstable() {
+        let changed: Vec<String> = finished
+            .vanished
+            .iter()
+            .filter_map(|v| report::changed_path(v, finished))
+            .collect();
+        let why = match changed.as_slice() {
+            [] => "probably a path with an id or a time in it".to_string(),
+            changed => format!(
+                "{}: state left by the execution before, or a clock; put it back before each execution with [test] reset = \"command\", or [services.<name>] restart = \"every-execution\"",
+                counted(changed.iter().cloned())
+            ),
+        };
         eprintln!(
-            "filibuster: warning: execution {} was planned on calls that did not happen again ({}): indices are unstable, probably a path with an id or a time in it; its discoveries were not explored",
+            "filibuster: warning: execution {} was planned on calls that did not happen again ({}): indices are unstable, {why}; its discoveries were not explored",
             finished.number,
             counted(finished.vanished.iter().map(|s| s.to_string()))
         );
@@ -623,6 +662,11 @@ fn print_summary(run: &RunSummary, replaying: bool) {
         eprintln!("calls:\n{}", report::call_tree(&finished.calls));
         if let Some(diagnosis) = &failure.diagnosis {
             eprintln!("filibuster: {diagnosis}");
+        }
+        if run.scope.is_empty()
+            && let Some(hint) = report::setup_hint(finished)
+        {
+            eprintln!("filibuster: {hint}");
         }
         eprintln!("test output:\n{}", result.output.trim_end());
         match &failure.counterexample {

@@ -13,7 +13,11 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
 use crate::account::Account;
-use crate::{cgroups::Cgroup, config::Config, netns::NetNs};
+use crate::{
+    cgroups::Cgroup,
+    config::{Config, Service},
+    netns::NetNs,
+};
 
 /// Fails if another process holds a port a launched service needs.
 pub fn check_ports(config: &Config, host: &NetNs) -> Result<()> {
@@ -107,20 +111,43 @@ impl CellLaunch {
     /// and waits until each listens there; says which cell it was.
     pub async fn start(self) -> (usize, Result<Vec<Child>>) {
         let cell = self.cell;
-        (cell, self.start_services().await)
+        (cell, self.start_services(|_| true).await)
     }
 
-    async fn start_services(self) -> Result<Vec<Child>> {
+    /// Ends and starts anew the cell's copy of each service whose state
+    /// only a restart puts back (`restart = "every-execution"`), and
+    /// waits until each listens again.
+    pub async fn restart(self) -> Result<Vec<Child>> {
+        let restarted = |service: &Service| service.restart_every_execution;
+        let launched = self.config.launched().zip(&self.cgroups);
+        for ((service, _), cgroup) in launched.filter(|((s, _), _)| restarted(s)) {
+            cgroup.kill_all();
+            let deadline = Instant::now() + self.timeout;
+            while cgroup.populated() {
+                if Instant::now() > deadline {
+                    bail!("service `{}` did not end when restarted", service.name);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        self.start_services(restarted).await
+    }
+
+    /// Starts the cell's copy of the launched services `which` picks.
+    async fn start_services(self, which: impl Fn(&Service) -> bool) -> Result<Vec<Child>> {
         let log_path = |name: &str| self.logs.join(format!("{}.log", in_cell(name, self.cell)));
         let mut running = Vec::new();
         let launched = self
             .config
             .launched()
             .zip(&self.cgroups)
-            .zip(&self.accounts);
+            .zip(&self.accounts)
+            .filter(|(((service, _), _), _)| which(service));
+        let mut started = Vec::new();
         for (((service, command_line), cgroup), account) in launched {
             let log_path = log_path(&service.name);
-            let log = File::create(&log_path)?;
+            // Appended to: a restarted service's log keeps what it said before.
+            let log = File::options().create(true).append(true).open(&log_path)?;
             let mut command = std::process::Command::new("sh");
             command
                 .arg("-c")
@@ -139,10 +166,10 @@ impl CellLaunch {
                 .spawn()
                 .with_context(|| format!("cannot start service `{}`", service.name))?;
             running.push(child);
+            started.push((service, cgroup));
         }
         let deadline = Instant::now() + self.timeout;
-        let launched = self.config.launched().zip(&self.cgroups);
-        for (((service, _), cgroup), process) in launched.zip(running.iter_mut()) {
+        for ((service, cgroup), process) in started.into_iter().zip(running.iter_mut()) {
             // On any address: `localhost` is `::1` alone for some (Node's
             // `listen(port, "localhost")` where /etc/hosts says so).
             while !self.netns.listens_on(service.port) {
@@ -184,7 +211,9 @@ impl CellLaunch {
 /// would not start said last ("Address already in use").
 fn log_tail(path: &std::path::Path) -> String {
     const LINES: usize = 3;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = File::open(path)
+        .map(|mut log| super::functional::tail(&mut log))
+        .unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)

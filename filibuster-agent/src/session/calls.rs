@@ -17,24 +17,48 @@ use super::{
 use crate::{
     config::TEST_CALLER,
     ebpf::{Destination, KernelMaps},
-    explore::{CallId, CallSite, Fault, FaultSpace, Outcome},
+    explore::{CallId, CallSite, Execution, Fault, FaultSpace, Outcome},
     netns::NetNs,
 };
 
-/// The faults `site` could be failed with. The test's own calls are
-/// watched, not failed: the test is what judges; and so, unless asked
-/// for, are the calls a service makes outside every request of the test
-/// (not `in_request`): when those happen depends on the clock.
+/// The faults `site` could be failed with, made while serving the test's
+/// request `request`. The test's own calls are watched, not failed: the
+/// test is what judges; so are calls made for the test's setup, a request
+/// outside `[test] scope`; and, unless asked for, the calls a service
+/// makes outside every request of the test (no `request`): when those
+/// happen depends on the clock.
 pub(super) fn applicable_faults(
     faults: &FaultSpace,
     site: &CallSite,
     first_on_connection: bool,
-    in_request: bool,
+    request: Option<&CallSite>,
 ) -> Vec<Fault> {
-    if site.caller == TEST_CALLER || !(in_request || faults.fails_outside_requests()) {
-        Vec::new()
-    } else {
+    let failed = match request {
+        _ if site.caller == TEST_CALLER => false,
+        Some(request) => faults.under_test(request),
+        None => faults.fails_outside_requests(),
+    };
+    if failed {
         faults.faults_for(site, first_on_connection)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Marks call `id` as setup when the test's request it serves (or is, for
+/// the test's own call) is outside `[test] scope`.
+pub(super) fn mark_setup(
+    execution: &mut Execution,
+    faults: &FaultSpace,
+    id: CallId,
+    request: Option<&CallSite>,
+) {
+    let call = execution.call(id);
+    let own = (call.site.caller == TEST_CALLER).then(|| call.site.clone());
+    if let Some(request) = own.as_deref().or(request)
+        && !faults.under_test(request)
+    {
+        execution.set_setup(id);
     }
 }
 
@@ -214,7 +238,7 @@ impl Session {
             target: request.target.into(),
         };
         let Some(execution) = cell.execution.as_mut() else {
-            if cell.ran {
+            if cell.ran && !cell.resetting {
                 Self::called_on_its_own(background, &site);
             }
             return Admission {
@@ -229,9 +253,16 @@ impl Session {
         if parent.is_none() {
             Self::called_on_its_own(background, &site);
         }
+        let test_request = execution.test_request(parent);
         let (id, fault) = execution.begin_call(parent, site, |site| {
-            applicable_faults(faults, site, request.first_on_connection, parent.is_some())
+            applicable_faults(
+                faults,
+                site,
+                request.first_on_connection,
+                test_request.as_deref(),
+            )
         });
+        mark_setup(execution, faults, id, test_request.as_deref());
         execution.set_connection(id, on.number);
         let fault = fault.map(|planned| {
             let enacted = enact::enacted(planned.clone(), request.protocol);

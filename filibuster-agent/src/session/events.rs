@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::{
     CallHandle, ConnectTarget, Connection, Session, State, applicable_faults, callee, is_local,
+    mark_setup,
 };
 use crate::{
     ebpf::{Destination, KernelEvent, Speaks, kernel_instant},
@@ -104,7 +105,7 @@ impl Session {
         };
         let own = &state.cells[cell];
         if own.execution.is_none() {
-            if own.ran {
+            if own.ran && !own.resetting {
                 Self::called_on_its_own(&mut state.background, &site);
             }
             return;
@@ -120,9 +121,11 @@ impl Session {
         };
         // A fault planned on this call made the kernel send its caller's
         // connects there through the proxy, so none comes back here.
+        let test_request = execution.test_request(parent);
         let (id, _) = execution.begin_call(parent, site, |site| {
-            applicable_faults(&state.faults, site, true, parent.is_some())
+            applicable_faults(&state.faults, site, true, test_request.as_deref())
         });
+        mark_setup(execution, &state.faults, id, test_request.as_deref());
         execution.set_connection(id, number);
         execution.set_connect_ordinal(id, event.attempt.ordinal);
         let index = execution.call(id).index.clone();

@@ -30,7 +30,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use calls::{CallConnection, applicable_faults};
+use calls::{CallConnection, applicable_faults, mark_setup};
 use carrying::Carrying;
 pub use carrying::{Carried, CarryingGuard};
 pub use enact::Enactment;
@@ -133,6 +133,9 @@ struct CellState {
     /// Whether it ran an execution yet: calls before the first are the
     /// services starting up, not what they do on their own.
     ran: bool,
+    /// `[test] reset` runs: calls now are its, not what the services do
+    /// on their own.
+    resetting: bool,
 }
 
 struct State {
@@ -288,6 +291,11 @@ impl Session {
     /// callers reconnect.
     /// Returns how long the execution's test should wait before it starts:
     /// [`SETTLE`] when connections were ended, else nothing.
+    /// `[test] reset` starts (`true`) or ends running in `cell`.
+    pub fn resetting(&self, cell: usize, resetting: bool) {
+        self.lock().cells[cell].resetting = resetting;
+    }
+
     pub fn begin(&self, cell: usize, execution: Execution) -> Result<Duration> {
         let number = execution.number;
         let mut state = self.lock();
