@@ -17,6 +17,14 @@
 //!   over.
 //! - `POST /filibuster/loop/result` with `{"execution": n, "passed": bool,
 //!   "output": "..."}` reports how the test body did.
+//!
+//! Setup, with the same token, for a test to say which of its requests
+//! are not under test (Python: `with filibuster.setup(): ...`):
+//!
+//! - `POST /filibuster/setup/begin`: the test's requests from now on, and
+//!   what is done serving them, are setup: never failed.
+//! - `POST /filibuster/setup/end`: they are under test again (as at the
+//!   start of every execution).
 
 use std::{
     collections::VecDeque,
@@ -196,12 +204,12 @@ async fn answer(
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().trim_end_matches('/').to_string();
-    if path.starts_with("/filibuster/loop/") {
+    if path.starts_with("/filibuster/loop/") || path.starts_with("/filibuster/setup/") {
         let token = request.headers().get("x-filibuster-token");
         if token.is_none_or(|t| t.as_bytes() != test_loop.token.as_bytes()) {
             return reply(
                 StatusCode::FORBIDDEN,
-                json!({"error": "the test loop needs this run's token in x-filibuster-token (FILIBUSTER_TOKEN)"}),
+                json!({"error": "the test loop and setup need this run's token in x-filibuster-token (FILIBUSTER_TOKEN)"}),
             );
         }
         return match (request.method(), path.as_str()) {
@@ -209,6 +217,11 @@ async fn answer(
                 reply(StatusCode::OK, test_loop.next().await)
             }
             (&Method::POST, "/filibuster/loop/result") => take_result(test_loop, request).await,
+            (&Method::POST, "/filibuster/setup/begin" | "/filibuster/setup/end") => {
+                let setting_up = path.ends_with("/begin");
+                session.test_in_setup(test_loop.cell, setting_up);
+                reply(StatusCode::OK, json!({"setup": setting_up}))
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("no endpoint {} {path}", request.method())}),

@@ -12,17 +12,21 @@ fn example() -> PathBuf {
     workspace().join("examples/cart")
 }
 
-/// The example's config in `dir`, its commands run in the example's
-/// directory, with `edit` applied to its text.
-fn variant(dir: &Path, edit: impl Fn(String) -> String) -> String {
+/// The example's config `name` in `dir`, its commands run in the
+/// example's directory, with `edit` applied to its text.
+fn variant_of(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> String {
     let cd = format!("cd '{}' && ", example().display());
-    let text = std::fs::read_to_string(example().join("filibuster.toml"))
+    let text = std::fs::read_to_string(example().join(name))
         .unwrap()
         .replace("command = \"", &format!("command = \"{cd}"))
         .replace("reset = \"", &format!("reset = \"{cd}"));
     let path = dir.join("filibuster.toml");
     std::fs::write(&path, edit(text)).unwrap();
     path.display().to_string()
+}
+
+fn variant(dir: &Path, edit: impl Fn(String) -> String) -> String {
+    variant_of("filibuster.toml", dir, edit)
 }
 
 fn without(line: &str) -> impl Fn(String) -> String + '_ {
@@ -41,18 +45,30 @@ fn calls(report: &Value) -> &Vec<Value> {
 #[test]
 fn only_the_checkout_is_under_test_and_its_bug_is_found() {
     let dir = scratch("scope-checkout");
-    let config = variant(&dir, |text| text);
-    let output = run_test(&dir, &["--config", &config, "--report-json", "report.json"]);
+    let report = assert_only_the_checkout_is_failed(&dir, &variant(&dir, |text| text));
+    assert_eq!(report["scope"], serde_json::json!(["POST /checkout/*"]));
+}
+
+#[test]
+fn setup_marked_in_the_test_itself_is_not_under_test_either() {
+    let dir = scratch("scope-marked");
+    let report = assert_only_the_checkout_is_failed(&dir, &variant_of("marked.toml", &dir, |t| t));
+    assert_eq!(report["scope"], serde_json::json!([]));
+}
+
+/// Runs `config`: the payment bug is found and replays, what the test
+/// does before the checkout is setup, never failed. Returns the report.
+fn assert_only_the_checkout_is_failed(dir: &Path, config: &str) -> Value {
+    let output = run_test(dir, &["--config", config, "--report-json", "report.json"]);
     assert_eq!(output.status.code(), Some(1), "the payment bug is found");
     let counterexample = read_json(&dir.join("counterexample.json"));
     let fault = &counterexample["faults"][0];
     assert_eq!(fault["site"]["caller"], "cart");
     assert_eq!(fault["site"]["callee"], "payment");
     assert_eq!(fault["fault"]["kind"], "connection-refused");
-    assert_eq!(replay(&dir, &config).status.code(), Some(1), "it replays");
+    assert_eq!(replay(dir, config).status.code(), Some(1), "it replays");
 
     let report = read_json(&dir.join("report.json"));
-    assert_eq!(report["scope"], serde_json::json!(["POST /checkout/*"]));
     // The cart is c1 in every execution: stable indices.
     assert_eq!(report["unstable"], serde_json::json!([]));
     // Logging in, opening and filling the cart: shown as setup, never
@@ -83,6 +99,7 @@ fn only_the_checkout_is_under_test_and_its_bug_is_found() {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("(setup, not under test)"), "{stderr}");
+    report
 }
 
 #[test]

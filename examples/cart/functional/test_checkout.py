@@ -11,7 +11,8 @@ AUTH = "http://localhost:5400"
 CART = "http://localhost:5401"
 
 
-def test_checkout():
+def open_cart():
+    """Logs in, opens a cart and puts a book in it: the setup."""
     token = requests.post(
         f"{AUTH}/login", json={"user": "ada", "password": "lovelace"}, timeout=5
     ).json()["token"]
@@ -20,7 +21,11 @@ def test_checkout():
     requests.post(
         f"{CART}/carts/{cart}/items", json={"sku": "book"}, headers=headers, timeout=5
     ).raise_for_status()
+    return headers, cart
 
+
+def check_out(headers, cart):
+    """What the test checks."""
     response = requests.post(f"{CART}/checkout/{cart}", headers=headers, timeout=5)
     if was_fault_injected():
         assert response.status_code in (502, 503), (
@@ -29,6 +34,10 @@ def test_checkout():
     else:
         assert response.status_code == 200, response.text
         assert response.json() == {"paid": 12}
+
+
+def test_checkout():
+    check_out(*open_cart())
 
 
 if __name__ == "__main__":

@@ -313,14 +313,15 @@ impl Execution {
         (id, self.log[id.0].injected.clone())
     }
 
-    /// The test's request a call made while serving `parent` belongs to
-    /// (the test's call at the top of its chain).
-    pub fn test_request(&self, parent: Option<CallId>) -> Option<Arc<CallSite>> {
+    /// Whether a call made while serving `parent` is under test: whether
+    /// the test's request at the top of its chain is not setup. `None`:
+    /// it serves no request of the test's.
+    pub fn under_test(&self, parent: Option<CallId>) -> Option<bool> {
         let mut call = &self.log[parent?.0];
         while let Some(up) = call.parent {
             call = &self.log[up.0];
         }
-        Some(call.site.clone())
+        Some(!call.setup)
     }
 
     /// The call is setup, not under test (`[test] scope`).

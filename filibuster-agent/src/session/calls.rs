@@ -21,21 +21,21 @@ use crate::{
     netns::NetNs,
 };
 
-/// The faults `site` could be failed with, made while serving the test's
-/// request `request`. The test's own calls are watched, not failed: the
-/// test is what judges; so are calls made for the test's setup, a request
-/// outside `[test] scope`; and, unless asked for, the calls a service
-/// makes outside every request of the test (no `request`): when those
-/// happen depends on the clock.
+/// The faults `site` could be failed with. The test's own calls are
+/// watched, not failed: the test is what judges; so are calls made for
+/// the test's setup (`under_test` false: a request outside `[test]
+/// scope`, or made inside `filibuster.setup()`); and, unless asked for,
+/// the calls a service makes outside every request of the test
+/// (`under_test` `None`): when those happen depends on the clock.
 pub(super) fn applicable_faults(
     faults: &FaultSpace,
     site: &CallSite,
     first_on_connection: bool,
-    request: Option<&CallSite>,
+    under_test: Option<bool>,
 ) -> Vec<Fault> {
-    let failed = match request {
+    let failed = match under_test {
         _ if site.caller == TEST_CALLER => false,
-        Some(request) => faults.under_test(request),
+        Some(under_test) => under_test,
         None => faults.fails_outside_requests(),
     };
     if failed {
@@ -45,19 +45,24 @@ pub(super) fn applicable_faults(
     }
 }
 
-/// Marks call `id` as setup when the test's request it serves (or is, for
-/// the test's own call) is outside `[test] scope`.
+/// Marks call `id` as setup, not under test: the test's own call when
+/// `[test] scope` leaves it out or the test said it is setting up
+/// (`test_in_setup`), any other call when the test's request it serves is
+/// setup.
 pub(super) fn mark_setup(
     execution: &mut Execution,
     faults: &FaultSpace,
     id: CallId,
-    request: Option<&CallSite>,
+    under_test: Option<bool>,
+    test_in_setup: bool,
 ) {
-    let call = execution.call(id);
-    let own = (call.site.caller == TEST_CALLER).then(|| call.site.clone());
-    if let Some(request) = own.as_deref().or(request)
-        && !faults.under_test(request)
-    {
+    let site = &execution.call(id).site;
+    let setup = if site.caller == TEST_CALLER {
+        test_in_setup || !faults.under_test(site)
+    } else {
+        under_test == Some(false)
+    };
+    if setup {
         execution.set_setup(id);
     }
 }
@@ -253,16 +258,11 @@ impl Session {
         if parent.is_none() {
             Self::called_on_its_own(background, &site);
         }
-        let test_request = execution.test_request(parent);
+        let under_test = execution.under_test(parent);
         let (id, fault) = execution.begin_call(parent, site, |site| {
-            applicable_faults(
-                faults,
-                site,
-                request.first_on_connection,
-                test_request.as_deref(),
-            )
+            applicable_faults(faults, site, request.first_on_connection, under_test)
         });
-        mark_setup(execution, faults, id, test_request.as_deref());
+        mark_setup(execution, faults, id, under_test, cell.test_in_setup);
         execution.set_connection(id, on.number);
         let fault = fault.map(|planned| {
             let enacted = enact::enacted(planned.clone(), request.protocol);

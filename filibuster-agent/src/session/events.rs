@@ -121,11 +121,13 @@ impl Session {
         };
         // A fault planned on this call made the kernel send its caller's
         // connects there through the proxy, so none comes back here.
-        let test_request = execution.test_request(parent);
+        let under_test = execution.under_test(parent);
         let (id, _) = execution.begin_call(parent, site, |site| {
-            applicable_faults(&state.faults, site, true, test_request.as_deref())
+            applicable_faults(&state.faults, site, true, under_test)
         });
-        mark_setup(execution, &state.faults, id, test_request.as_deref());
+        let test_in_setup = state.cells[cell].test_in_setup;
+        let execution = state.cells[cell].execution.as_mut().expect("running");
+        mark_setup(execution, &state.faults, id, under_test, test_in_setup);
         execution.set_connection(id, number);
         execution.set_connect_ordinal(id, event.attempt.ordinal);
         let index = execution.call(id).index.clone();

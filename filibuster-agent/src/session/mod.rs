@@ -136,6 +136,9 @@ struct CellState {
     /// `[test] reset` runs: calls now are its, not what the services do
     /// on their own.
     resetting: bool,
+    /// The test said it is setting up (`filibuster.setup()`): its calls
+    /// now, and what is done serving them, are not under test.
+    test_in_setup: bool,
 }
 
 struct State {
@@ -291,6 +294,11 @@ impl Session {
     /// callers reconnect.
     /// Returns how long the execution's test should wait before it starts:
     /// [`SETTLE`] when connections were ended, else nothing.
+    /// The test in `cell` begins (`true`) or ends its setup.
+    pub fn test_in_setup(&self, cell: usize, setup: bool) {
+        self.lock().cells[cell].test_in_setup = setup;
+    }
+
     /// `[test] reset` starts (`true`) or ends running in `cell`.
     pub fn resetting(&self, cell: usize, resetting: bool) {
         self.lock().cells[cell].resetting = resetting;
@@ -304,6 +312,7 @@ impl Session {
         let own = &mut state.cells[cell];
         own.armed.clear();
         own.serving.clear();
+        own.test_in_setup = false;
         let mut proxied = Vec::new();
         for planned in execution.plan().faults() {
             let Some(target) = state.connect_targets.get(&planned.index) else {
