@@ -66,9 +66,12 @@ pub(crate) fn compose_services(
     invoking: Option<&Account>,
 ) -> Result<Vec<Service>> {
     let filter = format!("label={PROJECT_LABEL}={}", compose.project);
-    let containers = podman_containers(&filter, invoking)
-        .or_else(|| docker_containers(&filter))
-        .unwrap_or_default();
+    // Both engines may be installed, each with its own containers.
+    let containers: Vec<(String, String)> = podman_containers(&filter, invoking)
+        .into_iter()
+        .chain(docker_containers(&filter))
+        .flatten()
+        .collect();
     if containers.is_empty() {
         bail!(
             "no running container of Compose project `{}` (label {PROJECT_LABEL}={0}): start it (docker compose up -d, podman-compose up -d), or fix [compose].project",

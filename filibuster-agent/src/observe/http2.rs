@@ -19,6 +19,17 @@ use super::trace_id;
 
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
+
+/// The largest header block put together from CONTINUATION frames: past
+/// it the connection is given up on (lost), so that a service sending
+/// CONTINUATIONs without end cannot grow the agent's memory without end.
+/// hyper, on the proxied path, refuses header lists past 16 KiB.
+const MAX_HEADER_BLOCK: usize = 64 << 10;
+
+/// The largest HPACK dynamic table a size update may ask for: 16 times
+/// HTTP/2's default, more than any client here uses; a larger one loses
+/// the connection rather than hold up to 4 GiB per direction.
+const MAX_DYNAMIC_TABLE: u32 = 64 << 10;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
@@ -130,8 +141,9 @@ impl Default for Side {
         let mut decoder = Decoder::default();
         // The table starts at HTTP/2's default size, as the encoder's does;
         // a size update beyond it was allowed by a setting the callee (or
-        // the caller) sent, which is for them to enforce, not for us.
-        decoder.set_max_dynamic_size(u32::MAX);
+        // the caller) sent, which is for them to enforce, up to a bound of
+        // ours.
+        decoder.set_max_dynamic_size(MAX_DYNAMIC_TABLE);
         Self {
             decoder,
             input: Vec::new(),
@@ -176,6 +188,10 @@ impl Side {
             H2_CONTINUATION => {
                 let block = self.block.as_mut().ok_or(Lost)?;
                 if block.stream != stream {
+                    return Err(Lost);
+                }
+                if block.bytes.len() + payload.len() > MAX_HEADER_BLOCK {
+                    self.block = None;
                     return Err(Lost);
                 }
                 block.bytes.extend_from_slice(payload);
@@ -508,6 +524,34 @@ mod tests {
         assert_eq!(
             tracker.frame(true, &continuation),
             Ok(Some(request(1, "/a.B/C")))
+        );
+    }
+
+    #[test]
+    fn continuations_without_end_and_huge_tables_lose_the_connection() {
+        let mut tracker = Tracker::default();
+        let mut client = Peer::new();
+        let block = grpc_request(&mut client, "/a.B/C");
+        assert_eq!(
+            tracker.frame(true, &whole(H2_HEADERS, 0, 1, &block)),
+            Ok(None)
+        );
+        let filler = vec![0x80 | 0x02; 16 << 10];
+        let mut lost = false;
+        for _ in 0..8 {
+            if tracker.frame(true, &whole(H2_CONTINUATION, 0, 1, &filler)) == Err(Lost) {
+                lost = true;
+                break;
+            }
+        }
+        assert!(lost, "a block past MAX_HEADER_BLOCK is given up on");
+        // A dynamic table size update to 256 MiB (0x3f, then the rest in
+        // four 7-bit groups, the most the decoder reads) does not decode.
+        let mut tracker = Tracker::default();
+        let update = [0x3f, 0xe1, 0xff, 0xff, 0x7f, 0x82];
+        assert_eq!(
+            tracker.frame(true, &whole(H2_HEADERS, END_HEADERS, 3, &update)),
+            Err(Lost)
         );
     }
 

@@ -220,13 +220,15 @@ pub fn faulted_requests(execution: &Finished) -> Vec<&CallSite> {
 }
 
 /// With no `[test] scope`: when no fault of a failing `execution` was
-/// injected while serving the test's last request, the failure may be in
-/// the test's setup (a login, a cart being filled), not in what it
-/// checks; says so, and how to say what is under test.
-pub fn setup_hint(execution: &Finished) -> Option<String> {
-    let last = execution.calls.iter().rfind(|c| c.parent.is_none())?;
+/// injected while serving the test's last request (as the fault-free
+/// execution `reference` made it: the failing one may have stopped
+/// before it), the failure may be in the test's setup (a login, a cart
+/// being filled), not in what it checks; says so, and how to say what is
+/// under test.
+pub fn setup_hint(execution: &Finished, reference: &Finished) -> Option<String> {
+    let last = &reference.calls.iter().rfind(|c| c.parent.is_none())?.site;
     let faulted = faulted_requests(execution);
-    if faulted.is_empty() || faulted.iter().any(|r| std::ptr::eq(*r, &*last.site)) {
+    if faulted.is_empty() || faulted.iter().any(|r| **r == **last) {
         return None;
     }
     let named: Vec<String> = faulted
@@ -237,10 +239,10 @@ pub fn setup_hint(execution: &Finished) -> Option<String> {
         "execution {}'s faults were injected while the test's request {} was served, not its last ({} {}): if that is setup, not what the test checks, say what is with [test] scope = [\"{} {}\"]",
         execution.number,
         named.join(", "),
-        last.site.method,
-        last.site.target,
-        last.site.method,
-        last.site.target,
+        last.method,
+        last.target,
+        last.method,
+        last.target,
     ))
 }
 

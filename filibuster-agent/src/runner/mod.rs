@@ -664,7 +664,8 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             eprintln!("filibuster: {diagnosis}");
         }
         if run.scope.is_empty()
-            && let Some(hint) = report::setup_hint(finished)
+            && let Some(fault_free) = run.executions.first()
+            && let Some(hint) = report::setup_hint(finished, fault_free)
         {
             eprintln!("filibuster: {hint}");
         }
