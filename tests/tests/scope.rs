@@ -19,7 +19,11 @@ fn variant_of(name: &str, dir: &Path, edit: impl Fn(String) -> String) -> String
     let text = std::fs::read_to_string(example().join(name))
         .unwrap()
         .replace("command = \"", &format!("command = \"{cd}"))
-        .replace("reset = \"", &format!("reset = \"{cd}"));
+        .replace("reset = \"", &format!("reset = \"{cd}"))
+        .replace(
+            "pytest = \"",
+            &format!("loop = true\ncommand = \"{cd}python3 -m pytest -q -p no:cacheprovider "),
+        );
     let path = dir.join("filibuster.toml");
     std::fs::write(&path, edit(text)).unwrap();
     path.display().to_string()
@@ -53,6 +57,13 @@ fn only_the_checkout_is_under_test_and_its_bug_is_found() {
 fn setup_marked_in_the_test_itself_is_not_under_test_either() {
     let dir = scratch("scope-marked");
     let report = assert_only_the_checkout_is_failed(&dir, &variant_of("marked.toml", &dir, |t| t));
+    assert_eq!(report["scope"], serde_json::json!([]));
+}
+
+#[test]
+fn a_pytest_fixture_marked_as_setup_is_not_under_test() {
+    let dir = scratch("scope-pytest");
+    let report = assert_only_the_checkout_is_failed(&dir, &variant_of("pytest.toml", &dir, |t| t));
     assert_eq!(report["scope"], serde_json::json!([]));
 }
 

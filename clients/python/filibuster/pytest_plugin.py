@@ -4,7 +4,9 @@ execution, instead of one process per execution. Outside Filibuster it does
 nothing.
 
 The tests run are those marked `@pytest.mark.filibuster`, or every test
-collected when none is marked.
+collected when none is marked. `@pytest.mark.filibuster_setup("cart")` on
+a test makes the setup of the fixtures it names (all of the test's, when
+it names none) setup, not under test: nothing done there is failed.
 """
 import pytest
 from _pytest.runner import runtestprotocol  # as pytest-rerunfailures does: no public API
@@ -16,6 +18,20 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "filibuster: run this test once per Filibuster execution"
     )
+    config.addinivalue_line(
+        "markers",
+        "filibuster_setup(*fixtures): these fixtures' setup (all, if none is named) is not under test",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    marker = request.node.get_closest_marker("filibuster_setup")
+    if marker is None or (marker.args and fixturedef.argname not in marker.args):
+        yield
+        return
+    with filibuster.setup():
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)
