@@ -185,7 +185,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Commands::Test(args) => interruptible(runner::run(test_options(args))),
+        // The run handles signals itself: it still writes what it found.
+        Commands::Test(args) => {
+            exit_code(block_on(runner::run(test_options(args))).map(Ended::Ran))
+        }
         Commands::Trace(args) => interruptible(async move {
             runner::trace(runner::TraceOptions {
                 config: args.run.config,
@@ -236,14 +239,21 @@ fn test_options(args: TestArgs) -> runner::Options {
 /// arrives (a closed terminal or ssh session, Ctrl-\\ as well as Ctrl-C).
 /// Dropping the work on a signal runs its cleanup: services ended, cgroups
 /// removed, programs detached.
-fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
+/// Runs `work` on the agent's runtime to its end.
+fn block_on<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     // The run's own work (the control API, the test, the search) needs one
     // thread; the proxy runs on threads of its own (`proxy::Threads`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let outcome = runtime.block_on(async {
+    let outcome = runtime.block_on(work);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
+    exit_code(block_on(async {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
@@ -255,9 +265,7 @@ fn interruptible(work: impl Future<Output = Result<Verdict>>) -> ExitCode {
             _ = hangup.recv() => Ended::Signalled(libc::SIGHUP),
             _ = quit.recv() => Ended::Signalled(libc::SIGQUIT),
         })
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    exit_code(outcome)
+    }))
 }
 
 /// How a command ended, when it did not fail.
@@ -303,9 +311,12 @@ fn exit_code(outcome: Result<Ended>) -> ExitCode {
             // As shells report a process a signal ended: 128 + its number.
             ExitCode::from(128 + signal as u8)
         }
-        Err(e) => {
-            eprintln!("filibuster: error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<runner::Interrupted>() {
+            Some(&runner::Interrupted(signal)) => exit_code(Ok(Ended::Signalled(signal))),
+            None => {
+                eprintln!("filibuster: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -85,6 +85,48 @@ fn sigint_sigterm_sighup_and_sigquit_end_the_run_and_clean_up() {
 }
 
 #[test]
+fn sigterm_after_a_failure_leaves_its_counterexample_and_the_reports() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("interrupt-found");
+    // The buggy tutorial, going on after failures: SIGTERM (a CI job's
+    // timeout) once the first is found.
+    let mut agent = filibuster()
+        .args(["test", "--config", &tutorial("filibuster.toml")])
+        .args(["--search", "filibuster", "--keep-going", "--cells", "1"])
+        .args(["--report-json", "report.json", "--junit", "junit.xml"])
+        .current_dir(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("filibuster starts");
+    let mut lines = BufReader::new(agent.stderr.take().unwrap()).lines();
+    let failed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("→ failed"))
+        .expect("a failure is found");
+    signal(&agent, Signal::SIGTERM);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = agent.wait().expect("the agent ends");
+    assert_eq!(
+        status.code(),
+        Some(128 + Signal::SIGTERM as i32),
+        "{rest:?}"
+    );
+    // Before: nothing written.
+    let counterexample = read_json(&dir.join("counterexample.json"));
+    assert_eq!(
+        counterexample["faults"][0]["site"]["callee"], "bar",
+        "{failed}"
+    );
+    let report = read_json(&dir.join("report.json"));
+    assert_eq!(report["result"], "error");
+    assert_eq!(report["error"], "interrupted by SIGTERM");
+    assert!(!report["failures"].as_array().unwrap().is_empty());
+    assert!(dir.join("junit.xml").exists());
+    assert_host_clean();
+}
+
+#[test]
 fn after_sigkill_the_next_start_removes_what_was_left() {
     let mut agent = agent_mid_run();
     signal(&agent, Signal::SIGKILL);

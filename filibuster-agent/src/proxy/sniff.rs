@@ -39,7 +39,12 @@ pub async fn wire(stream: &TcpStream) -> Wire {
             return wire;
         }
         // A first segment too short to tell: rare, clients write a request
-        // line or preface in one go. Peek again once more has arrived.
+        // line or preface in one go. Peek again once more has arrived,
+        // until the deadline: a caller that stalls (or closed) after a
+        // byte or three of what could be a method is passed through.
+        if Instant::now() >= deadline {
+            return Wire::Opaque;
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -62,6 +67,21 @@ pub(crate) fn classify(bytes: &[u8]) -> Option<Wire> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_caller_that_stalls_after_one_byte_is_given_up_on_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut caller = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        caller.write_all(b"G").await.unwrap();
+        drop(caller);
+        // Before: peeked every millisecond for the rest of the run.
+        let wire = tokio::time::timeout(10 * SILENCE, wire(&accepted)).await;
+        assert_eq!(wire, Ok(Wire::Opaque), "it returns");
+    }
 
     #[test]
     fn first_bytes_tell_the_protocol() {

@@ -113,10 +113,6 @@ impl FunctionalTest {
         }
     }
 
-    pub fn command(&self) -> &str {
-        &self.command
-    }
-
     /// Runs the test for `execution`, which has begun.
     pub async fn run(&mut self, execution: usize) -> Result<TestRun> {
         let run = match self.mode {

@@ -100,12 +100,59 @@ struct RunRecord {
     agent: Option<AgentFootprint>,
     /// `[test] scope` as written.
     scope: Vec<String>,
+    /// Failures found, with what replays each, not yet written out: at
+    /// the end, or when the run is interrupted.
+    found: Vec<Found>,
 }
 
+struct Found {
+    number: usize,
+    diagnosis: Option<report::Diagnosis>,
+    /// `None` when replaying one.
+    counterexample: Option<Counterexample>,
+}
+
+/// The run was stopped by this signal (its cleanup done, what was found
+/// written out).
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = nix::sys::signal::Signal::try_from(self.0)
+            .map_or_else(|_| format!("signal {}", self.0), |s| s.to_string());
+        write!(f, "interrupted by {name}")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The first SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session)
+/// or SIGQUIT (Ctrl-\\) to arrive.
+async fn interrupted() -> Result<Interrupted> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    Ok(Interrupted(tokio::select! {
+        _ = interrupt.recv() => libc::SIGINT,
+        _ = terminate.recv() => libc::SIGTERM,
+        _ = hangup.recv() => libc::SIGHUP,
+        _ = quit.recv() => libc::SIGQUIT,
+    }))
+}
+
+/// Runs the search; on a signal, stops it (dropping it cleans the host
+/// up) and still writes what was found: counterexamples and reports.
 pub async fn run(options: Options) -> Result<Verdict> {
     let started = Instant::now();
     let mut record = RunRecord::default();
-    let outcome = explore(&options, started, &mut record).await;
+    let outcome = tokio::select! {
+        outcome = explore(&options, started, &mut record) => outcome,
+        signal = interrupted() => Err(anyhow::Error::new(signal?)),
+    };
+    write_found(&mut record, &options);
     // The reports are written on every exit, an error's too: CI shows why.
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     let summary = RunSummary {
@@ -187,6 +234,7 @@ fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
 async fn explore(options: &Options, started: Instant, record: &mut RunRecord) -> Result<Verdict> {
     let config = Config::load(&options.config)?;
     let test = test_spec(options, &config)?;
+    let test_command = test.command.clone();
     let counterexample = options
         .counterexample_file
         .as_deref()
@@ -278,13 +326,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             retry_depth: options.retry_depth,
         }),
     });
-    let replay_command = |path: &Path| {
-        format!(
-            "filibuster test --config {} --counterexample-file {}",
-            options.config.display(),
-            path.display()
-        )
-    };
 
     let terminal = Terminal::start();
     // Filibuster's own time: from a cell's test ending to its next one
@@ -292,8 +333,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     let mut between_executions = Duration::ZERO;
     let mut running = JoinSet::new();
     let mut stopping = false;
-    // Failures as they come, written out in execution order at the end.
-    let mut failed = Vec::new();
     loop {
         while !stopping && !idle.is_empty() {
             let Some(execution) = explorer.next_execution() else {
@@ -426,7 +465,13 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             if let Some(diagnosis) = &diagnosis {
                 terminal.line(&format!("filibuster: {diagnosis}"));
             }
-            failed.push((number, diagnosis));
+            record.found.push(Found {
+                number,
+                diagnosis,
+                counterexample: counterexample
+                    .is_none()
+                    .then(|| counterexample_of(finished, &test_command, session)),
+            });
         }
         // The executions already out finish; none is handed out after.
         if (!passed && !options.keep_going) || options.only_initial_execution {
@@ -447,42 +492,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             launched += 1;
             record.cells = launched;
         }
-    }
-    failed.sort_by_key(|(number, _)| *number);
-    let command = idle.first().map(|(_, f)| f.command().to_string());
-    for (number, diagnosis) in failed {
-        let finished = explorer.execution(number).expect("finished");
-        let written = match (&counterexample, &command) {
-            (None, Some(command)) => {
-                let path = counterexample_path(
-                    &options.counterexample_output,
-                    record.failures.len(),
-                    number,
-                );
-                // The failure stands even if its file cannot be written.
-                match write_counterexample(finished, command, session, &path) {
-                    Ok(()) => Some(path),
-                    Err(e) => {
-                        eprintln!("filibuster: {e:#}");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        let replay = match written
-            .as_deref()
-            .or(options.counterexample_file.as_deref())
-        {
-            Some(path) => replay_command(path),
-            None => "(no counterexample could be written)".to_string(),
-        };
-        record.failures.push(FailureArtifacts {
-            number,
-            diagnosis,
-            replay,
-            counterexample: written,
-        });
     }
     for (_, functional) in &mut idle {
         functional.finish().await;
@@ -566,12 +575,9 @@ fn counterexample_path(first: &Path, earlier_failures: usize, execution: usize) 
     first.with_file_name(format!("{stem}-{execution}{extension}"))
 }
 
-fn write_counterexample(
-    finished: &Finished,
-    command: &str,
-    session: &Session,
-    path: &Path,
-) -> Result<()> {
+/// What replays failed execution `finished`: its faults, and for each
+/// refusal the connect attempt it refused.
+fn counterexample_of(finished: &Finished, command: &str, session: &Session) -> Counterexample {
     Counterexample {
         functional_test: command.to_string(),
         execution: finished.number,
@@ -596,7 +602,47 @@ fn write_counterexample(
             })
             .collect(),
     }
-    .write(path)
+}
+
+/// Writes out the failures found, in execution order: each one's
+/// counterexample file (the first at `--counterexample-output`, later
+/// ones beside it), and what replays it.
+fn write_found(record: &mut RunRecord, options: &Options) {
+    record.found.sort_by_key(|found| found.number);
+    for found in std::mem::take(&mut record.found) {
+        let written = found.counterexample.and_then(|counterexample| {
+            let path = counterexample_path(
+                &options.counterexample_output,
+                record.failures.len(),
+                found.number,
+            );
+            // The failure stands even if its file cannot be written.
+            match counterexample.write(&path) {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    eprintln!("filibuster: {e:#}");
+                    None
+                }
+            }
+        });
+        let replay = match written
+            .as_deref()
+            .or(options.counterexample_file.as_deref())
+        {
+            Some(path) => format!(
+                "filibuster test --config {} --counterexample-file {}",
+                options.config.display(),
+                path.display()
+            ),
+            None => "(no counterexample could be written)".to_string(),
+        };
+        record.failures.push(FailureArtifacts {
+            number: found.number,
+            diagnosis: found.diagnosis,
+            replay,
+            counterexample: written,
+        });
+    }
 }
 
 /// `names`, each once with how many times it came (`a ×3; b`), the first
