@@ -53,7 +53,7 @@ use tokio::{
     task::AbortHandle,
 };
 
-use crate::{accept, session::Session};
+use crate::{accept, netns::NetNs, session::Session, sockdiag};
 
 /// What the looping test process is to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,11 +145,30 @@ struct Idle {
     task: AbortHandle,
 }
 
-pub async fn serve(listener: TcpListener, session: Arc<Session>, test_loop: Arc<TestLoop>) {
+/// Serves the control API on `listener`, in `netns`, to the run's own
+/// processes only: its tests, services and their cells. Anyone else on
+/// the host is told no and closed on, before taking a slot: what the run
+/// is failing is the run's business, and a flood from outside cannot
+/// crowd the tests out.
+pub async fn serve(
+    listener: TcpListener,
+    netns: Arc<NetNs>,
+    session: Arc<Session>,
+    test_loop: Arc<TestLoop>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut idle: VecDeque<Idle> = VecDeque::new();
     loop {
-        let (stream, _) = accept::next(&listener, || {}).await;
+        let (stream, peer) = accept::next(&listener, || {}).await;
+        let ours = stream.local_addr().is_ok_and(|local| {
+            netns
+                .enter(|| sockdiag::cgroup_of(peer, local))
+                .is_ok_and(|cgroup| session.is_ours(cgroup))
+        });
+        if !ours {
+            tokio::spawn(refuse(stream));
+            continue;
+        }
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -251,6 +270,19 @@ async fn answer(
             ),
         },
     }
+}
+
+/// Tells a process outside the run that the control API is not for it.
+/// Written by hand: one fixed answer, then the connection is closed.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str =
+        r#"{"error": "this control API answers the run's own tests and services only"}"#;
+    let answer = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
 }
 
 /// Test output beyond this is cut: it only goes into reports.

@@ -1,7 +1,8 @@
 //! Destroying a TCP socket of another process (`SOCK_DESTROY` over
 //! NETLINK_SOCK_DIAG, what `ss -K` does): its owner's next use of it fails
 //! with ECONNABORTED and the peer gets a reset, as when a server drops an
-//! idle keep-alive connection. Written by hand: the request is one fixed
+//! idle keep-alive connection; and asking which cgroup made a socket
+//! (`INET_DIAG_CGROUP_ID`). Written by hand: each request is one fixed
 //! 72-byte message, and the rust-netlink crates build only the dump
 //! request's message type.
 //!
@@ -121,6 +122,75 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 /// `remote`, with socket cookie `cookie` (so a socket that reused the
 /// ports since is left alone).
 pub fn destroy(local: SocketAddr, remote: SocketAddr, cookie: u64) -> io::Result<()> {
+    let mut answer = [0u8; 256];
+    let n = ask(SOCK_DESTROY, NLM_F_ACK, local, remote, cookie, &mut answer)?;
+    // The acknowledgement: a header of type NLMSG_ERROR, then the error
+    // (0: done; else a negated errno).
+    let kind = u16::from_ne_bytes([answer[4], answer[5]]);
+    if n < 20 || kind != NLMSG_ERROR {
+        return Err(io::Error::other("unexpected answer to SOCK_DESTROY"));
+    }
+    match i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]) {
+        0 => Ok(()),
+        error => Err(io::Error::from_raw_os_error(-error)),
+    }
+}
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The `inet_diag_msg` before a socket's attributes.
+const DIAG_MESSAGE_LEN: usize = 72;
+/// The attribute holding the id of the cgroup a socket was made in.
+const INET_DIAG_CGROUP_ID: u16 = 21;
+
+/// The id of the cgroup (v2) whose process made the TCP socket at
+/// `local`, connected to `remote`, in this thread's network namespace:
+/// who is on the other end of a connection accepted from loopback.
+pub fn cgroup_of(local: SocketAddr, remote: SocketAddr) -> io::Result<u64> {
+    let mut answer = [0u8; 1024];
+    let n = ask(
+        SOCK_DIAG_BY_FAMILY,
+        0,
+        local,
+        remote,
+        ANY_COOKIE,
+        &mut answer,
+    )?;
+    let answer = &answer[..n];
+    let kind = u16::from_ne_bytes([answer[4], answer[5]]);
+    if kind != SOCK_DIAG_BY_FAMILY {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no such socket"));
+    }
+    // The attributes: each a length (with its 4-byte head), a type, the
+    // value, padded to 4 bytes.
+    let mut at = size_of::<Header>() + DIAG_MESSAGE_LEN;
+    while let Some(head) = answer.get(at..at + 4) {
+        let len = usize::from(u16::from_ne_bytes([head[0], head[1]]));
+        let kind = u16::from_ne_bytes([head[2], head[3]]);
+        if len < 4 {
+            break;
+        }
+        if kind == INET_DIAG_CGROUP_ID
+            && let Some(value) = answer.get(at + 4..at + 12)
+        {
+            return Ok(u64::from_ne_bytes(value.try_into().expect("8 bytes")));
+        }
+        at += len.next_multiple_of(4);
+    }
+    Err(io::Error::other(
+        "the kernel reports no cgroup for the socket",
+    ))
+}
+
+/// Sends one inet_diag request of `kind` about the TCP socket `local` →
+/// `remote` and reads the answer into `answer`; its length.
+fn ask(
+    kind: u16,
+    flags: u16,
+    local: SocketAddr,
+    remote: SocketAddr,
+    cookie: u64,
+    answer: &mut [u8],
+) -> io::Result<usize> {
     let words = |address: SocketAddr| match address {
         SocketAddr::V4(a) => [u32::from_ne_bytes(a.ip().octets()), 0, 0, 0],
         SocketAddr::V6(a) => {
@@ -133,8 +203,8 @@ pub fn destroy(local: SocketAddr, remote: SocketAddr, cookie: u64) -> io::Result
     let message = Message {
         header: Header {
             len: size_of::<Message>() as u32,
-            kind: SOCK_DESTROY,
-            flags: NLM_F_REQUEST | NLM_F_ACK,
+            kind,
+            flags: NLM_F_REQUEST | flags,
             seq: 1,
             pid: 0,
         },
@@ -172,18 +242,7 @@ pub fn destroy(local: SocketAddr, remote: SocketAddr, cookie: u64) -> io::Result
         &NetlinkAddr::new(0, 0),
         MsgFlags::empty(),
     )?;
-    let mut answer = [0u8; 256];
-    let n = recv(netlink.as_raw_fd(), &mut answer, MsgFlags::empty())?;
-    // The acknowledgement: a header of type NLMSG_ERROR, then the error
-    // (0: done; else a negated errno).
-    let kind = u16::from_ne_bytes([answer[4], answer[5]]);
-    if n < 20 || kind != NLMSG_ERROR {
-        return Err(io::Error::other("unexpected answer to SOCK_DESTROY"));
-    }
-    match i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]) {
-        0 => Ok(()),
-        error => Err(io::Error::from_raw_os_error(-error)),
-    }
+    Ok(recv(netlink.as_raw_fd(), answer, MsgFlags::empty())?)
 }
 
 #[cfg(test)]
@@ -213,6 +272,20 @@ mod tests {
     }
 
     /// Needs CAP_NET_ADMIN (root), as the agent has.
+    #[test]
+    fn names_the_cgroup_that_made_a_socket() {
+        use std::os::unix::fs::MetadataExt;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        let id = cgroup_of(peer, listener.local_addr().unwrap()).unwrap();
+        // A cgroup's id is its directory's inode number.
+        let mount = crate::cgroups::cgroup2_mount().unwrap();
+        let own = crate::cgroups::own_cgroup(&mount).unwrap();
+        assert_eq!(id, std::fs::metadata(&own).unwrap().ino());
+        drop(client);
+    }
+
     #[test]
     fn destroys_exactly_the_socket_named() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

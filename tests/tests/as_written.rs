@@ -219,22 +219,16 @@ fn a_service_on_the_control_apis_port_is_served_and_tested() {
 #[test]
 fn a_service_that_cannot_bind_its_port_says_so() {
     let dir = scratch("as-written-cannot-bind");
-    // `second` binds first's port, not its own: "Address already in use".
-    let bind = |port: u16| {
-        format!(
-            "python3 -c 'import socket, time; s = socket.socket(); s.bind((\\\"127.0.0.1\\\", {port})); s.listen(); time.sleep(60)'"
-        )
-    };
+    // `second` binds a port another process holds, not its own:
+    // "Address already in use".
+    let held = std::net::TcpListener::bind("127.0.0.1:5332").unwrap();
     std::fs::write(
         dir.join("filibuster.toml"),
-        format!(
-            "[test]\ncommand = \"true\"\n[services.first]\ncommand = \"{}\"\nport = 5330\n[services.second]\ncommand = \"{}\"\nport = 5331\n",
-            bind(5330),
-            bind(5330)
-        ),
+        "[test]\ncommand = \"true\"\n[services.second]\ncommand = \"python3 -c 'import socket; socket.socket().bind((\\\"127.0.0.1\\\", 5332))'\"\nport = 5331\n",
     )
     .unwrap();
     let output = run_test(&dir, &["--config", "filibuster.toml"]);
+    drop(held);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(

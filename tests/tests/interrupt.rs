@@ -249,6 +249,47 @@ fn passed_after(dir: &Path, output: &Output, executions: u64) -> Vec<String> {
 }
 
 #[test]
+fn the_control_api_answers_the_run_only() {
+    use std::io::{Read, Write};
+    let dir = scratch("control-outside");
+    let agent = with_few_descriptors(&dir, &tutorial("fixed.toml"))
+        .spawn()
+        .expect("prlimit runs filibuster");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listening(5005) {
+        assert!(Instant::now() < deadline, "the control API never came up");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // 300 connections from outside the run, each a byte into a request:
+    // before, they took the slots the test's own questions need.
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", 5005)).ok())
+        .map(|mut stream| {
+            let _ = stream.write_all(b"G");
+            stream
+        })
+        .collect();
+    // And a question from outside: which service is failed right now.
+    let mut asking = TcpStream::connect(("127.0.0.1", 5005)).expect("connects");
+    asking
+        .write_all(b"GET /filibuster/fault-injected HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    asking
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = asking.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("the run's own tests and services only"),
+        "{answer}"
+    );
+    let output = agent.wait_with_output().expect("the agent ends");
+    drop(held);
+    passed_after(&dir, &output, 10);
+}
+
+#[test]
 fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
     // 2,000 connections that never send a request: without a bound the
     // agent runs out, and its proxy can no longer accept the services'

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -301,21 +301,37 @@ impl Host {
         let token = run_token()?;
         let mut cells = Vec::new();
         for (index, netns) in cell_namespaces.into_iter().enumerate() {
-            // Each cell's control API where its test expects it.
-            let listener = netns
+            // Each cell's control API where its test expects it, on both
+            // loopbacks: `localhost` may be `::1` first, and a port left free
+            // there is anyone's to answer the test on.
+            let in_use = || {
+                format!(
+                    "control port {control_port} is in use (another filibuster running?): stop it or pass --control-port"
+                )
+            };
+            let listeners = netns
                 .enter(|| {
-                    let listener =
-                        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, control_port))?;
-                    listener.set_nonblocking(true)?;
-                    Ok(listener)
+                    let v4 = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, control_port))?;
+                    let v6 = match std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, control_port))
+                    {
+                        Ok(v6) => Some(v6),
+                        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+                        // No IPv6 here: nothing to take.
+                        Err(_) => None,
+                    };
+                    Ok(std::iter::once(v4).chain(v6).collect::<Vec<_>>())
                 })
-                .with_context(|| format!("control port {control_port} is in use (another filibuster running?): stop it or pass --control-port"))?;
+                .with_context(in_use)?;
             let (test_loop, loop_results) = TestLoop::new(index, token.clone());
-            tasks.push(tokio::spawn(control::serve(
-                TcpListener::from_std(listener)?,
-                session.clone(),
-                test_loop.clone(),
-            )));
+            for listener in listeners {
+                listener.set_nonblocking(true)?;
+                tasks.push(tokio::spawn(control::serve(
+                    TcpListener::from_std(listener)?,
+                    netns.clone(),
+                    session.clone(),
+                    test_loop.clone(),
+                )));
+            }
             cells.push(Cell {
                 netns,
                 test_loop,

@@ -294,6 +294,22 @@ impl Session {
     /// callers reconnect.
     /// Returns how long the execution's test should wait before it starts:
     /// [`SETTLE`] when connections were ended, else nothing.
+    /// Whether cgroup `id` is one of the run's: a test's, a service's, or
+    /// one below them (a service's workers).
+    pub fn is_ours(&self, id: u64) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let state = self.lock();
+        state.callers.contains_key(&id)
+            || state.cgroup_paths.values().any(|path| {
+                walkdir::WalkDir::new(path)
+                    .into_iter()
+                    .flatten()
+                    .any(|entry| {
+                        entry.file_type().is_dir() && entry.metadata().is_ok_and(|m| m.ino() == id)
+                    })
+            })
+    }
+
     /// The test in `cell` begins (`true`) or ends its setup.
     pub fn test_in_setup(&self, cell: usize, setup: bool) {
         self.lock().cells[cell].test_in_setup = setup;
