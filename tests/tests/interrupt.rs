@@ -92,7 +92,7 @@ fn sigterm_after_a_failure_leaves_its_counterexample_and_the_reports() {
     // timeout) once the first is found.
     let mut agent = filibuster()
         .args(["test", "--config", &tutorial("filibuster.toml")])
-        .args(["--search", "filibuster", "--keep-going", "--cells", "1"])
+        .args(["--search", "guided", "--keep-going", "--cells", "1"])
         .args(["--report-json", "report.json", "--junit", "junit.xml"])
         .current_dir(&dir)
         .stderr(Stdio::piped())

@@ -509,7 +509,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     drop(cells_services);
     drop(restarted_services);
     drop(host);
-    Ok(if record.failures.is_empty() {
+    Ok(if record.found.is_empty() {
         Verdict::Passed
     } else {
         Verdict::Failed
