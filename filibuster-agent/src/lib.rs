@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod config;
 pub mod containers;
 pub mod control;
+pub mod doctor;
 pub mod ebpf;
 pub mod explore;
 pub mod json_file;

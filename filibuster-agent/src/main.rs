@@ -30,6 +30,10 @@ enum Commands {
     /// Render a saved JSON report (`test --report-json`) as a
     /// self-contained HTML page.
     Report(ReportArgs),
+    /// Check that this host has what the agent needs (root, the kernel,
+    /// cgroup v2, the kernel programs loading, container engines), and say
+    /// what to do where it does not. Exit 0 when it is ready.
+    Doctor,
     /// Find the error statuses each service's source can answer with.
     ///
     /// Each subdirectory of the services directory is a service named after
@@ -202,6 +206,15 @@ fn main() -> ExitCode {
             .map(|()| Verdict::Passed)
         }),
         Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Ended::Ran(Verdict::Passed))),
+        Commands::Doctor => {
+            let (lines, ready) = filibuster::doctor::report(&filibuster::doctor::checks());
+            println!("filibuster doctor\n{lines}");
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Commands::Report(args) => {
             exit_code(render_report(&args).map(|()| Ended::Ran(Verdict::Passed)))
         }

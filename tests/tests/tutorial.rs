@@ -2,8 +2,8 @@
 //! kernel programs and proxy, the original tool's functional test.
 
 use filibuster_tests::{
-    assert_valid_report, filibuster, leftover_cgroups, read_json, replay, run_test, scratch,
-    workspace,
+    assert_valid_report, filibuster, leftover_cgroups, our_programs_loaded, read_json, replay,
+    run_test, scratch, workspace,
 };
 
 fn config(name: &str) -> String {
@@ -478,5 +478,25 @@ fn the_html_report_shows_the_failure_in_a_browser_and_fetches_nothing() {
     assert!(
         std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
         "a screenshot of the page"
+    );
+}
+
+#[test]
+fn doctor_checks_this_host_the_way_the_agent_uses_it() {
+    let output = filibuster().arg("doctor").output().expect("doctor runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    for line in [
+        "ok    root",
+        "ok    kernel",
+        "ok    cgroup v2",
+        "ok    kernel programs",
+        "ok    socket destroy",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(
+        our_programs_loaded().is_empty(),
+        "loaded to check, then gone"
     );
 }

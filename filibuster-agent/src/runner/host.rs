@@ -114,10 +114,11 @@ impl Host {
     ) -> Result<Self> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
-                "filibuster needs root to load kernel programs and create cgroups: run it with sudo"
+                "filibuster needs root to load kernel programs and create cgroups: run it with sudo (filibuster doctor checks the rest of this host)"
             );
         }
-        let mount = cgroups::cgroup2_mount()?;
+        let mount = cgroups::cgroup2_mount()
+            .context("cannot place the services in cgroups (filibuster doctor checks this host)")?;
         let lock = HostLock::acquire(&mount)?;
         for stale in cgroups::remove_stale_runs(&mount) {
             eprintln!(
@@ -159,7 +160,9 @@ impl Host {
             CellCount::Auto => MAX_CELLS.min(4 * proxy::thread_count()),
         };
 
-        let (mut kernel, events) = Kernel::load()?;
+        let (mut kernel, events) = Kernel::load().context(
+            "the kernel programs do not load (filibuster doctor says what this host lacks)",
+        )?;
 
         // Cell 0 is the host's namespace; the others get their own.
         let mut cell_namespaces = vec![own.clone()];
