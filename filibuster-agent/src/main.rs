@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Run the functional test under every combination of faults that matters.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// Observe the application without injecting anything and print the
     /// calls seen: during one run of the functional test, or for a while.
     Trace(TraceArgs),
@@ -131,6 +131,14 @@ struct TestArgs {
     /// stopping at the first.
     #[arg(long)]
     keep_going: bool,
+    /// Hand out at most this many executions (bugs first), then end with
+    /// what was covered and what was left.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_executions: Option<u64>,
+    /// Hand out no execution after this long (`90s`, `10m`, `1h`), then end
+    /// with what was covered and what was left.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    time_budget: Option<Duration>,
     /// Also try, on calls to a service, the error statuses it was seen
     /// answering with during the run.
     #[arg(long)]
@@ -221,7 +229,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn test_options(args: TestArgs) -> runner::Options {
+fn test_options(args: Box<TestArgs>) -> runner::Options {
+    let args = *args;
     runner::Options {
         config: args.run.config,
         functional_test: args.functional_test,
@@ -233,6 +242,10 @@ fn test_options(args: TestArgs) -> runner::Options {
         max_faults: args.max_faults,
         retry_depth: args.retry_depth,
         keep_going: args.keep_going,
+        budget: runner::Budget {
+            executions: args.max_executions.map(|n| n as usize),
+            time: args.time_budget,
+        },
         learn_faults: args.learn_faults,
         fail_calls_outside_requests: args.fail_calls_outside_requests,
         analysis_file: args.analysis_file,

@@ -500,3 +500,39 @@ fn doctor_checks_this_host_the_way_the_agent_uses_it() {
         "loaded to check, then gone"
     );
 }
+
+#[test]
+fn a_budget_ends_the_search_with_what_it_left() {
+    let dir = scratch("budget");
+    let fixed = config("fixed.toml");
+    for (flags, reached, executions) in [
+        (
+            &["--max-executions", "3"][..],
+            "3 executions (--max-executions)",
+            Some(3),
+        ),
+        (&["--time-budget", "1ms"][..], "1ms (--time-budget)", None),
+    ] {
+        let mut args = vec!["--config", &fixed, "--report-json", "report.json"];
+        args.extend(flags);
+        let output = run_test(&dir, &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "nothing failed so far: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("the budget of {reached} was reached")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("faults never tried: "), "{stderr}");
+        let report = read_json(&dir.join("report.json"));
+        assert_eq!(report["budget"]["reached"], reached);
+        assert!(report["budget"]["scheduled_left"].as_u64() > Some(0));
+        if let Some(executions) = executions {
+            assert_eq!(report["executions"], executions);
+        }
+        assert_valid_report(&dir.join("report.json"));
+    }
+}

@@ -40,7 +40,11 @@ mod pending;
 mod reduce;
 mod space;
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Instant,
+};
 
 // Hashed per call: fast, as keys come from the run, not an adversary.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -577,6 +581,25 @@ impl Explorer {
             beyond_sequential: self.beyond_sequential,
             held_saved: self.held_saved,
         }
+    }
+
+    /// What the executions still scheduled would try that none run has:
+    /// each site with the faults left for it (a budget ended the search).
+    pub fn left_untried(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let tried: HashSet<(&ExecutionIndex, &Fault)> = self
+            .ran
+            .iter()
+            .flat_map(|f| f.faults.iter().map(|p| (&p.index, &p.fault)))
+            .collect();
+        let mut left: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for planned in self.pending.plans().flat_map(Plan::faults) {
+            if !tried.contains(&(&planned.index, &planned.fault)) {
+                left.entry(planned.site.to_string())
+                    .or_default()
+                    .insert(planned.fault.to_string());
+            }
+        }
+        left
     }
 
     /// Repeated calls whose later attempts were not faulted alone.

@@ -51,6 +51,11 @@ impl Pending {
         self.plans.len()
     }
 
+    /// The plans waiting, in no particular order.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        self.plans.iter().map(|(_, plan)| plan)
+    }
+
     /// The next plan to run.
     pub fn pop(&mut self, survived: &Survived) -> Option<Plan> {
         let at = match self.order {

@@ -95,6 +95,8 @@ pub struct RunSummary<'a> {
     pub config: &'a Path,
     /// `[test] scope`: the test's requests under test (empty: all).
     pub scope: &'a [String],
+    /// The budget that ended the search, and what it left untried.
+    pub budget: Option<BudgetReport>,
     pub search: Search,
     pub retry_depth: u32,
     /// Calls repeated under one request beyond the retry depth.
@@ -293,6 +295,18 @@ pub fn changed_path(vanished: &CallSite, execution: &Finished) -> Option<String>
         })
 }
 
+/// A search a budget ended (`--max-executions`, `--time-budget`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BudgetReport {
+    /// "10 executions (--max-executions)".
+    pub reached: String,
+    /// Executions still scheduled when it was.
+    pub scheduled_left: usize,
+    /// Per call site, the faults they would have tried that no execution
+    /// run had.
+    pub untried: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
 /// The JSON report's layout: raised when a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -307,6 +321,8 @@ pub struct Report<'a> {
     pub config: &'a Path,
     /// `[test] scope`: the test's requests under test (empty: all).
     pub scope: &'a [String],
+    /// `null` unless a budget ended the search.
+    pub budget: Option<&'a BudgetReport>,
     /// "passed", "failed", or "error" (the run could not go on).
     pub result: &'static str,
     /// What went wrong, when the result is "error".
@@ -418,6 +434,7 @@ impl<'a> Report<'a> {
             started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
             config: run.config,
             scope: run.scope,
+            budget: run.budget.as_ref(),
             result: match (run.error, run.failures.is_empty()) {
                 (Some(_), _) => "error",
                 (None, true) => "passed",

@@ -48,6 +48,8 @@ pub struct Options {
     pub retry_depth: u32,
     /// Explore everything; report every failing combination.
     pub keep_going: bool,
+    /// Where the search stops handing out executions.
+    pub budget: Budget,
     pub learn_faults: bool,
     pub fail_calls_outside_requests: bool,
     pub analysis_file: Option<PathBuf>,
@@ -65,6 +67,38 @@ pub struct Options {
     pub control_port: Option<u16>,
     /// Executions run side by side, each in its own copy of the services.
     pub cells: CellCount,
+}
+
+/// A bound the user sets on a search too big to finish (`--max-executions`,
+/// `--time-budget`): executions are handed out, bugs first, until it is
+/// reached; those out finish.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Budget {
+    pub executions: Option<usize>,
+    pub time: Option<Duration>,
+}
+
+impl Budget {
+    /// Why no more executions are handed out, after `handed_out` of them
+    /// and `elapsed` since the run started. The fault-free execution is
+    /// always run: it says whether the test passes at all.
+    fn reached(&self, handed_out: usize, elapsed: Duration) -> Option<String> {
+        if handed_out == 0 {
+            return None;
+        }
+        if let Some(most) = self.executions
+            && handed_out >= most
+        {
+            return Some(format!("{most} executions (--max-executions)"));
+        }
+        match self.time {
+            Some(budget) if elapsed >= budget => Some(format!(
+                "{} (--time-budget)",
+                humantime::format_duration(budget)
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// How a run ended, when it could run at all.
@@ -103,6 +137,8 @@ struct RunRecord {
     /// Failures found, with what replays each, not yet written out: at
     /// the end, or when the run is interrupted.
     found: Vec<Found>,
+    /// The budget that ended the search, when one did.
+    budget: Option<String>,
 }
 
 struct Found {
@@ -155,9 +191,18 @@ pub async fn run(options: Options) -> Result<Verdict> {
     write_found(&mut record, &options);
     // The reports are written on every exit, an error's too: CI shows why.
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    let budget = record.budget.take().map(|reached| {
+        let explorer = record.explorer.as_ref();
+        report::BudgetReport {
+            reached,
+            scheduled_left: explorer.map_or(0, |e| e.progress().scheduled),
+            untried: explorer.map(Explorer::left_untried).unwrap_or_default(),
+        }
+    });
     let summary = RunSummary {
         config: &options.config,
         scope: &record.scope,
+        budget,
         search: options.search,
         retry_depth: options.retry_depth,
         retry_groups: record
@@ -333,11 +378,18 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     let mut between_executions = Duration::ZERO;
     let mut running = JoinSet::new();
     let mut stopping = false;
+    let mut handed_out = 0;
     loop {
         while !stopping && !idle.is_empty() {
+            if let Some(reached) = options.budget.reached(handed_out, started.elapsed()) {
+                record.budget = Some(reached);
+                stopping = true;
+                break;
+            }
             let Some(execution) = explorer.next_execution() else {
                 break;
             };
+            handed_out += 1;
             let (cell, mut functional) = idle.pop().expect("an idle cell");
             let number = execution.number;
             let faults: Vec<_> = execution.plan().faults().cloned().collect();
@@ -725,6 +777,27 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             None if replaying => eprintln!("filibuster: counterexample reproduced"),
             None => {}
         }
+    }
+    if let Some(budget) = &run.budget {
+        let untried: Vec<String> = budget
+            .untried
+            .iter()
+            .map(|(site, faults)| {
+                format!(
+                    "{site}: {}",
+                    faults.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        eprintln!(
+            "filibuster: the budget of {} was reached: {} scheduled execution(s) not run{}",
+            budget.reached,
+            budget.scheduled_left,
+            match untried.as_slice() {
+                [] => String::new(),
+                untried => format!("; faults never tried: {}", untried.join("; ")),
+            }
+        );
     }
     for group in &run.retry_groups {
         eprintln!(
