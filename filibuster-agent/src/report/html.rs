@@ -44,6 +44,7 @@ pub fn render(report: &Value) -> String {
     call_tree(report, &mut page);
     matrix(report, &mut page);
     failures(report, &mut page);
+    timeouts(report, &mut page);
     timeline(report, &mut page);
     page.push_str("</body></html>\n");
     page
@@ -80,6 +81,50 @@ fn summary(report: &Value, page: &mut String) {
             esc(failure["replay"].as_str().unwrap_or("")),
             n = failure["number"],
         );
+    }
+}
+
+/// The application's timeout map, learned from the held calls; and what a
+/// budget left untried.
+fn timeouts(report: &Value, page: &mut String) {
+    let learned = array(&report["timeouts"]);
+    if !learned.is_empty() {
+        page.push_str("<h2>Timeouts learned</h2><table><tr><th>caller → callee</th><th>gave up after</th><th>held calls</th></tr>");
+        for timeout in learned {
+            let after = match timeout["gave_up_after_seconds"].as_f64() {
+                Some(seconds) => format!("{seconds:.1} s"),
+                None => "never: no timeout".to_string(),
+            };
+            let _ = write!(
+                page,
+                "<tr><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
+                esc(timeout["caller"].as_str().unwrap_or("")),
+                esc(timeout["callee"].as_str().unwrap_or("")),
+                esc(&after),
+                timeout["holds"],
+            );
+        }
+        page.push_str("</table>");
+    }
+    if let Some(reached) = report["budget"]["reached"].as_str() {
+        let _ = write!(
+            page,
+            "<h2>Budget</h2><p>The budget of {} was reached with {} execution(s) still scheduled.</p><ul>",
+            esc(reached),
+            report["budget"]["scheduled_left"],
+        );
+        if let Some(untried) = report["budget"]["untried"].as_object() {
+            for (site, faults) in untried {
+                let faults: Vec<&str> = array(faults).iter().filter_map(Value::as_str).collect();
+                let _ = write!(
+                    page,
+                    "<li>{}: never tried {}</li>",
+                    esc(site),
+                    esc(&faults.join(", "))
+                );
+            }
+        }
+        page.push_str("</ul>");
     }
 }
 

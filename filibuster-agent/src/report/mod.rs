@@ -295,6 +295,67 @@ pub fn changed_path(vanished: &CallSite, execution: &Finished) -> Option<String>
         })
 }
 
+/// What holding calls for timeout faults taught about one caller's
+/// timeout on one callee.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LearnedTimeout {
+    pub caller: String,
+    pub callee: String,
+    /// The longest the caller waited on a held call before giving up;
+    /// `None` when it never did (held to its execution's end).
+    pub gave_up_after_seconds: Option<f64>,
+    /// How many held calls this comes from.
+    pub holds: usize,
+}
+
+/// The application's timeout map: per caller and callee, how long the
+/// caller waited on the calls a timeout fault held, as learned over every
+/// execution (a caller that gave up on one and not on another is shown
+/// as never giving up: that call has no timeout).
+pub fn learned_timeouts(executions: &[Finished]) -> Vec<LearnedTimeout> {
+    let mut map: std::collections::BTreeMap<(&str, &str), (Option<f64>, bool, usize)> =
+        std::collections::BTreeMap::new();
+    let held = executions
+        .iter()
+        .flat_map(|e| &e.calls)
+        .filter(|c| c.injected == Some(crate::explore::Fault::Timeout));
+    for call in held {
+        let entry = map
+            .entry((&call.site.caller, &call.site.callee))
+            .or_insert((None, false, 0));
+        entry.2 += 1;
+        match call.ended {
+            Some(ended) => {
+                let waited = ended.duration_since(call.began).as_secs_f64();
+                entry.0 = Some(entry.0.map_or(waited, |w: f64| w.max(waited)));
+            }
+            None => entry.1 = true,
+        }
+    }
+    map.into_iter()
+        .map(
+            |((caller, callee), (waited, never, holds))| LearnedTimeout {
+                caller: caller.to_string(),
+                callee: callee.to_string(),
+                gave_up_after_seconds: if never { None } else { waited },
+                holds,
+            },
+        )
+        .collect()
+}
+
+/// The timeout map on one line: "foo → bar 1.5 s; bar → baz never".
+pub fn describe_timeouts(timeouts: &[LearnedTimeout]) -> String {
+    timeouts
+        .iter()
+        .map(|t| match t.gave_up_after_seconds {
+            Some(seconds) => format!("{} → {} gave up after {seconds:.1} s", t.caller, t.callee),
+            None => format!("{} → {} never gave up (no timeout)", t.caller, t.callee),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A search a budget ended (`--max-executions`, `--time-budget`).
 #[derive(Clone, Debug, Serialize)]
 pub struct BudgetReport {
@@ -323,6 +384,8 @@ pub struct Report<'a> {
     pub scope: &'a [String],
     /// `null` unless a budget ended the search.
     pub budget: Option<&'a BudgetReport>,
+    /// The application's timeout map, from the calls held for timeouts.
+    pub timeouts: Vec<LearnedTimeout>,
     /// "passed", "failed", or "error" (the run could not go on).
     pub result: &'static str,
     /// What went wrong, when the result is "error".
@@ -435,6 +498,7 @@ impl<'a> Report<'a> {
             config: run.config,
             scope: run.scope,
             budget: run.budget.as_ref(),
+            timeouts: learned_timeouts(run.executions),
             result: match (run.error, run.failures.is_empty()) {
                 (Some(_), _) => "error",
                 (None, true) => "passed",
@@ -641,5 +705,50 @@ mod tests {
             Some("POST /checkout/c1?coupon=x became /checkout/c2?coupon=x (`c1` → `c2`)")
         );
         assert_eq!(changed_path(&site("GET", "/checkout/c1"), &execution), None);
+    }
+
+    #[test]
+    fn held_calls_make_the_applications_timeout_map() {
+        use crate::explore::Fault;
+        let t0 = Instant::now();
+        let held = |caller: &str, callee: &str, waited_ms: Option<u64>| CallRecord {
+            index: ExecutionIndex::default(),
+            parent: None,
+            site: Arc::new(CallSite {
+                caller: caller.into(),
+                callee: callee.into(),
+                protocol: Protocol::Http,
+                method: "GET".into(),
+                target: "/".into(),
+            }),
+            injected: Some(Fault::Timeout),
+            outcome: Outcome::Injected(Fault::Timeout),
+            connection: None,
+            connect_ordinal: None,
+            began: t0,
+            ended: waited_ms.map(|ms| t0 + std::time::Duration::from_millis(ms)),
+            setup: false,
+        };
+        let execution = |calls| Finished {
+            number: 1,
+            faults: Vec::new(),
+            calls,
+            passed: true,
+            vanished: Vec::new(),
+            lost_events: 0,
+        };
+        let executions = [
+            execution(vec![
+                held("users", "bookings", Some(500)),
+                held("bookings", "movies", None),
+            ]),
+            execution(vec![held("users", "bookings", Some(1500))]),
+        ];
+        let map = learned_timeouts(&executions);
+        assert_eq!(
+            describe_timeouts(&map),
+            "bookings → movies never gave up (no timeout); users → bookings gave up after 1.5 s"
+        );
+        assert_eq!(map[1].holds, 2);
     }
 }

@@ -778,6 +778,13 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             None => {}
         }
     }
+    let timeouts = report::learned_timeouts(run.executions);
+    if !timeouts.is_empty() {
+        eprintln!(
+            "filibuster: timeouts learned from held calls: {}",
+            report::describe_timeouts(&timeouts)
+        );
+    }
     if let Some(budget) = &run.budget {
         let untried: Vec<String> = budget
             .untried
