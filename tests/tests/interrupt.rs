@@ -228,6 +228,15 @@ fn with_few_descriptors(dir: &Path, config: &str) -> std::process::Command {
     agent
 }
 
+/// Waits until the agent's control API listens (its run has begun).
+fn wait_for_control_api() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listening(5005) {
+        assert!(Instant::now() < deadline, "the control API never came up");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The run ended passing after `executions` executions; its calls.
 fn passed_after(dir: &Path, output: &Output, executions: u64) -> Vec<String> {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -255,11 +264,7 @@ fn the_control_api_answers_the_run_only() {
     let agent = with_few_descriptors(&dir, &tutorial("fixed.toml"))
         .spawn()
         .expect("prlimit runs filibuster");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !listening(5005) {
-        assert!(Instant::now() < deadline, "the control API never came up");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_control_api();
     // 300 connections from outside the run, each a byte into a request:
     // before, they took the slots the test's own questions need.
     let held: Vec<TcpStream> = (0..300)
@@ -298,11 +303,7 @@ fn a_flood_of_idle_connections_to_the_control_api_changes_nothing() {
     let agent = with_few_descriptors(&dir, &tutorial("fixed.toml"))
         .spawn()
         .expect("prlimit runs filibuster");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !listening(5005) {
-        assert!(Instant::now() < deadline, "the control API never came up");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_control_api();
     let idle: Vec<TcpStream> = (0..2000)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", 5005)).ok())
         .collect();

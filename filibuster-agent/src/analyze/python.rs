@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tree_sitter::Node;
 
 use super::{
-    names::Status,
+    names::{self, Status},
     syntax::{File, found_constant, grpc_named, http_named, numbered_constant, qualified, walk},
 };
 
@@ -161,12 +161,7 @@ fn exception_status(name: &str) -> Option<u16> {
     if name == "Http404" {
         return Some(404);
     }
-    let named = |n: &str| {
-        http_named(n).map(|s| match s {
-            Status::Http(code) => code,
-            Status::Grpc(_) => unreachable!("an HTTP name"),
-        })
-    };
+    let named = names::http_status;
     named(name).or_else(|| {
         let rest = name
             .strip_prefix("HttpResponse")

@@ -298,16 +298,23 @@ impl Session {
     /// one below them (a service's workers).
     pub fn is_ours(&self, id: u64) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let state = self.lock();
-        state.callers.contains_key(&id)
-            || state.cgroup_paths.values().any(|path| {
-                walkdir::WalkDir::new(path)
-                    .into_iter()
-                    .flatten()
-                    .any(|entry| {
-                        entry.file_type().is_dir() && entry.metadata().is_ok_and(|m| m.ino() == id)
-                    })
-            })
+        // The walk below reads the file system: not under the lock the
+        // proxy's calls take.
+        let paths: Vec<PathBuf> = {
+            let state = self.lock();
+            if state.callers.contains_key(&id) {
+                return true;
+            }
+            state.cgroup_paths.values().cloned().collect()
+        };
+        paths.iter().any(|path| {
+            walkdir::WalkDir::new(path)
+                .into_iter()
+                .flatten()
+                .any(|entry| {
+                    entry.file_type().is_dir() && entry.metadata().is_ok_and(|m| m.ino() == id)
+                })
+        })
     }
 
     /// The test in `cell` begins (`true`) or ends its setup.
