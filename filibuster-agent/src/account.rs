@@ -3,6 +3,9 @@
 //! packages apply); a service's `user =` says otherwise. The agent alone
 //! keeps root: it needs it for the kernel programs, cgroups and
 //! namespaces, not the application.
+// System calls and kernel memory no safe wrapper covers; each `unsafe`
+// says why it holds.
+#![allow(unsafe_code)]
 
 use std::{ffi::CString, os::unix::process::CommandExt, path::PathBuf, process::Command};
 

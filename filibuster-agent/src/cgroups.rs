@@ -1,6 +1,9 @@
 //! cgroup v2: one cgroup per run (`filibuster-<agent pid>`), with a child
 //! per service and one for the test. A cgroup is how the kernel programs
 //! know who is calling, and how every process of a service is ended at once.
+// System calls and kernel memory no safe wrapper covers; each `unsafe`
+// says why it holds.
+#![allow(unsafe_code)]
 
 use std::{
     fs::{self, OpenOptions},
@@ -81,6 +84,7 @@ impl Cgroup {
         self.id
     }
 
+    /// Where the cgroup is in the cgroup file system.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -96,10 +100,12 @@ impl Cgroup {
             .unwrap_or(u8::MAX)
     }
 
+    /// Its `cgroup.procs`: writing a pid there moves the process in.
     pub fn procs_file(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }
 
+    /// The processes in it now.
     pub fn pids(&self) -> Vec<i32> {
         fs::read_to_string(self.procs_file())
             .unwrap_or_default()
@@ -159,6 +165,7 @@ pub struct RunCgroups {
 }
 
 impl RunCgroups {
+    /// Makes the run's cgroup under `mount`, the cgroup v2 file system.
     pub fn create(mount: &Path) -> Result<Self> {
         let root = mount.join(format!("{RUN_PREFIX}{}", std::process::id()));
         fs::create_dir(&root).with_context(|| {
@@ -173,6 +180,7 @@ impl RunCgroups {
         })
     }
 
+    /// Makes a child cgroup for one service (or the test), named after it.
     pub fn add(&mut self, name: &str) -> Result<&Cgroup> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             bail!("`{name}` cannot name a cgroup: use letters, digits, `-` or `_`");
@@ -182,6 +190,7 @@ impl RunCgroups {
         Ok(self.children.last().expect("just pushed"))
     }
 
+    /// The children made so far, in the order they were added.
     pub fn children(&self) -> &[Cgroup] {
         &self.children
     }

@@ -12,6 +12,7 @@ use crate::{cgroups, ebpf::Kernel, sockdiag};
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
+    /// Present and usable.
     Ok,
     /// Needed, and missing: the line says what to do.
     Fix,
@@ -20,9 +21,13 @@ pub enum Status {
 }
 
 #[derive(Debug)]
+/// One thing the agent needs of the host, and how it stands.
 pub struct Check {
+    /// How it came out.
     pub status: Status,
+    /// What was checked, in a few words.
     pub what: &'static str,
+    /// What was found, or what to do about it.
     pub detail: String,
 }
 

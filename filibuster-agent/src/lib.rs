@@ -1,24 +1,35 @@
 //! Filibuster: service-level fault injection testing for unmodified
 //! services. See README.md for how to use it and how it is built.
 
-pub mod accept;
+// Unsafe code only where a module allows it, each block with its reason.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod accept;
 mod account;
-pub mod analyze;
+mod analyze;
 pub mod cgroups;
-pub mod config;
-pub mod containers;
-pub mod control;
+mod config;
+mod containers;
+mod control;
 pub mod doctor;
 pub mod ebpf;
-pub mod explore;
+mod explore;
 pub mod json_file;
 pub mod netns;
 pub mod observe;
-pub mod proxy;
-pub mod report;
+mod proxy;
+mod report;
 pub mod runner;
-pub mod session;
-pub mod sockdiag;
+mod session;
+mod sockdiag;
+
+// What the command line needs of the modules above, and nothing else.
+pub use accept::raise_descriptor_limit;
+pub use analyze::Analysis;
+pub use explore::Search;
+pub use report::html as html_page;
 
 /// Entry points for the fuzz targets (`fuzz/`): each parser of outside
 /// input, from bytes. Not an interface: `cargo xtask fuzz` is its user.

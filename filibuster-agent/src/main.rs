@@ -1,9 +1,12 @@
+//! `filibuster`: the command line (see `filibuster --help`).
+#![forbid(unsafe_code)]
+
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use filibuster::{
-    analyze::Analysis,
+    Analysis,
     runner::{self, Verdict},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -115,7 +118,7 @@ struct TestArgs {
     /// How to search: `guided` (bugs first, cheapest equivalent faults,
     /// bounded retries) or `filibuster` (the original tool's, exactly).
     #[arg(long, value_enum, default_value_t)]
-    search: filibuster::explore::Search,
+    search: filibuster::Search,
     /// Guided search: combine faults freely over the first N attempts of a
     /// call repeated under one request (a retry, a poll); a later attempt
     /// fails only when every attempt before it failed the same way.
@@ -191,7 +194,7 @@ fn parse_cells(text: &str) -> Result<runner::CellCount, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    filibuster::accept::raise_descriptor_limit();
+    filibuster::raise_descriptor_limit();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FILIBUSTER_LOG"))
         .with_writer(std::io::stderr)
@@ -307,7 +310,7 @@ fn render_report(args: &ReportArgs) -> Result<()> {
         "report",
         "a report written by `filibuster test --report-json`",
     )?;
-    let page = filibuster::report::html(&report);
+    let page = filibuster::html_page(&report);
     filibuster::json_file::replace(&args.html, "HTML report", |file| {
         std::io::Write::write_all(file, page.as_bytes())
     })?;

@@ -7,6 +7,9 @@
 //! A socket belongs to the namespace of the thread that created it, and a
 //! thread may switch namespace (`setns`): sockets for another namespace are
 //! created on a short-lived thread that enters it, then used from anywhere.
+// System calls and kernel memory no safe wrapper covers; each `unsafe`
+// says why it holds.
+#![allow(unsafe_code)]
 
 use std::{
     fs::{self, File},
@@ -25,7 +28,9 @@ use tokio::net::{TcpSocket, TcpStream};
 /// One set of the agent's listeners in a namespace (not yet registered
 /// with any runtime: each proxy thread takes its own).
 pub struct LoopbackListeners {
+    /// The IPv4 listener, on 127.0.0.1.
     pub v4: std::net::TcpListener,
+    /// The IPv6 listener, on ::1, where the namespace has IPv6.
     pub v6: Option<std::net::TcpListener>,
 }
 
@@ -144,6 +149,7 @@ impl NetNs {
         inode(path) == inode("/proc/self/ns/net")
     }
 
+    /// The kernel's cookie for the namespace, as the programs key it.
     pub fn cookie(&self) -> u64 {
         self.cookie
     }

@@ -7,6 +7,9 @@
 //! request's message type.
 //!
 //! The socket is looked up in the calling thread's network namespace.
+// System calls and kernel memory no safe wrapper covers; each `unsafe`
+// says why it holds.
+#![allow(unsafe_code)]
 
 use std::{
     collections::HashSet, fs, io, mem::size_of, net::SocketAddr, os::fd::AsRawFd, path::Path,

@@ -39,7 +39,9 @@ use names::Status;
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// What source analysis found: per service, the errors its code handles and raises.
 pub struct Analysis {
+    /// Per service (as the configuration names it), what its code says.
     pub services: BTreeMap<String, ServiceAnalysis>,
     /// Files that could not be read in full, each with why: shown, never
     /// a reason to stop.
@@ -60,6 +62,7 @@ pub struct ServiceAnalysis {
 }
 
 impl Analysis {
+    /// Reads an analysis file written by `filibuster analyze`.
     pub fn read(path: &Path) -> Result<Self> {
         json_file::read(
             path,
@@ -68,6 +71,7 @@ impl Analysis {
         )
     }
 
+    /// Writes the analysis as JSON, replacing `path` whole.
     pub fn write(&self, path: &Path) -> Result<()> {
         json_file::write(path, "analysis file", self)
     }

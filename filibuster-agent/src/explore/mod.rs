@@ -81,6 +81,7 @@ pub struct Options {
 }
 
 impl Search {
+    /// How the command line and reports name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Guided => "guided",
@@ -364,6 +365,7 @@ impl Execution {
     }
 
     /// Records how a call ended, now (for an injected fault, only when).
+    #[cfg(test)]
     pub fn end_call(&mut self, id: CallId, outcome: Outcome) {
         self.end_call_at(id, outcome, Instant::now());
     }

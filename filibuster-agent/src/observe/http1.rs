@@ -20,8 +20,11 @@ const MAX_HEADERS: usize = 64;
 /// segment's bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen<'a> {
+    /// A request's line, sent.
     Request {
+        /// Its method.
         method: &'a str,
+        /// Its target: the path and query.
         target: &'a str,
         /// The W3C trace id of its `traceparent` header.
         trace: Option<&'a str>,

@@ -36,13 +36,17 @@ const PRIORITY: u8 = 0x20;
 /// Part of a frame's payload, as the kernel reported it.
 #[derive(Clone, Copy, Debug)]
 pub struct FramePart<'a> {
+    /// The frame's type.
     pub kind: u8,
+    /// The frame's flags.
     pub flags: u8,
+    /// The stream it is on.
     pub stream: u32,
     /// The whole frame's payload length.
     pub frame_len: u32,
     /// Where in the frame's payload `bytes` start.
     pub offset: u32,
+    /// The payload bytes reported, from `offset`.
     pub bytes: &'a [u8],
 }
 
@@ -51,31 +55,50 @@ pub struct FramePart<'a> {
 pub enum Seen {
     /// A request's headers, sent: a call on `stream`.
     Request {
+        /// The stream it opens.
         stream: u32,
+        /// Its `:method`.
         method: String,
+        /// Its `:path`.
         path: String,
         /// Its content type is gRPC's.
         grpc: bool,
+        /// The W3C trace id of its `traceparent` header.
         trace: Option<String>,
     },
     /// A final response's headers (1xx are skipped), received; a gRPC
     /// answer without a body carries its status here.
     Response {
+        /// The stream it answers.
         stream: u32,
+        /// Its `:status`.
         status: u16,
+        /// Its `grpc-status`, in a trailers-only answer.
         grpc_status: Option<u8>,
     },
     /// Trailers, received: where a gRPC answer with a body carries its
     /// status.
     Trailers {
+        /// The stream it ends.
         stream: u32,
+        /// Its `grpc-status`.
         grpc_status: Option<u8>,
     },
     /// A stream reset, by the caller (`sent`) or the callee.
-    Reset { stream: u32, sent: bool },
+    Reset {
+        /// The stream reset.
+        stream: u32,
+        /// Reset by the caller.
+        sent: bool,
+    },
     /// The connection is going away, by the caller's word (`sent`) or the
     /// callee's: streams above `last_stream` will not be answered.
-    GoingAway { last_stream: u32, sent: bool },
+    GoingAway {
+        /// The last stream that may still be answered.
+        last_stream: u32,
+        /// Said by the caller.
+        sent: bool,
+    },
 }
 
 /// The tracker lost its place: a part is missing (the ring buffer had no

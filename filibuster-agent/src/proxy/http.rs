@@ -3,6 +3,9 @@
 //! each side), every request or stream is admitted as a call, then either
 //! failed here or forwarded on the caller connection's own upstream
 //! connection.
+// System calls and kernel memory no safe wrapper covers; each `unsafe`
+// says why it holds.
+#![allow(unsafe_code)]
 
 use std::{
     os::fd::{AsRawFd, BorrowedFd, RawFd},

@@ -40,7 +40,6 @@ use tokio::{
 };
 use tracing::debug;
 
-pub use http::INJECTED_HEADER;
 use idle::Idle;
 use sniff::Wire;
 

@@ -23,7 +23,7 @@ pub use junit::write_junit;
 pub use markdown::render as markdown;
 pub use progress::Terminal;
 pub use summary::{
-    DiscoveredCall, TrafficLine, discovered_calls, render as render_calls, render_traffic, traffic,
+    DiscoveredCall, discovered_calls, render as render_calls, render_traffic, traffic,
 };
 
 use crate::{
@@ -154,19 +154,23 @@ impl AgentFootprint {
         between_executions: Duration,
         observed_calls: u64,
     ) -> Self {
-        // SAFETY: getrusage only writes the struct it is given.
-        let usage = unsafe {
-            let mut usage = std::mem::zeroed::<libc::rusage>();
-            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-            usage
+        use nix::sys::{
+            resource::{UsageWho, getrusage},
+            time::TimeValLike,
         };
-        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let usage = getrusage(UsageWho::RUSAGE_SELF).ok();
+        let cpu_seconds = usage.map_or(0.0, |u| {
+            (u.user_time().num_microseconds() + u.system_time().num_microseconds()) as f64 / 1e6
+        });
+        let context_switches = usage.map_or(0, |u| {
+            (u.voluntary_context_switches() + u.involuntary_context_switches()) as u64
+        });
         Self {
             attached_seconds: attached.as_secs_f64(),
             ready_seconds: ready.as_secs_f64(),
             peak_rss_kib: peak_rss_kib().unwrap_or(0),
-            cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-            context_switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+            cpu_seconds,
+            context_switches,
             between_executions_seconds: between_executions.as_secs_f64(),
             observed_calls,
         }

@@ -87,6 +87,7 @@ const TEARDOWN_PAUSE: &str = "FILIBUSTER_TEARDOWN_PAUSE_MS";
 pub enum CellCount {
     /// As many as the cores and the memory allow (at most [`MAX_CELLS`]).
     Auto,
+    /// This many.
     Exactly(usize),
 }
 

@@ -34,34 +34,50 @@ pub use host::{CellCount, MAX_CELLS};
 use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
+/// What `filibuster test` was asked to do, as the command line gave it.
 pub struct Options {
+    /// The `filibuster.toml` of the application.
     pub config: PathBuf,
     /// Overrides the config's test command (run per execution, or in a
     /// loop with `test_loop`).
     pub functional_test: Option<String>,
+    /// Run the test once as a loop that asks for each execution (`--test-loop`).
     pub test_loop: bool,
+    /// Replay this counterexample instead of searching.
     pub counterexample_file: Option<PathBuf>,
+    /// Run only the fault-free execution.
     pub only_initial_execution: bool,
+    /// Which search orders and prunes the executions.
     pub search: Search,
+    /// Skip executions whose faults are implied by earlier ones.
     pub dynamic_reduction: bool,
+    /// At most this many faults in one execution.
     pub max_faults: Option<usize>,
+    /// How many times a call is failed in a row, for callers that retry.
     pub retry_depth: u32,
     /// Explore everything; report every failing combination.
     pub keep_going: bool,
     /// Where the search stops handing out executions.
     pub budget: Budget,
+    /// Add the faults source analysis and earlier runs found to the fault space.
     pub learn_faults: bool,
+    /// Fail calls a service makes outside any request of the test's, too.
     pub fail_calls_outside_requests: bool,
+    /// An analysis file whose faults join the fault space.
     pub analysis_file: Option<PathBuf>,
     /// A services source tree to analyse before the run.
     pub analyze: Option<PathBuf>,
+    /// Where the JSON report is written.
     pub report_json: Option<PathBuf>,
+    /// Where the JUnit report is written.
     pub junit: Option<PathBuf>,
     /// A self-contained HTML page of the run.
     pub report_html: Option<PathBuf>,
     /// Where a new counterexample is written.
     pub counterexample_output: PathBuf,
+    /// How long one execution's test may take before it is stopped.
     pub execution_timeout: Duration,
+    /// How long the services may take to listen.
     pub startup_timeout: Duration,
     /// `None`: the default port, or a free one if a service has it.
     pub control_port: Option<u16>,
@@ -74,7 +90,9 @@ pub struct Options {
 /// reached; those out finish.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Budget {
+    /// Hand out at most this many executions.
     pub executions: Option<usize>,
+    /// Hand out executions for at most this long.
     pub time: Option<Duration>,
 }
 
@@ -104,7 +122,9 @@ impl Budget {
 /// How a run ended, when it could run at all.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The test passed in every execution.
     Passed,
+    /// An execution failed: a counterexample was written.
     Failed,
 }
 
@@ -830,10 +850,13 @@ fn print_summary(run: &RunSummary, replaying: bool) {
 /// What `filibuster trace` needs.
 #[derive(Clone, Debug)]
 pub struct TraceOptions {
+    /// The `filibuster.toml` of the application.
     pub config: PathBuf,
     /// Watch for this long instead of running the functional test once.
     pub duration: Option<Duration>,
+    /// How long the test may take before it is stopped.
     pub execution_timeout: Duration,
+    /// How long the services may take to listen.
     pub startup_timeout: Duration,
     /// `None`: the default port, or a free one if a service has it.
     pub control_port: Option<u16>,

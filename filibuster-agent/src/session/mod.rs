@@ -31,10 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use calls::{CallConnection, applicable_faults, mark_setup};
+pub use carrying::Carried;
 use carrying::Carrying;
-pub use carrying::{Carried, CarryingGuard};
 pub use enact::Enactment;
-pub use holds::Forwarding;
 pub use naming::{ServiceAddress, check_unique_ports};
 use naming::{callee, is_local};
 use observed::Observed;

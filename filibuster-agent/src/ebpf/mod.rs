@@ -5,11 +5,7 @@
 //! process, so the programs detach when the agent exits, however it exits
 //! (SIGKILL included).
 
-use std::{
-    fs::File,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    time::{Duration, Instant},
-};
+use std::{fs::File, net::SocketAddr};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
@@ -21,11 +17,18 @@ use aya::{
 };
 use filibuster_common::{
     AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_HTTP2, CALLEE_OPAQUE, CALLS_ONLY, Callee,
-    ConnectAttempt, ConnectEvent, ConnectKey, ConnectionPorts, FrameEvent, HeadEvent, Listeners,
-    PeerKey, SERVES, Settings, SockAddr, ThreadPort, maps, programs,
+    ConnectAttempt, ConnectKey, ConnectionPorts, Listeners, PeerKey, SERVES, Settings, ThreadPort,
+    maps, programs,
 };
 
-use crate::{cgroups::Cgroup, observe::http2::FramePart};
+mod destination;
+mod events;
+
+pub use destination::Destination;
+pub(crate) use events::kernel_instant;
+pub use events::{EventSource, Events, Frame, Head, KernelEvent};
+
+use crate::cgroups::Cgroup;
 
 /// What a session asks of the kernel's maps once the programs are
 /// attached: a trait so that the session's bookkeeping (arming, cells,
@@ -80,14 +83,7 @@ pub trait KernelMaps: Send {
     fn dropped_events(&self) -> u64;
 }
 
-/// Where the kernel's events come from; apart from [`KernelMaps`] so that
-/// they can be handled where they lie with the maps still at hand.
-pub trait EventSource: Send {
-    /// Hands `each` the events reported since the last call, in the order
-    /// they happened.
-    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>));
-}
-
+/// The loaded kernel programs and the maps the agent writes and reads.
 pub struct Kernel {
     ebpf: Ebpf,
     settings: Array<MapData, Settings>,
@@ -125,120 +121,6 @@ pub enum Speaks {
     /// HTTP/2 by prior knowledge: each stream whose request headers are
     /// read off the caller's socket is a call.
     Http2,
-}
-
-/// The moment a kernel timestamp (`bpf_ktime_get_ns`, CLOCK_MONOTONIC,
-/// which `Instant` reads too) names.
-pub fn kernel_instant(at_ns: u64) -> Instant {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-    let taken = Instant::now();
-    match now {
-        Ok(now) => taken
-            .checked_sub(Duration::from_nanos(now.saturating_sub(at_ns)))
-            .unwrap_or(taken),
-        Err(_) => taken,
-    }
-}
-
-/// What the kernel programs reported.
-pub enum KernelEvent<'a> {
-    Connect(ConnectEvent),
-    Head(Head<'a>),
-    Frame(Frame<'a>),
-}
-
-/// A [`FrameEvent`]: part of an HTTP/2 frame on an observed socket.
-pub struct Frame<'a> {
-    pub socket: u64,
-    /// The socket's own address (the caller's side of the connection).
-    pub local: SocketAddr,
-    /// The thread the kernel sent or received it in.
-    pub tid: u32,
-    /// Sent on the socket (else received).
-    pub egress: bool,
-    pub part: FramePart<'a>,
-}
-
-impl<'a> Frame<'a> {
-    fn from_kernel(event: &'a FrameEvent) -> Self {
-        let copied = usize::from(event.chunk_len).min(event.payload.len());
-        Self {
-            socket: event.socket,
-            local: Destination::from_kernel(&event.local).0,
-            tid: event.tid,
-            egress: event.egress == 1,
-            part: FramePart {
-                kind: event.kind,
-                flags: event.flags,
-                stream: event.stream,
-                frame_len: event.frame_len,
-                offset: event.offset,
-                bytes: &event.payload[..copied],
-            },
-        }
-    }
-}
-
-/// A [`HeadEvent`], read where the kernel wrote it, with only the payload
-/// bytes it copied: most heads are a few dozen bytes of the kilobyte the
-/// kernel reserves.
-pub struct Head<'a> {
-    pub socket: u64,
-    /// The socket's own address (the caller's side of the connection).
-    pub local: SocketAddr,
-    pub seq: u32,
-    /// The thread the kernel sent or received it in.
-    pub tid: u32,
-    /// Sent on the socket (else received).
-    pub egress: bool,
-    pub bytes: &'a [u8],
-}
-
-impl<'a> Head<'a> {
-    fn from_kernel(event: &'a HeadEvent) -> Self {
-        let copied = usize::from(event.head_len).min(event.head.len());
-        Self {
-            socket: event.socket,
-            local: Destination::from_kernel(&event.local).0,
-            seq: event.seq,
-            tid: event.tid,
-            egress: event.egress == 1,
-            bytes: &event.head[..copied],
-        }
-    }
-}
-
-/// The ring buffer the kernel programs report through, apart from the
-/// rest of [`Kernel`] so that its events can be handled where they lie
-/// with the kernel's maps still at hand.
-pub struct Events(RingBuf<MapData>);
-
-impl EventSource for Events {
-    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>)) {
-        while let Some(item) = self.0.next() {
-            // SAFETY: the kernel wrote the event its size names, at the
-            // 8-byte alignment of every ring buffer record (which both
-            // events' alignment divides). Heads are read in place: copying
-            // them out was the agent's largest cost under load.
-            match item.len() {
-                n if n == size_of::<ConnectEvent>() => each(KernelEvent::Connect(unsafe {
-                    item.as_ptr().cast::<ConnectEvent>().read_unaligned()
-                })),
-                n if n == size_of::<HeadEvent>() => {
-                    let head = item.as_ptr().cast::<HeadEvent>();
-                    debug_assert!(head.is_aligned());
-                    each(KernelEvent::Head(Head::from_kernel(unsafe { &*head })));
-                }
-                n if n == size_of::<FrameEvent>() => {
-                    let frame = item.as_ptr().cast::<FrameEvent>();
-                    debug_assert!(frame.is_aligned());
-                    each(KernelEvent::Frame(Frame::from_kernel(unsafe { &*frame })));
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 impl Kernel {
@@ -282,7 +164,7 @@ impl Kernel {
                 )
             })?;
         }
-        let events = Events(RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?);
+        let events = Events::new(RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?);
         let kernel = Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
@@ -300,6 +182,7 @@ impl Kernel {
         Ok((kernel, events))
     }
 
+    /// Sets what every program reads first: the control port, the managed cgroups' levels.
     pub fn configure(&mut self, settings: Settings) -> Result<()> {
         self.settings
             .set(0, settings, 0)
@@ -461,61 +344,4 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name)
         .with_context(|| format!("the kernel object has no map {name}"))
-}
-
-/// A destination as the kernel programs key it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Destination(pub SocketAddr);
-
-impl Destination {
-    pub fn from_kernel(addr: &SockAddr) -> Self {
-        let ip = if addr.family == AF_INET6 {
-            let mut bytes = [0u8; 16];
-            for (chunk, word) in bytes.chunks_mut(4).zip(addr.addr) {
-                chunk.copy_from_slice(&word.to_ne_bytes());
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(addr.addr[0].to_ne_bytes()))
-        };
-        Self(SocketAddr::new(ip, addr.port))
-    }
-
-    pub fn to_kernel(self) -> SockAddr {
-        let mut words = [0u32; 4];
-        let family = match self.0.ip() {
-            IpAddr::V4(ip) => {
-                words[0] = u32::from_ne_bytes(ip.octets());
-                AF_INET
-            }
-            IpAddr::V6(ip) => {
-                for (word, chunk) in words.iter_mut().zip(ip.octets().chunks(4)) {
-                    *word = u32::from_ne_bytes(chunk.try_into().expect("4 bytes"));
-                }
-                AF_INET6
-            }
-        };
-        SockAddr {
-            addr: words,
-            family,
-            port: self.0.port(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations_round_trip_through_the_kernel_layout() {
-        for addr in ["127.0.0.1:5001", "[::1]:8080", "10.1.2.3:443"] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            let kernel = Destination(addr).to_kernel();
-            assert_eq!(Destination::from_kernel(&kernel).0, addr);
-        }
-        // Network byte order in memory, as bpf_sock_addr.user_ip4 has it.
-        let kernel = Destination("127.0.0.1:1".parse().unwrap()).to_kernel();
-        assert_eq!(kernel.addr[0].to_ne_bytes(), [127, 0, 0, 1]);
-    }
 }
