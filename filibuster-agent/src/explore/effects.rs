@@ -15,18 +15,27 @@
 //! evidence that saw them all (a caller may act on how its calls failed
 //! together: a timeout spends the time a retry needed).
 //!
+//! A call that failed because of faults below it (a service answering 503
+//! because its dependency failed) is evidence too: where that failure had
+//! the effect a fault tried on the call itself had, in the same context,
+//! the faults below stand as that fault on the call (Filibuster's reading
+//! of a service's error as its callee's failure, with evidence), and a
+//! combination holding them gets the call's own fault instead. A timeout
+//! below stands only for a timeout on the call: it spent the caller's time.
+//!
 //! Bodies are not part of an effect: most calls are read in the kernel,
 //! which sees a response's status, not its body. A fault that only changes
 //! a body (a default value in place of the callee's) counts as no impact.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
     time::Duration,
 };
 
 use foldhash::HashMap;
 
-use super::{ExecutionIndex, Fault, Finished, Outcome, Plan};
+use super::{CallSite, ExecutionIndex, Fault, FaultKind, Finished, Outcome, Plan};
 
 /// Why a fault of a plan can be swapped for a cheaper one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +50,9 @@ pub(super) enum Rule {
 #[derive(Debug)]
 pub(super) struct Cheaper {
     pub index: ExecutionIndex,
+    /// The call's site, where `index` was not faulted in the plan: the
+    /// plan's faults below it are replaced by `instead` on it.
+    pub below: Option<Arc<CallSite>>,
     /// `None`: drop the fault.
     pub instead: Option<Fault>,
     pub rule: Rule,
@@ -77,6 +89,54 @@ pub(super) struct Effects {
     contexts: HashMap<ExecutionIndex, Vec<Context>>,
     /// Executions by their faults (numbers): the baselines of trials.
     runs: HashMap<Vec<(ExecutionIndex, Fault)>, usize>,
+    /// Per call not faulted itself, what faults below it did.
+    below: HashMap<ExecutionIndex, Vec<BelowTrial>>,
+}
+
+/// Faults tried below a call not faulted itself, in a context (the
+/// execution's faults outside the call): what the rest of the application
+/// did.
+#[derive(Debug)]
+struct BelowTrial {
+    site: Arc<CallSite>,
+    context: Vec<(ExecutionIndex, Fault)>,
+    faults: Vec<(ExecutionIndex, Fault)>,
+    effect: u64,
+    held: Duration,
+    /// The call answered (a status), rather than failing another way.
+    answered: bool,
+}
+
+impl BelowTrial {
+    /// Whether every fault below was over at once (no timeout).
+    fn fast(&self) -> bool {
+        self.faults.iter().all(|(_, fault)| fault.is_fast())
+    }
+}
+
+/// `faults` split into those within the call at `index` and the rest, in
+/// order.
+type Split = (Vec<(ExecutionIndex, Fault)>, Vec<(ExecutionIndex, Fault)>);
+
+fn split_at(faults: &[(ExecutionIndex, Fault)], index: &ExecutionIndex) -> Split {
+    faults
+        .iter()
+        .cloned()
+        .partition(|(at, _)| at != index && at.within(index))
+}
+
+/// The calls above the faults of `faults` (their ancestors, deepest first),
+/// not faulted themselves.
+fn above(faults: &[(ExecutionIndex, Fault)]) -> Vec<ExecutionIndex> {
+    let mut calls: Vec<ExecutionIndex> = faults
+        .iter()
+        .flat_map(|(index, _)| std::iter::successors(index.parent(), ExecutionIndex::parent))
+        .filter(|call| faults.iter().all(|(at, _)| at != call))
+        .collect();
+    calls.sort();
+    calls.dedup();
+    calls.reverse();
+    calls
 }
 
 impl Effects {
@@ -110,6 +170,29 @@ impl Effects {
                 }),
             }
         }
+        for call_index in above(&key) {
+            let Some(call) = finished.calls.iter().find(|c| c.index == call_index) else {
+                continue;
+            };
+            let (faults, context) = split_at(&key, &call_index);
+            let held = finished
+                .calls
+                .iter()
+                .filter(|c| faults.iter().any(|(at, f)| at == &c.index && !f.is_fast()))
+                .filter_map(|c| Some(c.ended? - c.began))
+                .sum();
+            self.below
+                .entry(call_index.clone())
+                .or_default()
+                .push(BelowTrial {
+                    site: Arc::clone(&call.site),
+                    context,
+                    faults,
+                    effect: effect(finished, &call_index),
+                    held,
+                    answered: matches!(call.outcome, Outcome::Status(_) | Outcome::Grpc(_)),
+                });
+        }
         self.runs.insert(key, finished.number);
     }
 
@@ -117,6 +200,61 @@ impl Effects {
     /// one, or dropped: the cheapest such replacement of the first such
     /// fault. `ran` gives a finished execution by number.
     pub fn cheaper<'a>(
+        &self,
+        plan: &Plan,
+        ran: impl Fn(usize) -> Option<&'a Finished>,
+    ) -> Option<Cheaper> {
+        self.cheaper_fault(plan, ran)
+            .or_else(|| self.cheaper_than_below(plan))
+    }
+
+    /// Faults below a call the plan does not fault that, in a context the
+    /// plan holds, had the effect of a fault tried on the call itself.
+    fn cheaper_than_below(&self, plan: &Plan) -> Option<Cheaper> {
+        let key = plan.key();
+        above(&key).into_iter().find_map(|call| {
+            let (faults, _) = split_at(&key, &call);
+            let trials = self.below.get(&call)?;
+            let same = |t: &&BelowTrial| t.faults == faults;
+            // Evidence from a context the plan holds; failing that, where
+            // the call answered a status and a status tried on it had the
+            // same effect, from any context: statuses a caller treats
+            // alike, it treats alike with others failing too.
+            let (trial, statuses_only) = trials
+                .iter()
+                .filter(same)
+                .find(|t| t.context.iter().all(|c| key.contains(c)))
+                .map(|t| (t, false))
+                .or_else(|| {
+                    trials
+                        .iter()
+                        .filter(same)
+                        .find(|t| t.answered && t.fast())
+                        .map(|t| (t, true))
+                })?;
+            let context = self
+                .contexts
+                .get(&call)?
+                .iter()
+                .find(|c| c.faults == trial.context)?;
+            context
+                .tried
+                .iter()
+                .filter(|t| t.effect == trial.effect && t.fault.is_fast() == trial.fast())
+                .filter(|t| !statuses_only || t.fault.kind() == FaultKind::Status)
+                .min_by_key(|t| t.cost())
+                .map(|t| Cheaper {
+                    index: call.clone(),
+                    below: Some(Arc::clone(&trial.site)),
+                    instead: Some(t.fault.clone()),
+                    rule: Rule::EquivalentFault,
+                    held: trial.held.saturating_sub(t.held),
+                })
+        })
+    }
+
+    /// A fault of the plan that a cheaper one, or none, stands for.
+    fn cheaper_fault<'a>(
         &self,
         plan: &Plan,
         ran: impl Fn(usize) -> Option<&'a Finished>,
@@ -168,6 +306,7 @@ impl Effects {
                     if absorbed {
                         return Some(Cheaper {
                             index: planned.index.clone(),
+                            below: None,
                             instead: None,
                             rule: Rule::NoImpact,
                             held: tried.held,
@@ -179,10 +318,11 @@ impl Effects {
                         .tried
                         .iter()
                         .filter(|t| t.effect == tried.effect && t.cost() < tried.cost())
-                        .filter(|t| across_kinds || t.fault.kind() == tried.fault.kind())
+                        .filter(|t| across_kinds || t.fault.is_fast() == tried.fault.is_fast())
                         .min_by_key(|t| t.cost())
                         .map(|t| Cheaper {
                             index: planned.index.clone(),
+                            below: None,
                             instead: Some(t.fault.clone()),
                             rule: Rule::EquivalentFault,
                             held: tried.held.saturating_sub(t.held),

@@ -54,6 +54,12 @@ impl Fault {
         }
     }
 
+    /// Over as soon as it is enacted: everything but a timeout, which
+    /// spends the caller's time.
+    pub fn is_fast(&self) -> bool {
+        self.kind() != FaultKind::Timeout
+    }
+
     /// Whether a call that ended with `outcome` on its own, with no fault
     /// injected, looked to its caller the same as this fault.
     pub fn matches_organic(&self, outcome: &Outcome) -> bool {

@@ -20,10 +20,14 @@
 //! [`Search::Filibuster`] runs the execution scheduled last first (depth
 //! first), exactly as the original tool. [`Search::Guided`] adds:
 //! - Bugs first ([`pending`]): fewer faults a caller already survived,
-//!   fewer faults, connection errors first, timeouts last.
+//!   fewer faults, connection errors first, timeouts last; a status on a
+//!   call after its callees' faults, which may show it answered anyway.
 //! - Cheapest equivalent fault ([`effects`]): a fault that, tried with the
 //!   same other faults, did exactly what a cheaper one did (or what no
-//!   fault did) is swapped for it in later combinations.
+//!   fault did) is swapped for it in later combinations; connection
+//!   errors and statuses stand for each other where they did the same,
+//!   timeouts only for timeouts; faults below a call that made it fail
+//!   the way one of its own faults did stand as that fault.
 //! - Retry and poll groups: faults are combined freely over the first
 //!   `retry_depth` attempts of a call repeated under one parent (a retry,
 //!   a poll); a later attempt is faulted only to continue a persistent
@@ -52,7 +56,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use effects::{Effects, Rule};
 pub use fault::{Fault, FaultKind, GRPC_CODES, GRPC_DEADLINE_EXCEEDED, Outcome, grpc_code};
 pub use index::{CallSite, ExecutionIndex, Protocol};
-use pending::{Order, Pending, Survived};
+use pending::{Order, Pending, Seen};
 use serde::{Deserialize, Serialize};
 pub use space::{CallPattern, FaultRule, FaultSpace, FaultSpec};
 
@@ -525,9 +529,9 @@ pub struct Explorer {
     beyond_sequential: usize,
     held_saved: std::time::Duration,
     replay: bool,
-    /// Guided search: what faults did, and what callers survived.
+    /// Guided search: what faults did, and what the order learns.
     effects: Effects,
-    survived: Survived,
+    seen: Seen,
     /// Attempts beyond the retry depth, by site.
     cut: BTreeMap<String, RetryGroup>,
 }
@@ -551,7 +555,7 @@ impl Explorer {
             held_saved: std::time::Duration::ZERO,
             replay: false,
             effects: Effects::default(),
-            survived: Survived::default(),
+            seen: Seen::default(),
             cut: BTreeMap::new(),
         }
     }
@@ -645,7 +649,7 @@ impl Explorer {
     /// The next execution to run, or `None` when nothing is scheduled
     /// (the search is complete once no execution is out either).
     pub fn next_execution(&mut self) -> Option<Execution> {
-        while let Some(plan) = self.pending.pop(&self.survived) {
+        while let Some(plan) = self.pending.pop(&self.seen) {
             let Some(plan) = self.cheapest(plan) else {
                 continue;
             };
@@ -688,6 +692,23 @@ impl Explorer {
             return Some(plan);
         }
         while let Some(cheaper) = self.effects.cheaper(&plan, |n| self.execution(n)) {
+            if let (Some(site), Some(fault)) = (&cheaper.below, &cheaper.instead) {
+                plan.faults.retain(|index, _| !index.within(&cheaper.index));
+                plan.faults.insert(
+                    cheaper.index.clone(),
+                    PlannedFault {
+                        index: cheaper.index.clone(),
+                        site: CallSite::clone(site),
+                        fault: fault.clone(),
+                    },
+                );
+                self.held_saved += cheaper.held;
+                if !self.known.insert(plan.key()) {
+                    self.pruned.equivalent_faults += 1;
+                    return None;
+                }
+                continue;
+            }
             // A run of failed attempts of a repeated call continues the
             // fault of the attempt before: it changes with it.
             let replaced = plan.faults[&cheaper.index].fault.clone();
@@ -772,16 +793,7 @@ impl Explorer {
         let finished = &self.ran[at];
         if self.options.search == Search::Guided && !self.replay && lost_events == 0 {
             self.effects.learn(finished);
-            if passed {
-                for call in &finished.calls {
-                    if let Some(fault) = &call.injected {
-                        self.survived
-                            .entry(call.site.caller.clone())
-                            .or_default()
-                            .insert(fault.kind());
-                    }
-                }
-            }
+            self.seen.record(finished);
         }
         finished
     }
