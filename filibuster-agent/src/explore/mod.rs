@@ -1,6 +1,8 @@
 //! The search: which combinations of faults to run, in which order, and
-//! which to skip. Pure logic, no I/O: the runner feeds it calls as the proxy
-//! sees them, and the model tests feed it calls from models of topologies.
+//! which to skip. Pure logic, no I/O: the session feeds each running
+//! execution the calls the proxy and the kernel see, the runner hands out
+//! executions and finishes them, and the model tests feed it calls from
+//! models of topologies.
 //!
 //! Both searches schedule as Filibuster does:
 //! - Run the test once with no fault. Every call that is not part of the
