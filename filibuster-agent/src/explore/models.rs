@@ -1247,6 +1247,41 @@ fn the_guided_search_never_runs_more_or_holds_longer_than_filibusters() {
     // Polling and a ten-attempt retry loop are left out: Filibuster's
     // search combines faults on every attempt (3057 executions with
     // statuses alone, see above; beyond 10,000 for the loop).
+    // The protocols' own fault spaces, as their tests have them.
+    let grpc = vec![Fault::Timeout, Fault::GrpcStatus(14), Fault::GrpcStatus(13)];
+    type Faulted = Vec<(&'static str, Vec<Fault>)>;
+    let own: [(&str, Model, Faulted); 2] = [
+        (
+            "polyglot",
+            polyglot,
+            vec![
+                ("cart", five()),
+                ("inventory", grpc.clone()),
+                ("redis", one()),
+            ],
+        ),
+        (
+            "grpc shop",
+            grpc_shop,
+            ["accounts", "ledger", "recommendations"]
+                .map(|c| (c, grpc.clone()))
+                .to_vec(),
+        ),
+    ];
+    for (name, model, faults) in own {
+        let (f, g) = (
+            search(passing(model), &faults, filibuster(true)),
+            search(passing(model), &faults, guided()),
+        );
+        assert!(
+            g.progress().executions <= f.progress().executions && held(&g) <= held(&f),
+            "{name}: guided ran {} and held {:?}, Filibuster's {} and {:?}",
+            g.progress().executions,
+            held(&g),
+            f.progress().executions,
+            held(&f)
+        );
+    }
     for (name, model, faults) in buggy_models().into_iter().filter(|(n, ..)| *n != "polling") {
         let callees = faults.iter().map(|(callee, _)| *callee).collect();
         topologies.push((name, Box::new(model), callees));

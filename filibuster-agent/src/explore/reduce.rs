@@ -13,7 +13,8 @@
 //! or has planned faults below it, a call not to be faulted that has
 //! planned faults below it will answer however they make it answer, which
 //! the plan cannot tell; the earlier execution must have had the same
-//! faults below it. Filibuster's own rule takes any execution where it was
+//! faults below it, or have shown the calls below it failing as this
+//! plan's faults would fail them (it then answers as it did). Filibuster's own rule takes any execution where it was
 //! not faulted, and so skips, in a service that retries, a timeout on the
 //! first attempt combined with a failure below the second, and failures in
 //! two branches that meet at their caller.
@@ -58,7 +59,9 @@ fn already_seen(
                     },
                     None => {
                         call.injected.is_none()
-                            && (!strict || same_faults_below(plan, index, earlier))
+                            && (!strict
+                                || same_faults_below(plan, index, earlier)
+                                || shows_below(plan, index, earlier))
                     }
                 }
         })
@@ -69,6 +72,35 @@ fn already_seen(
 /// call at `index`.
 fn same_faults_below(plan: &Plan, index: &ExecutionIndex, earlier: &Finished) -> bool {
     faults_below(plan.faults.values(), index) == faults_below(earlier.faults.iter(), index)
+}
+
+/// Whether the calls made for the call at `index` met in `earlier` the
+/// failures `plan`'s faults below it would give them (injected the same,
+/// or the same on their own: a 503 its callee's failure caused), with no
+/// other fault of `earlier` there but below those calls: the call then
+/// saw what it will see, and answers as it did.
+fn shows_below(plan: &Plan, index: &ExecutionIndex, earlier: &Finished) -> bool {
+    let planned: Vec<&PlannedFault> = plan
+        .faults
+        .values()
+        .filter(|p| p.index != *index && p.index.within(index))
+        .collect();
+    let failed_alike = |p: &&PlannedFault| {
+        earlier.calls.iter().any(|call| {
+            call.index == p.index
+                && match &call.injected {
+                    Some(injected) => *injected == p.fault,
+                    None => p.fault.matches_organic(&call.outcome),
+                }
+        })
+    };
+    !planned.is_empty()
+        && planned.iter().all(failed_alike)
+        && earlier
+            .faults
+            .iter()
+            .filter(|f| f.index != *index && f.index.within(index))
+            .all(|f| planned.iter().any(|p| f.index.within(&p.index)))
 }
 
 /// The faults of `faults` on calls made, at any depth, for the call at
