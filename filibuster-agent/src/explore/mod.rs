@@ -694,41 +694,20 @@ impl Explorer {
             return Some(plan);
         }
         while let Some(cheaper) = self.effects.cheaper(&plan, |n| self.execution(n)) {
-            if let (Some(site), Some(fault)) = (&cheaper.below, &cheaper.instead) {
-                plan.faults.retain(|index, _| !index.within(&cheaper.index));
-                plan.faults.insert(
-                    cheaper.index.clone(),
-                    PlannedFault {
-                        index: cheaper.index.clone(),
-                        site: CallSite::clone(site),
-                        fault: fault.clone(),
-                    },
-                );
-                self.held_saved += cheaper.held;
-                if !self.known.insert(plan.key()) {
-                    self.pruned.equivalent_faults += 1;
-                    return None;
+            match (&cheaper.below, &cheaper.instead) {
+                // The faults below the call become its own.
+                (Some(site), Some(fault)) => {
+                    plan.faults.retain(|index, _| !index.within(&cheaper.index));
+                    plan.faults.insert(
+                        cheaper.index.clone(),
+                        PlannedFault {
+                            index: cheaper.index.clone(),
+                            site: CallSite::clone(site),
+                            fault: fault.clone(),
+                        },
+                    );
                 }
-                continue;
-            }
-            // A run of failed attempts of a repeated call continues the
-            // fault of the attempt before: it changes with it.
-            let replaced = plan.faults[&cheaper.index].fault.clone();
-            let run = (cheaper.index.attempt()..)
-                .map(|attempt| cheaper.index.attempt_of(attempt))
-                .take_while(|index| plan.faults.get(index).is_some_and(|p| p.fault == replaced))
-                .collect::<Vec<_>>();
-            for index in run {
-                match &cheaper.instead {
-                    Some(fault) => {
-                        if let Some(planned) = plan.faults.get_mut(&index) {
-                            planned.fault = fault.clone();
-                        }
-                    }
-                    None => {
-                        plan.faults.remove(&index);
-                    }
-                }
+                _ => replace_run(&mut plan, &cheaper),
             }
             self.held_saved += cheaper.held;
             if !self.known.insert(plan.key()) {
@@ -798,5 +777,29 @@ impl Explorer {
             self.seen.record(finished);
         }
         finished
+    }
+}
+
+/// Puts `cheaper`'s fault (or none) in place of the one at its call in
+/// `plan`, and of the same fault on the attempts after it: a run of failed
+/// attempts of a repeated call continues the fault of the attempt before,
+/// and changes with it.
+fn replace_run(plan: &mut Plan, cheaper: &effects::Cheaper) {
+    let replaced = plan.faults[&cheaper.index].fault.clone();
+    let run = (cheaper.index.attempt()..)
+        .map(|attempt| cheaper.index.attempt_of(attempt))
+        .take_while(|index| plan.faults.get(index).is_some_and(|p| p.fault == replaced))
+        .collect::<Vec<_>>();
+    for index in run {
+        match &cheaper.instead {
+            Some(fault) => {
+                if let Some(planned) = plan.faults.get_mut(&index) {
+                    planned.fault = fault.clone();
+                }
+            }
+            None => {
+                plan.faults.remove(&index);
+            }
+        }
     }
 }
