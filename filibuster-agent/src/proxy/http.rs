@@ -11,7 +11,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU16, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
 };
 
@@ -32,7 +32,7 @@ use super::reset;
 use crate::{
     ebpf::Speaks,
     explore::{Outcome, Protocol},
-    session::{CallHandle, CallRequest, Carried, Connection, Enactment, Session},
+    session::{Call, CallRequest, Carried, Connection, Enactment, Session, UpstreamPort},
 };
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -108,9 +108,7 @@ struct CallerConnection {
     /// The caller's socket, for resetting it.
     fd: RawFd,
     upstream: Upstream,
-    /// The agent's port on the upstream connection (0: none yet): how the
-    /// callee's threads are matched to the calls they serve.
-    upstream_port: AtomicU16,
+    upstream_port: UpstreamPort,
     used: AtomicBool,
 }
 
@@ -126,7 +124,7 @@ impl CallerConnection {
             session,
             fd: stream.as_raw_fd(),
             upstream,
-            upstream_port: AtomicU16::new(0),
+            upstream_port: UpstreamPort::default(),
             used: AtomicBool::new(false),
         })
     }
@@ -163,18 +161,12 @@ impl CallerConnection {
         // Plain HTTP/1.1 (no upgrade to another protocol on the way), or
         // HTTP/2 by prior knowledge: the kernel can read the calls off
         // later connections there itself.
-        if first {
-            match &self.upstream {
-                Upstream::Http1(_) if !request.headers().contains_key(UPGRADE) => {
-                    self.session
-                        .connect_directly(&self.connection, Speaks::Http1);
-                }
-                Upstream::Http2(_) => self
-                    .session
-                    .connect_directly(&self.connection, Speaks::Http2),
-                Upstream::Http1(_) => {}
-            }
-        }
+        let learned = match &self.upstream {
+            _ if !first => None,
+            Upstream::Http1(_) if !request.headers().contains_key(UPGRADE) => Some(Speaks::Http1),
+            Upstream::Http2(_) => Some(Speaks::Http2),
+            Upstream::Http1(_) => None,
+        };
         let admission = self.session.admit(
             &self.connection,
             &CallRequest {
@@ -183,10 +175,8 @@ impl CallerConnection {
                 target: request.uri().path(),
                 trace: trace_id(request.headers()),
                 first_on_connection: first,
-                upstream_port: match self.upstream_port.load(Ordering::Relaxed) {
-                    0 => None,
-                    port => Some(port),
-                },
+                upstream_port: self.upstream_port.clone(),
+                learned,
             },
         );
         match (admission.enactment, admission.call) {
@@ -195,7 +185,7 @@ impl CallerConnection {
             // Only a call of a running execution has a fault to enact.
             (Enactment::Hold, call) => {
                 if let Some(call) = call {
-                    self.session.hold(call).await;
+                    self.session.carry(call).hold().await;
                 }
                 Err(Error::other("held until the execution ended"))
             }
@@ -206,20 +196,18 @@ impl CallerConnection {
                 Err(Error::other("connection reset by fault injection"))
             }
             (Enactment::Forward, call) => {
-                let forwarding = call.map(|call| self.session.forwarding(call));
-                let result = self.forward(request, call).await;
-                if let Some(forwarding) = forwarding {
-                    forwarding.done();
-                }
+                // Dropped while it waits (its caller hung up): abandoned.
+                let call = call.map(|call| self.session.carry(call));
+                let result = self.forward(request).await;
                 let Some(call) = call else {
                     return result
                         .map(|response| response.map(BodyExt::boxed))
                         .inspect_err(|_| self.reset());
                 };
                 match result {
-                    Ok(response) => Ok(self.finish(call, protocol, response)),
+                    Ok(response) => Ok(finish(call, protocol, response)),
                     Err(e) => {
-                        self.session.finish_call(call, Outcome::ConnectionError);
+                        call.finish(Outcome::ConnectionError);
                         self.reset();
                         Err(e)
                     }
@@ -228,46 +216,7 @@ impl CallerConnection {
         }
     }
 
-    /// Records how a forwarded call ended: at its response headers, and for
-    /// a gRPC call with a body, again at its trailers.
-    fn finish(
-        &self,
-        call: CallHandle,
-        protocol: Protocol,
-        response: Response<Incoming>,
-    ) -> Response<Body> {
-        // A trailers-only gRPC answer has its status in the headers; one
-        // with a body, in the trailers that follow it.
-        let grpc = match protocol {
-            Protocol::Grpc => Some(grpc_status(response.headers())),
-            _ => None,
-        };
-        let outcome = match grpc {
-            Some(Some(code)) => Outcome::Grpc(code),
-            _ => Outcome::Status(response.status().as_u16()),
-        };
-        self.session.finish_call(call, outcome);
-        let trailers_pending = grpc == Some(None);
-        if !trailers_pending {
-            return response.map(BodyExt::boxed);
-        }
-        let session = self.session.clone();
-        response.map(|body| {
-            body.map_frame(move |frame| {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
-                    session.amend_outcome(call, Outcome::Grpc(code));
-                }
-                frame
-            })
-            .boxed()
-        })
-    }
-
-    async fn forward(
-        &self,
-        mut request: Request<Incoming>,
-        call: Option<CallHandle>,
-    ) -> Result<Response<Incoming>, Error> {
+    async fn forward(&self, mut request: Request<Incoming>) -> Result<Response<Incoming>, Error> {
         match &self.upstream {
             Upstream::Http1(upstream) => {
                 decline_h2c_upgrade(&mut request);
@@ -275,7 +224,7 @@ impl CallerConnection {
                 let sender = match upstream.as_mut() {
                     Some(sender) if !sender.is_closed() => sender,
                     _ => {
-                        let stream = self.connect_upstream(call).await?;
+                        let stream = self.connect_upstream().await?;
                         let (sender, connection) = http1::Builder::new()
                             .preserve_header_case(true)
                             .max_headers(MAX_HEADERS)
@@ -295,7 +244,7 @@ impl CallerConnection {
                     match upstream.as_ref() {
                         Some(sender) if !sender.is_closed() => sender.clone(),
                         _ => {
-                            let stream = self.connect_upstream(call).await?;
+                            let stream = self.connect_upstream().await?;
                             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                                 .handshake(TokioIo::new(stream))
                                 .await
@@ -311,19 +260,15 @@ impl CallerConnection {
         }
     }
 
-    /// Opens the upstream connection; `call`, admitted before it existed,
-    /// learns its port before the callee can read it.
-    async fn connect_upstream(&self, call: Option<CallHandle>) -> Result<TcpStream, Error> {
+    /// Opens the upstream connection; the calls on it, admitted before it
+    /// existed, learn its port before the callee can read them.
+    async fn connect_upstream(&self) -> Result<TcpStream, Error> {
         let stream = self
             .connection
             .netns
             .connect(self.connection.destination)
             .await?;
-        let port = stream.local_addr()?.port();
-        self.upstream_port.store(port, Ordering::Relaxed);
-        if let Some(call) = call {
-            self.session.set_upstream_port(call, port);
-        }
+        self.upstream_port.set(stream.local_addr()?.port());
         Ok(stream)
     }
 
@@ -332,6 +277,39 @@ impl CallerConnection {
         // and this runs inside that service.
         reset(unsafe { BorrowedFd::borrow_raw(self.fd) });
     }
+}
+
+/// Records how a forwarded call ended: at its response headers, or for a
+/// gRPC call with a body, at the trailers that follow it.
+fn finish(mut call: Call, protocol: Protocol, response: Response<Incoming>) -> Response<Body> {
+    // A trailers-only gRPC answer has its status in the headers; one with
+    // a body, in the trailers that follow it.
+    let grpc = match protocol {
+        Protocol::Grpc => Some(grpc_status(response.headers())),
+        _ => None,
+    };
+    let outcome = match grpc {
+        Some(Some(code)) => Outcome::Grpc(code),
+        _ => Outcome::Status(response.status().as_u16()),
+    };
+    if grpc != Some(None) {
+        call.finish(outcome);
+        return response.map(BodyExt::boxed);
+    }
+    // The headers' status stands if no trailers come.
+    call.answered(outcome);
+    let mut call = Some(call);
+    response.map(|body| {
+        body.map_frame(move |frame| {
+            if let Some(code) = frame.trailers_ref().and_then(grpc_status)
+                && let Some(call) = call.take()
+            {
+                call.finish(Outcome::Grpc(code));
+            }
+            frame
+        })
+        .boxed()
+    })
 }
 
 /// An HTTP/1.1 request asking to upgrade to cleartext HTTP/2 (`Upgrade:

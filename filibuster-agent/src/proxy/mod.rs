@@ -22,6 +22,8 @@ mod http;
 mod idle;
 pub(crate) mod sniff;
 mod tcp;
+#[cfg(test)]
+mod tests;
 
 use std::{
     os::fd::AsFd,
@@ -217,12 +219,12 @@ async fn serve_connection(
             http::serve_http2(stream, connection, session).await
         }
         Wire::Opaque => {
-            session.connect_directly(&connection, Speaks::Opaque);
-            tcp::pass_through(stream, upstream, connection, session).await
+            let learned = Some(Speaks::Opaque);
+            tcp::pass_through(stream, upstream, connection, session, learned).await
         }
         // The callee spoke first (MySQL's greeting, SMTP's banner). Not
         // learned: a caller slow to start HTTP would make HTTP look opaque.
-        Wire::Silent => tcp::pass_through(stream, upstream, connection, session).await,
+        Wire::Silent => tcp::pass_through(stream, upstream, connection, session, None).await,
     }
 }
 

@@ -13,8 +13,9 @@ use tracing::debug;
 use super::{idle::Idle, reset};
 use crate::{
     accept,
+    ebpf::Speaks,
     explore::{Outcome, Protocol},
-    session::{CallRequest, Carried, Connection, Enactment, Session},
+    session::{CallRequest, Carried, Connection, Enactment, Session, UpstreamPort},
 };
 
 /// Who spoke first on a connection whose caller was silent at first.
@@ -67,12 +68,14 @@ pub async fn first_to_speak(
 }
 
 /// Passes `stream` through to its destination, over `upstream` if it is
-/// already open, as one call.
+/// already open, as one call; `learned`, what the caller's first bytes
+/// showed the destination speaks.
 pub async fn pass_through(
     mut stream: TcpStream,
     upstream: Option<TcpStream>,
     connection: Connection,
     session: Arc<Session>,
+    learned: Option<Speaks>,
 ) {
     let request = CallRequest {
         protocol: Protocol::Tcp,
@@ -80,16 +83,18 @@ pub async fn pass_through(
         target: "",
         trace: None,
         first_on_connection: true,
-        upstream_port: None,
+        upstream_port: UpstreamPort::default(),
+        learned,
     };
     let admission = session.admit(&connection, &request);
     match (admission.enactment, admission.call) {
         // Held until the caller gives up on it (or the execution ends).
         (Enactment::Hold, Some(call)) => tokio::select! {
-            () = session.hold(call) => {}
+            () = session.carry(call).hold() => {}
             () = hung_up(&mut stream) => {}
         },
         (Enactment::Forward, call) => {
+            let call = call.map(|call| session.carry(call));
             let upstream = match upstream {
                 Some(open) => Ok(open),
                 None => connection.netns.connect(connection.destination).await,
@@ -97,7 +102,7 @@ pub async fn pass_through(
             match upstream {
                 Ok(mut upstream) => {
                     if let Some(call) = call {
-                        session.finish_call(call, Outcome::Connected);
+                        call.finish(Outcome::Connected);
                     }
                     // Reset when an execution plans a fault on its pair: a
                     // pool would otherwise carry the planned call past it.
@@ -115,7 +120,7 @@ pub async fn pass_through(
                 Err(e) => {
                     debug!("cannot reach {}: {e}", connection.destination);
                     if let Some(call) = call {
-                        session.finish_call(call, Outcome::ConnectionError);
+                        call.finish(Outcome::ConnectionError);
                     }
                     reset(&stream);
                 }

@@ -11,7 +11,7 @@ use foldhash::{HashMap, HashSet};
 use tracing::debug;
 
 use super::{
-    Admission, CallHandle, CallRequest, CellState, ConnectTarget, Connection, Enactment, InFlight,
+    Admission, CallHandle, CallRequest, ConnectTarget, Connection, Enactment, InFlight,
     ServiceAddress, Session, State, callee, enact,
 };
 use crate::{
@@ -146,7 +146,7 @@ impl Session {
             in_flight
                 .iter()
                 .rev()
-                .find(|call| call.upstream_port == Some(port))
+                .find(|call| call.upstream_port.get() == Some(port))
         };
         let evidence = same_trace.or_else(|| {
             (background || in_flight.len() > 1)
@@ -183,34 +183,14 @@ impl Session {
         kernel.last_read_peer(tid?, port)
     }
 
-    /// The call `call` is carried to its callee on the agent's connection
-    /// from local `port`, opened after the call was admitted.
-    pub fn set_upstream_port(&self, call: CallHandle, port: u16) {
-        let mut state = self.lock();
-        let Some(cell) = state.cell_running(call) else {
-            return;
-        };
-        let CellState {
-            execution, serving, ..
-        } = cell;
-        let callee = &execution
-            .as_ref()
-            .expect("running")
-            .call(call.id)
-            .site
-            .callee;
-        if let Some(in_flight) = serving
-            .get_mut(callee.as_str())
-            .and_then(|calls| calls.iter_mut().find(|c| c.id == call.id))
-        {
-            in_flight.upstream_port = Some(port);
-        }
-    }
-
     /// A request on `connection`: records the call and says which fault,
-    /// if any, to inject.
+    /// if any, to inject. One trip to the session, as is the call's end
+    /// (see [`Session::carry`]).
     pub fn admit(&self, connection: &Connection, request: &CallRequest) -> Admission {
         let mut state = self.lock();
+        if let Some(speaks) = request.learned {
+            Self::connect_directly(&mut state, connection, speaks);
+        }
         Self::absorb_events(&mut state);
         Self::admit_call(&mut state, &connection.into(), request, |kernel| {
             kernel.sender(connection.peer.port(), connection.listener_port)
@@ -310,7 +290,7 @@ impl Session {
             let in_flight = InFlight {
                 id,
                 trace: request.trace.map(str::to_string),
-                upstream_port: request.upstream_port,
+                upstream_port: request.upstream_port.clone(),
             };
             // Looked up before inserting: the callee's name is allocated
             // once, not per call.
@@ -331,16 +311,6 @@ impl Session {
         }
     }
 
-    /// The call admitted as `call` ended with `outcome`.
-    pub fn finish_call(&self, call: CallHandle, outcome: Outcome) {
-        let mut state = self.lock();
-        // A refusal the callee met while serving this call was reported
-        // before the callee could answer: record it while its parent is
-        // still being served.
-        Self::absorb_events(&mut state);
-        Self::finish(&mut state, call, outcome);
-    }
-
     /// Records how `call` ended; its callee no longer serves it.
     pub(super) fn finish(state: &mut State, call: CallHandle, outcome: Outcome) {
         Self::finish_at(state, call, outcome, Instant::now());
@@ -357,12 +327,6 @@ impl Session {
         {
             serving.retain(|in_flight| in_flight.id != call.id);
         }
-    }
-
-    /// A call already finished ended differently than its caller first
-    /// saw: a gRPC call's status comes in the trailers after its headers.
-    pub fn amend_outcome(&self, call: CallHandle, outcome: Outcome) {
-        Self::record_outcome(&mut self.lock(), call, outcome, Instant::now());
     }
 
     /// Records `outcome` for `call`, ended at `at`, if its cell still runs

@@ -177,8 +177,7 @@ impl Session {
     /// Connects from `connection`'s namespace to its destination, which
     /// speaks `speaks`, go there directly from now on; from every cell's
     /// namespace, for a local destination in one (the same service there).
-    pub fn connect_directly(&self, connection: &Connection, speaks: Speaks) {
-        let mut state = self.lock();
+    pub(super) fn connect_directly(state: &mut State, connection: &Connection, speaks: Speaks) {
         let own = connection.netns.cookie();
         let namespaces =
             if is_local(connection.destination.ip()) && state.cell_namespaces.contains(&own) {

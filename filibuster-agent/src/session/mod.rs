@@ -5,11 +5,13 @@
 //! serving which, its armed refusals, its holds). A cell's boundary is a
 //! message: `begin(cell, execution)` in, `end(cell)` out.
 
+mod call;
 mod calls;
 mod carrying;
 mod enact;
 mod events;
-mod holds;
+#[cfg(test)]
+pub(crate) mod model;
 mod naming;
 mod observed;
 #[cfg(test)]
@@ -18,7 +20,10 @@ mod tests;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU16, Ordering},
+    },
     time::Duration,
 };
 
@@ -30,6 +35,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use call::Call;
 use calls::{CallConnection, applicable_faults, mark_setup};
 pub use carrying::Carried;
 use carrying::Carrying;
@@ -39,7 +45,7 @@ use naming::{callee, is_local};
 use observed::Observed;
 
 use crate::{
-    ebpf::{Destination, EventSource, KernelMaps},
+    ebpf::{Destination, EventSource, KernelMaps, Speaks},
     explore::{CallId, CallSite, Execution, ExecutionIndex, FaultSpace, PlannedFault, Protocol},
     netns::NetNs,
 };
@@ -93,9 +99,39 @@ pub struct CallRequest<'a> {
     /// The W3C trace id of its `traceparent` header, if it has one.
     pub trace: Option<&'a str>,
     pub first_on_connection: bool,
-    /// The agent's port on the upstream connection that will carry it, if
-    /// that connection is already open.
-    pub upstream_port: Option<u16>,
+    /// The agent's port on the upstream connection that carries it.
+    pub upstream_port: UpstreamPort,
+    /// What the first request on a proxied connection showed its
+    /// destination speaks, when the kernel can take over from here: later
+    /// connects there go directly.
+    pub learned: Option<Speaks>,
+}
+
+/// The agent's port on the upstream connection that carries a caller
+/// connection's calls (0 until it opens), shared with the calls in flight
+/// on it: opening it after a call was admitted costs no trip to the
+/// session, and it is how the callee's threads are matched to the calls
+/// they serve.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamPort(Arc<AtomicU16>);
+
+impl UpstreamPort {
+    /// A port already known (or none).
+    pub fn known(port: Option<u16>) -> Self {
+        Self(Arc::new(AtomicU16::new(port.unwrap_or(0))))
+    }
+
+    /// The upstream connection opened from local `port`.
+    pub fn set(&self, port: u16) {
+        self.0.store(port, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<u16> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            port => Some(port),
+        }
+    }
 }
 
 /// A call admitted in a cell's execution: how the proxy names it back.
@@ -206,7 +242,7 @@ struct InFlight {
     trace: Option<String>,
     /// The agent's port on the connection that carries it to the service:
     /// what the service's thread serving it last read from.
-    upstream_port: Option<u16>,
+    upstream_port: UpstreamPort,
 }
 
 pub struct Session {
@@ -214,6 +250,11 @@ pub struct Session {
     /// The numbers of the executions the cells are running. A held call
     /// waits until its own is no longer among them.
     running: watch::Sender<Vec<usize>>,
+    /// How often `state` was locked: every trip a call makes to the
+    /// session waits on the other connections' calls, so the proxy's tests
+    /// count them.
+    #[cfg(test)]
+    locks: std::sync::atomic::AtomicUsize,
 }
 
 impl Session {
@@ -248,10 +289,15 @@ impl Session {
                 carrying: Carrying::default(),
             }),
             running: watch::channel(Vec::new()).0,
+            #[cfg(test)]
+            locks: Default::default(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
+        #[cfg(test)]
+        self.locks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -283,6 +329,12 @@ impl Session {
 
     pub fn connect_target(&self, index: &ExecutionIndex) -> Option<ConnectTarget> {
         self.lock().connect_targets.get(index).cloned()
+    }
+
+    /// How often the session's state was locked so far.
+    #[cfg(test)]
+    pub(crate) fn locks(&self) -> usize {
+        self.locks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes `execution` current and arms the kernel for it: its refusals,

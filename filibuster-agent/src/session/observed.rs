@@ -11,7 +11,9 @@ use filibuster_common::{ACTION_HUNG_UP, ConnectAttempt, ConnectEvent, ConnectKey
 use foldhash::HashMap;
 use tracing::{debug, warn};
 
-use super::{CallConnection, CallHandle, CallRequest, Enactment, Session, State, callee};
+use super::{
+    CallConnection, CallHandle, CallRequest, Enactment, Session, State, UpstreamPort, callee,
+};
 use crate::{
     ebpf::{Destination, Frame, Head, Speaks, kernel_instant},
     explore::{Outcome, Protocol},
@@ -411,7 +413,8 @@ impl Observed {
             first_on_connection: !std::mem::replace(&mut self.used, true),
             // The callee's thread serving it reads from the caller's own
             // socket.
-            upstream_port: self.local.map(|local| local.port()),
+            upstream_port: UpstreamPort::known(self.local.map(|local| local.port())),
+            learned: None,
         }
     }
 }

@@ -1,160 +1,19 @@
-//! The session's bookkeeping without root: a model of the kernel's maps
-//! and events stands where the programs would be, and the tests drive the
-//! session as the proxy and the kernel do.
+//! The session's bookkeeping without root: the model kernel stands where
+//! the programs would be, and the tests drive the session as the proxy
+//! and the kernel do.
 
-use std::{
-    collections::VecDeque,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
-use anyhow::Result;
 use filibuster_common::{
     ACTION_DIRECT, ACTION_ESTABLISHED, ACTION_LOST, ACTION_OBSERVED, ACTION_OBSERVED_HTTP2,
     ACTION_REFUSED, ConnectAttempt, ConnectEvent, ConnectKey, H2_HEADERS, H2_RST_STREAM,
 };
-use foldhash::HashMap;
 
-use super::*;
-use crate::{
-    ebpf::{Frame, Head, KernelEvent, Speaks},
-    explore::{Explorer, Fault, Options, Outcome},
-    observe::http2::FramePart,
+use super::{
+    model::{Event, ModelEvents, ModelKernel},
+    *,
 };
-
-/// The maps as the session left them, and what the tests put in for the
-/// programs.
-#[derive(Default)]
-struct Maps {
-    /// Per `begin_execution`: its cgroups, refusals and proxied pairs.
-    begun: Vec<(Vec<u64>, Vec<ConnectAttempt>, Vec<ConnectKey>)>,
-    disarmed: Vec<ConnectAttempt>,
-    redirects: HashMap<(u64, u16), ConnectAttempt>,
-    senders: HashMap<(u16, u16), u32>,
-    reads: HashMap<(u32, u16), u16>,
-    dropped: u64,
-}
-
-#[derive(Clone, Default)]
-struct ModelKernel(Arc<Mutex<Maps>>);
-
-impl ModelKernel {
-    fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
-        self.0.lock().unwrap()
-    }
-}
-
-impl KernelMaps for ModelKernel {
-    fn begin_execution(
-        &mut self,
-        cgroups: &[u64],
-        refusals: &[ConnectAttempt],
-        proxied: &[ConnectKey],
-    ) -> Result<()> {
-        let begun = (cgroups.to_vec(), refusals.to_vec(), proxied.to_vec());
-        self.maps().begun.push(begun);
-        Ok(())
-    }
-
-    fn connect_directly(&mut self, _: u64, _: SocketAddr, _: Speaks) -> Result<()> {
-        Ok(())
-    }
-
-    fn detach_connects(&mut self) {}
-
-    fn disarm(&mut self, attempt: &ConnectAttempt) {
-        self.maps().disarmed.push(*attempt);
-    }
-
-    fn take_redirect(&mut self, netns: u64, peer: SocketAddr) -> Option<ConnectAttempt> {
-        self.maps().redirects.remove(&(netns, peer.port()))
-    }
-
-    fn sender(&self, local_port: u16, remote_port: u16) -> Option<u32> {
-        self.maps().senders.get(&(local_port, remote_port)).copied()
-    }
-
-    fn last_read_peer(&self, tid: u32, port: u16) -> Option<u16> {
-        self.maps().reads.get(&(tid, port)).copied()
-    }
-
-    fn dropped_events(&self) -> u64 {
-        self.maps().dropped
-    }
-}
-
-/// An event as the test writes it (a head owns its bytes here).
-enum Event {
-    Connect(ConnectEvent),
-    Head {
-        socket: u64,
-        local: SocketAddr,
-        seq: u32,
-        egress: bool,
-        bytes: Vec<u8>,
-    },
-    /// A whole HTTP/2 frame, reported in one part.
-    Frame {
-        socket: u64,
-        local: SocketAddr,
-        egress: bool,
-        kind: u8,
-        flags: u8,
-        stream: u32,
-        payload: Vec<u8>,
-    },
-}
-
-#[derive(Clone, Default)]
-struct ModelEvents(Arc<Mutex<VecDeque<Event>>>);
-
-impl EventSource for ModelEvents {
-    fn drain(&mut self, each: &mut dyn FnMut(KernelEvent<'_>)) {
-        let events: Vec<Event> = self.0.lock().unwrap().drain(..).collect();
-        for event in &events {
-            each(match event {
-                Event::Connect(connect) => KernelEvent::Connect(*connect),
-                Event::Head {
-                    socket,
-                    local,
-                    seq,
-                    egress,
-                    bytes,
-                } => KernelEvent::Head(Head {
-                    socket: *socket,
-                    local: *local,
-                    seq: *seq,
-                    tid: 1,
-                    egress: *egress,
-                    bytes,
-                }),
-                Event::Frame {
-                    socket,
-                    local,
-                    egress,
-                    kind,
-                    flags,
-                    stream,
-                    payload,
-                } => KernelEvent::Frame(Frame {
-                    socket: *socket,
-                    local: *local,
-                    tid: 1,
-                    egress: *egress,
-                    part: FramePart {
-                        kind: *kind,
-                        flags: *flags,
-                        stream: *stream,
-                        frame_len: payload.len() as u32,
-                        offset: 0,
-                        bytes: payload,
-                    },
-                }),
-            });
-        }
-    }
-}
+use crate::explore::{Explorer, Fault, Options, Outcome};
 
 const FOO: u16 = 5000;
 const BAR: u16 = 5001;
@@ -166,7 +25,7 @@ const TEST_CGROUP: u64 = 200;
 /// A session with `cells` copies of foo, bar and db (each cell's
 /// namespace its own) and of the test, with the model kernel under it.
 struct Harness {
-    session: Session,
+    session: Arc<Session>,
     kernel: ModelKernel,
     events: ModelEvents,
     netns: Arc<NetNs>,
@@ -191,14 +50,14 @@ impl Harness {
             })
             .collect();
         let (kernel, events) = (ModelKernel::default(), ModelEvents::default());
-        let session = Session::new(
+        let session = Arc::new(Session::new(
             kernel.clone(),
             events.clone(),
             services,
             FaultSpace::default(),
             std::slice::from_ref(&netns),
             cookies.clone(),
-        );
+        ));
         for cell in 0..cells {
             session.add_caller(
                 cell,
@@ -310,7 +169,8 @@ fn request(target: &str, first_on_connection: bool, upstream_port: Option<u16>) 
         target,
         trace: None,
         first_on_connection,
-        upstream_port,
+        upstream_port: UpstreamPort::known(upstream_port),
+        learned: None,
     }
 }
 
@@ -362,7 +222,8 @@ fn a_refusal_planned_on_a_call_that_came_pooled_resets_its_connection() {
         let admission = h.session.admit(&to_bar, &request("/items", true, None));
         assert_eq!(admission.enactment, Enactment::Forward);
         h.session
-            .finish_call(admission.call.unwrap(), Outcome::Status(200));
+            .carry(admission.call.unwrap())
+            .finish(Outcome::Status(200));
     });
     harness.explorer.finish(first, true);
     // Bugs first: the refusal of that call comes next. This time the call
