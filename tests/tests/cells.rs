@@ -215,3 +215,55 @@ fn auto_adds_cells_where_held_time_pays_for_them() {
     let (code, _) = explore(&dir, &config("tutorial/fixed.toml"), &["--cells", "auto"]);
     assert_eq!(code, Some(0));
 }
+
+/// A chain whose first hop retries once, client timeouts graded by depth
+/// (examples/retry): users' 500 when both attempts failed is found, and
+/// replayed though the failed retry's connect came after the first had
+/// taught the agent that bookings speaks HTTP/1.1; fixed, eight cells run
+/// the guided search in no more executions than Filibuster's, each
+/// failure-free.
+#[test]
+fn the_retry_chain_is_found_and_replayed_and_the_guided_search_runs_no_more_than_filibusters() {
+    let dir = scratch("cells-retry");
+    let buggy = config("retry/filibuster.toml");
+    // Filibuster's depth-first order, one cell: statuses on both attempts
+    // fail first, faults the proxy must answer (not the kernel refuse).
+    let (code, found) = explore(&dir, &buggy, &[]);
+    assert_eq!(code, Some(1), "{found}");
+    let counterexample = read_json(&dir.join("counterexample.json"));
+    let kinds: Vec<&Value> = counterexample["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .map(|f| &f["fault"]["kind"])
+        .collect();
+    assert_eq!(kinds, ["http-status", "http-status"], "{counterexample}");
+    let replay = run_test(
+        &dir,
+        &[
+            "--config",
+            &buggy,
+            "--counterexample-file",
+            "counterexample.json",
+        ],
+    );
+    assert_eq!(replay.status.code(), Some(1), "the replay fails again");
+    let fixed = config("retry/fixed.toml");
+    let (code, guided) = explore(&dir, &fixed, &["--cells", "8", "--search", "guided"]);
+    assert_eq!(code, Some(0), "{guided}");
+    let (code, theirs) = explore(&dir, &fixed, &["--cells", "8"]);
+    assert_eq!(code, Some(0), "{theirs}");
+    let executions = |report: &Value| report["executions"].as_u64().expect("executions");
+    assert!(
+        executions(&guided) <= executions(&theirs),
+        "guided {} against Filibuster's {}",
+        executions(&guided),
+        executions(&theirs)
+    );
+    // Learned as the calls were held: both callers' timeouts.
+    let timeouts = guided["timeouts"].to_string();
+    assert!(
+        timeouts.contains("bookings") && timeouts.contains("movies"),
+        "{timeouts}"
+    );
+}

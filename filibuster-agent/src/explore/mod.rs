@@ -127,6 +127,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether `plan` differs from `other` only in the fault on one call,
+    /// both fast (connection errors, statuses): once `other`'s result is
+    /// in, the two may prove to stand for each other (the caller answers
+    /// them alike), and this one need not run.
+    fn may_stand_for(&self, other: &Plan) -> bool {
+        let mut differing = 0;
+        self.faults.len() == other.faults.len()
+            && self.faults.iter().all(|(index, planned)| {
+                other.faults.get(index).is_some_and(|theirs| {
+                    if theirs.fault == planned.fault {
+                        return true;
+                    }
+                    differing += 1;
+                    planned.fault.is_fast() && theirs.fault.is_fast()
+                })
+            })
+            && differing == 1
+    }
+
     /// An execution that injects exactly `faults`, for replaying a
     /// counterexample: it schedules nothing new.
     pub fn replay(faults: Vec<PlannedFault>) -> Self {
@@ -527,6 +546,8 @@ pub struct Explorer {
     ran: Vec<Finished>,
     /// Executions handed out so far.
     dispatched: usize,
+    /// The plans of the executions handed out and not finished yet.
+    in_flight: HashMap<usize, Plan>,
     pruned: Pruned,
     beyond_sequential: usize,
     held_saved: std::time::Duration,
@@ -552,6 +573,7 @@ impl Explorer {
             pending: Pending::new(order, initial),
             ran: Vec::new(),
             dispatched: 0,
+            in_flight: HashMap::new(),
             pruned: Pruned::default(),
             beyond_sequential: 0,
             held_saved: std::time::Duration::ZERO,
@@ -648,10 +670,24 @@ impl Explorer {
             .collect()
     }
 
+    /// How many executions run side by side from now on (cells): with
+    /// more than one, the guided search hands out the longest expected
+    /// holds first, so that the run ends soonest.
+    pub fn run_side_by_side(&mut self, cells: usize) {
+        self.pending.side_by_side(cells > 1);
+    }
+
     /// The next execution to run, or `None` when nothing is scheduled
     /// (the search is complete once no execution is out either).
+    /// With executions side by side, the guided search holds back a plan
+    /// that one out may make redundant (see [`Plan::may_stand_for`]) while
+    /// others can run, as a search one at a time would have its result
+    /// first: `None` then, until an execution finishes.
     pub fn next_execution(&mut self) -> Option<Execution> {
-        while let Some(plan) = self.pending.pop(&self.seen) {
+        let guided = self.options.search == Search::Guided;
+        while let Some(plan) = self.pending.pop(&self.seen, |plan| {
+            guided && self.in_flight.values().any(|out| plan.may_stand_for(out))
+        }) {
             let Some(plan) = self.cheapest(plan) else {
                 continue;
             };
@@ -664,6 +700,7 @@ impl Explorer {
             let overlapped = self.ran.len() < self.dispatched;
             self.dispatched += 1;
             let planned_ordinals = self.connect_ordinals(&plan);
+            self.in_flight.insert(self.dispatched, plan.clone());
             let mut execution = Execution::new(self.dispatched, plan, &self.options, self.replay);
             execution.overlapped = overlapped;
             execution.planned_ordinals = planned_ordinals;
@@ -733,6 +770,7 @@ impl Explorer {
             lost_events,
             ..
         } = execution;
+        self.in_flight.remove(&number);
         let vanished = self.vanished(&plan, &log);
         if vanished.is_empty() {
             for plan in scheduled {

@@ -588,11 +588,12 @@ fn cinema_3_with_a_bug(w: &mut World) -> bool {
 fn explore_in_cells(
     model: fn(&mut World) -> bool,
     faults: &[(&'static str, Vec<Fault>)],
-    reduction: bool,
+    options: Options,
     cells: usize,
 ) -> Explorer {
     let faults: HashMap<_, _> = faults.iter().cloned().collect();
-    let mut explorer = Explorer::new(filibuster(reduction));
+    let mut explorer = Explorer::new(options);
+    explorer.run_side_by_side(cells);
     let mut out = std::collections::VecDeque::new();
     for turn in 0.. {
         while out.len() < cells {
@@ -632,12 +633,22 @@ fn fault_set(finished: &super::Finished) -> Vec<(super::ExecutionIndex, Fault)> 
 
 #[test]
 fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
-    let one = explore_in_cells(cinema_3_with_a_bug, &bookings_movies(), false, 1);
+    let one = explore_in_cells(
+        cinema_3_with_a_bug,
+        &bookings_movies(),
+        filibuster(false),
+        1,
+    );
     let expected: Vec<_> = failing(&one).into_iter().map(fault_set).collect();
     assert!(!expected.is_empty());
     // Without reduction every scheduled execution runs: the same ones.
     for cells in [2, 3, 4, 8] {
-        let run = explore_in_cells(cinema_3_with_a_bug, &bookings_movies(), false, cells);
+        let run = explore_in_cells(
+            cinema_3_with_a_bug,
+            &bookings_movies(),
+            filibuster(false),
+            cells,
+        );
         let mut found: Vec<_> = failing(&run).into_iter().map(fault_set).collect();
         found.sort();
         let mut sorted = expected.clone();
@@ -650,10 +661,15 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
     // which result came back first: each failure of the search one at a
     // time is found, or its every outcome was shown by executions that ran
     // (reduction's own test, on what the cells ran).
-    let one = explore_in_cells(cinema_3_with_a_bug, &bookings_movies(), true, 1);
+    let one = explore_in_cells(cinema_3_with_a_bug, &bookings_movies(), filibuster(true), 1);
     assert_eq!(one.progress().beyond_sequential, 0);
     for cells in [2, 3, 4, 8] {
-        let run = explore_in_cells(cinema_3_with_a_bug, &bookings_movies(), true, cells);
+        let run = explore_in_cells(
+            cinema_3_with_a_bug,
+            &bookings_movies(),
+            filibuster(true),
+            cells,
+        );
         assert!(run.progress().executions >= one.progress().executions);
         let found: Vec<_> = failing(&run).into_iter().map(fault_set).collect();
         for failure in failing(&one) {
@@ -692,8 +708,76 @@ fn cells_lose_no_failure_the_search_one_at_a_time_finds() {
         true
     };
     for cells in [1, 4, 8] {
-        let run = explore_in_cells(passing, &bookings_movies(), false, cells);
+        let run = explore_in_cells(passing, &bookings_movies(), filibuster(false), cells);
         assert_eq!(run.progress().executions, 91, "{cells} cells");
+    }
+}
+
+/// users calls bookings, and answers 503 whatever failed there.
+fn users_bookings(w: &mut World) -> bool {
+    w.call(None, "test", "users", |w, me| {
+        match ok(w.call(Some(me), "users", "bookings", leaf)) {
+            true => OK,
+            false => UNAVAILABLE,
+        }
+    });
+    true
+}
+
+/// Runs `execution` of [`users_bookings`] with `faults` and finishes it.
+fn run_users_bookings(
+    explorer: &mut Explorer,
+    mut execution: super::Execution,
+    faults: &HashMap<&'static str, Vec<Fault>>,
+) {
+    let passed = users_bookings(&mut World {
+        execution: &mut execution,
+        faults,
+    });
+    explorer.finish(execution, passed);
+}
+
+#[test]
+fn side_by_side_a_plan_an_execution_out_may_make_redundant_waits_for_it() {
+    let faults: HashMap<_, _> = [(
+        "bookings",
+        vec![Fault::HttpStatus(500), Fault::HttpStatus(503)],
+    )]
+    .into_iter()
+    .collect();
+    let mut explorer = Explorer::new(guided());
+    explorer.run_side_by_side(2);
+    let fault_free = explorer.next_execution().unwrap();
+    run_users_bookings(&mut explorer, fault_free, &faults);
+    let status = explorer.next_execution().expect("a status on bookings");
+    assert!(
+        explorer.next_execution().is_none(),
+        "the other status waits for the first one's result"
+    );
+    run_users_bookings(&mut explorer, status, &faults);
+    // No evidence stands one status for the other in this context: the
+    // one held back runs now, not lost.
+    let other = explorer.next_execution().expect("the other status");
+    run_users_bookings(&mut explorer, other, &faults);
+    assert!(explorer.next_execution().is_none());
+    assert_eq!(explorer.progress().executions, 3);
+}
+
+#[test]
+fn side_by_side_the_longest_hold_goes_first() {
+    let faults: HashMap<_, _> = [("bookings", vec![Fault::HttpStatus(503), Fault::Timeout])]
+        .into_iter()
+        .collect();
+    // One at a time, cheapest first; side by side, the timeout (its wait
+    // not known yet: long) starts while the status fills another cell.
+    for (cells, first) in [(1, Fault::HttpStatus(503)), (2, Fault::Timeout)] {
+        let mut explorer = Explorer::new(guided());
+        explorer.run_side_by_side(cells);
+        let fault_free = explorer.next_execution().unwrap();
+        run_users_bookings(&mut explorer, fault_free, &faults);
+        let next = explorer.next_execution().unwrap();
+        let planned: Vec<&Fault> = next.plan().faults().map(|f| &f.fault).collect();
+        assert_eq!(planned, [&first], "{cells} cell(s)");
     }
 }
 

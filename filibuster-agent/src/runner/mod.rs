@@ -392,6 +392,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         }),
     });
 
+    explorer.run_side_by_side(launched);
     let terminal = Terminal::start();
     // Filibuster's own time: from a cell's test ending to its next one
     // starting.
@@ -563,6 +564,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             starting.spawn(host.launch(launched).start());
             launched += 1;
             record.cells = launched;
+            explorer.run_side_by_side(launched);
         }
     }
     for (_, functional) in &mut idle {
@@ -658,19 +660,27 @@ fn counterexample_of(finished: &Finished, command: &str, session: &Session) -> C
             .iter()
             .map(|planned| CounterexampleFault {
                 planned: planned.clone(),
-                // The attempt refused in this very execution.
-                connect: (planned.fault == Fault::ConnectionRefused)
-                    .then(|| session.connect_target(&planned.index))
-                    .flatten()
-                    .map(|target| ConnectTarget {
-                        ordinal: finished
-                            .calls
-                            .iter()
-                            .find(|call| call.index == planned.index)
-                            .and_then(|call| call.connect_ordinal)
-                            .unwrap_or(target.ordinal),
+                // Where every faulted call goes, so that the replay sends
+                // its caller's connects there through the proxy from the
+                // start: a retry's second connect would otherwise go
+                // directly, once the first taught the agent what the
+                // destination speaks. For a refusal, the attempt refused
+                // in this very execution.
+                connect: session.connect_target(&planned.index).map(|target| {
+                    let refused = (planned.fault == Fault::ConnectionRefused)
+                        .then(|| {
+                            finished
+                                .calls
+                                .iter()
+                                .find(|call| call.index == planned.index)
+                                .and_then(|call| call.connect_ordinal)
+                        })
+                        .flatten();
+                    ConnectTarget {
+                        ordinal: refused.unwrap_or(target.ordinal),
                         ..target
-                    }),
+                    }
+                }),
             })
             .collect(),
     }
