@@ -670,13 +670,6 @@ impl Explorer {
             .collect()
     }
 
-    /// How many executions run side by side from now on (cells): with
-    /// more than one, the guided search hands out the longest expected
-    /// holds first, so that the run ends soonest.
-    pub fn run_side_by_side(&mut self, cells: usize) {
-        self.pending.side_by_side(cells > 1);
-    }
-
     /// The next execution to run, or `None` when nothing is scheduled
     /// (the search is complete once no execution is out either).
     /// With executions side by side, the guided search holds back a plan

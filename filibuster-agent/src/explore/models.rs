@@ -593,7 +593,6 @@ fn explore_in_cells(
 ) -> Explorer {
     let faults: HashMap<_, _> = faults.iter().cloned().collect();
     let mut explorer = Explorer::new(options);
-    explorer.run_side_by_side(cells);
     let mut out = std::collections::VecDeque::new();
     for turn in 0.. {
         while out.len() < cells {
@@ -738,7 +737,7 @@ fn run_users_bookings(
 }
 
 #[test]
-fn side_by_side_a_plan_an_execution_out_may_make_redundant_waits_for_it() {
+fn a_plan_an_execution_out_may_make_redundant_waits_for_it() {
     let faults: HashMap<_, _> = [(
         "bookings",
         vec![Fault::HttpStatus(500), Fault::HttpStatus(503)],
@@ -746,7 +745,6 @@ fn side_by_side_a_plan_an_execution_out_may_make_redundant_waits_for_it() {
     .into_iter()
     .collect();
     let mut explorer = Explorer::new(guided());
-    explorer.run_side_by_side(2);
     let fault_free = explorer.next_execution().unwrap();
     run_users_bookings(&mut explorer, fault_free, &faults);
     let status = explorer.next_execution().expect("a status on bookings");
@@ -761,24 +759,6 @@ fn side_by_side_a_plan_an_execution_out_may_make_redundant_waits_for_it() {
     run_users_bookings(&mut explorer, other, &faults);
     assert!(explorer.next_execution().is_none());
     assert_eq!(explorer.progress().executions, 3);
-}
-
-#[test]
-fn side_by_side_the_longest_hold_goes_first() {
-    let faults: HashMap<_, _> = [("bookings", vec![Fault::HttpStatus(503), Fault::Timeout])]
-        .into_iter()
-        .collect();
-    // One at a time, cheapest first; side by side, the timeout (its wait
-    // not known yet: long) starts while the status fills another cell.
-    for (cells, first) in [(1, Fault::HttpStatus(503)), (2, Fault::Timeout)] {
-        let mut explorer = Explorer::new(guided());
-        explorer.run_side_by_side(cells);
-        let fault_free = explorer.next_execution().unwrap();
-        run_users_bookings(&mut explorer, fault_free, &faults);
-        let next = explorer.next_execution().unwrap();
-        let planned: Vec<&Fault> = next.plan().faults().map(|f| &f.fault).collect();
-        assert_eq!(planned, [&first], "{cells} cell(s)");
-    }
 }
 
 #[test]

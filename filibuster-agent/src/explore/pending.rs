@@ -1,6 +1,6 @@
 //! The executions waiting to run, and which of them runs next.
 
-use std::{cmp::Reverse, time::Duration};
+use std::cmp::Reverse;
 
 use foldhash::{HashMap, HashSet};
 
@@ -16,24 +16,11 @@ pub(super) struct Seen {
     /// Error statuses services answered on their own (a callee failed):
     /// the answers a call's own failure below it may show.
     organic: HashSet<Fault>,
-    /// How long each caller waited on each callee held for a timeout
-    /// before it gave up, at most: what a timeout planned there will hold.
-    waits: HashMap<(String, String), Duration>,
 }
-
-/// What a timeout is expected to hold where its caller was never seen
-/// give up: long, so that it runs early and the wait is learned.
-const UNKNOWN_WAIT: Duration = Duration::from_secs(3600);
 
 impl Seen {
     pub fn record(&mut self, finished: &Finished) {
         for call in &finished.calls {
-            if let (Some(Fault::Timeout), Some(ended)) = (&call.injected, call.ended) {
-                let waited = ended.saturating_duration_since(call.began);
-                let key = (call.site.caller.clone(), call.site.callee.clone());
-                let wait = self.waits.entry(key).or_default();
-                *wait = (*wait).max(waited);
-            }
             match &call.injected {
                 Some(fault) if finished.passed => {
                     self.survived
@@ -55,20 +42,6 @@ impl Seen {
     }
 }
 
-impl Seen {
-    /// How long `plan`'s timeouts are expected to hold their calls, one
-    /// after another.
-    fn expected_hold(&self, plan: &Plan) -> Duration {
-        plan.faults()
-            .filter(|f| f.fault == Fault::Timeout)
-            .map(|f| {
-                let key = (f.site.caller.clone(), f.site.callee.clone());
-                self.waits.get(&key).copied().unwrap_or(UNKNOWN_WAIT)
-            })
-            .sum()
-    }
-}
-
 /// Which scheduled execution runs next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Order {
@@ -83,19 +56,13 @@ pub(super) enum Order {
     /// fewest faults, then connection errors before statuses before
     /// timeouts (cheapest first too), then the one
     /// scheduled last (as depth first: a deeper call's faults first, whose
-    /// outcomes let reduction skip its caller's). With executions side by
-    /// side, the longest expected hold goes first after the blocked ones,
-    /// as a scheduler places the longest jobs first for the soonest end:
-    /// cheap executions fill the other cells meanwhile, where cheap-first
-    /// would leave the longest waits to start last.
+    /// outcomes let reduction skip its caller's).
     BugsFirst,
 }
 
 #[derive(Debug)]
 pub(super) struct Pending {
     order: Order,
-    /// Executions run side by side: the longest holds go first.
-    longest_first: bool,
     /// With the number each was scheduled as.
     plans: Vec<(u64, Plan)>,
     scheduled: u64,
@@ -105,7 +72,6 @@ impl Pending {
     pub fn new(order: Order, first: Plan) -> Self {
         Self {
             order,
-            longest_first: false,
             plans: vec![(0, first)],
             scheduled: 1,
         }
@@ -114,11 +80,6 @@ impl Pending {
     pub fn push(&mut self, plan: Plan) {
         self.plans.push((self.scheduled, plan));
         self.scheduled += 1;
-    }
-
-    /// Whether executions run side by side from now on.
-    pub fn side_by_side(&mut self, side_by_side: bool) {
-        self.longest_first = side_by_side;
     }
 
     pub fn len(&self) -> usize {
@@ -171,13 +132,8 @@ impl Pending {
                         })
                         .count();
                     let kinds: u32 = faults().map(|f| f.fault.kind() as u32).sum();
-                    let hold = match self.longest_first {
-                        true => seen.expected_hold(plan),
-                        false => Duration::ZERO,
-                    };
                     (
                         blocked,
-                        Reverse(hold),
                         survived,
                         plan.faults.len(),
                         kinds,

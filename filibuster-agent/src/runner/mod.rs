@@ -21,7 +21,7 @@ use crate::{
     explore::{
         Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault, Search,
     },
-    json_file,
+    json_file, proxy,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, Report, RunSummary, Terminal,
@@ -392,7 +392,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         }),
     });
 
-    explorer.run_side_by_side(launched);
     let terminal = Terminal::start();
     // Filibuster's own time: from a cell's test ending to its next one
     // starting.
@@ -550,10 +549,11 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         if (!passed && !options.keep_going) || options.only_initial_execution {
             stopping = true;
         }
-        if adaptive
+        // As many start at once as there are cores to start them.
+        while adaptive
             && !stopping
             && launched < host.cells()
-            && starting.is_empty()
+            && starting.len() < proxy::thread_count()
             && another_cell_pays(
                 &record.results,
                 explorer.progress().scheduled,
@@ -564,7 +564,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
             starting.spawn(host.launch(launched).start());
             launched += 1;
             record.cells = launched;
-            explorer.run_side_by_side(launched);
         }
     }
     for (_, functional) in &mut idle {
