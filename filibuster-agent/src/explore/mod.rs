@@ -690,7 +690,7 @@ impl Explorer {
                 self.pruned.dynamic_reduction += 1;
                 continue;
             }
-            let overlapped = self.ran.len() < self.dispatched;
+            let overlapped = !self.in_flight.is_empty();
             self.dispatched += 1;
             let planned_ordinals = self.connect_ordinals(&plan);
             self.in_flight.insert(self.dispatched, plan.clone());

@@ -11,7 +11,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU16, Ordering},
     },
 };
 
@@ -108,7 +108,8 @@ struct CallerConnection {
     /// The caller's socket, for resetting it.
     fd: RawFd,
     upstream: Upstream,
-    upstream_port: UpstreamPort,
+    /// The agent's port on the upstream connection (0: none yet).
+    upstream_port: Arc<AtomicU16>,
     used: AtomicBool,
 }
 
@@ -124,7 +125,7 @@ impl CallerConnection {
             session,
             fd: stream.as_raw_fd(),
             upstream,
-            upstream_port: UpstreamPort::default(),
+            upstream_port: Arc::default(),
             used: AtomicBool::new(false),
         })
     }
@@ -175,7 +176,7 @@ impl CallerConnection {
                 target: request.uri().path(),
                 trace: trace_id(request.headers()),
                 first_on_connection: first,
-                upstream_port: self.upstream_port.clone(),
+                upstream_port: UpstreamPort::Shared(self.upstream_port.clone()),
                 learned,
             },
         );
@@ -268,7 +269,8 @@ impl CallerConnection {
             .netns
             .connect(self.connection.destination)
             .await?;
-        self.upstream_port.set(stream.local_addr()?.port());
+        let port = stream.local_addr()?.port();
+        self.upstream_port.store(port, Ordering::Relaxed);
         Ok(stream)
     }
 

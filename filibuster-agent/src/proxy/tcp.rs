@@ -83,7 +83,7 @@ pub async fn pass_through(
         target: "",
         trace: None,
         first_on_connection: true,
-        upstream_port: UpstreamPort::default(),
+        upstream_port: UpstreamPort::Fixed(None),
         learned,
     };
     let admission = session.admit(&connection, &request);

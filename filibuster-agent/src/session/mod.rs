@@ -107,29 +107,27 @@ pub struct CallRequest<'a> {
     pub learned: Option<Speaks>,
 }
 
-/// The agent's port on the upstream connection that carries a caller
-/// connection's calls (0 until it opens), shared with the calls in flight
-/// on it: opening it after a call was admitted costs no trip to the
-/// session, and it is how the callee's threads are matched to the calls
-/// they serve.
-#[derive(Clone, Debug, Default)]
-pub struct UpstreamPort(Arc<AtomicU16>);
+/// The agent's port on the connection that carries a call to its callee:
+/// how the callee's threads are matched to the calls they serve.
+#[derive(Clone, Debug)]
+pub enum UpstreamPort {
+    /// Known when the call is read (an observed call: its caller's own
+    /// socket), or none.
+    Fixed(Option<u16>),
+    /// A proxied caller connection's upstream port (0 until it opens),
+    /// shared with the calls in flight on it: opening it after a call was
+    /// admitted costs no trip to the session.
+    Shared(Arc<AtomicU16>),
+}
 
 impl UpstreamPort {
-    /// A port already known (or none).
-    pub fn known(port: Option<u16>) -> Self {
-        Self(Arc::new(AtomicU16::new(port.unwrap_or(0))))
-    }
-
-    /// The upstream connection opened from local `port`.
-    pub fn set(&self, port: u16) {
-        self.0.store(port, Ordering::Relaxed);
-    }
-
     fn get(&self) -> Option<u16> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            port => Some(port),
+        match self {
+            Self::Fixed(port) => *port,
+            Self::Shared(port) => match port.load(Ordering::Relaxed) {
+                0 => None,
+                port => Some(port),
+            },
         }
     }
 }

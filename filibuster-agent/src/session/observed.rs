@@ -413,7 +413,7 @@ impl Observed {
             first_on_connection: !std::mem::replace(&mut self.used, true),
             // The callee's thread serving it reads from the caller's own
             // socket.
-            upstream_port: UpstreamPort::known(self.local.map(|local| local.port())),
+            upstream_port: UpstreamPort::Fixed(self.local.map(|local| local.port())),
             learned: None,
         }
     }

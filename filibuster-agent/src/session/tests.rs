@@ -169,7 +169,7 @@ fn request(target: &str, first_on_connection: bool, upstream_port: Option<u16>) 
         target,
         trace: None,
         first_on_connection,
-        upstream_port: UpstreamPort::known(upstream_port),
+        upstream_port: UpstreamPort::Fixed(upstream_port),
         learned: None,
     }
 }
