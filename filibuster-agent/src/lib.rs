@@ -29,7 +29,7 @@ mod sockdiag;
 pub use accept::raise_descriptor_limit;
 pub use analyze::Analysis;
 pub use explore::Search;
-pub use report::html as html_page;
+pub use report::render_saved as render_saved_report;
 
 /// Entry points for the fuzz targets (`fuzz/`): each parser of outside
 /// input, from bytes. Not an interface: `cargo xtask fuzz` is its user.

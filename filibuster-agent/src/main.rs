@@ -305,15 +305,7 @@ enum Ended {
 }
 
 fn render_report(args: &ReportArgs) -> Result<()> {
-    let report: serde_json::Value = filibuster::json_file::read(
-        &args.json,
-        "report",
-        "a report written by `filibuster test --report-json`",
-    )?;
-    let page = filibuster::html_page(&report);
-    filibuster::json_file::replace(&args.html, "HTML report", |file| {
-        std::io::Write::write_all(file, page.as_bytes())
-    })?;
+    filibuster::render_saved_report(&args.json, &args.html)?;
     eprintln!("filibuster: HTML report written to {}", args.html.display());
     Ok(())
 }

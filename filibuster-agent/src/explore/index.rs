@@ -102,6 +102,11 @@ impl ExecutionIndex {
         Self(entries)
     }
 
+    /// How many calls deep this one was made (1: the test's own).
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+
     /// The index of the call this one was made for (`None`: made by the test).
     pub fn parent(&self) -> Option<Self> {
         (self.0.len() > 1).then(|| Self(self.0[..self.0.len() - 1].to_vec()))

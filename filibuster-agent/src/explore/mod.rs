@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 pub use space::{CallPattern, FaultRule, FaultSpace, FaultSpec};
 
 /// Which search runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Search {
     /// Bugs first, cheapest equivalent faults, bounded retry groups.
@@ -513,7 +513,7 @@ pub struct Progress {
 }
 
 /// Executions not run, by the rule that skipped them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pruned {
     /// Every outcome already shown by executions that ran.
     pub dynamic_reduction: usize,

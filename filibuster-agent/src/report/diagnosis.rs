@@ -10,12 +10,12 @@ use std::{
     time::Instant,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::explore::{CallRecord, CallSite, Fault, Outcome};
 
 /// What a failure's calls show.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Diagnosis {
     /// `caller` gave up on its call to `callee` while `callee` still waited
@@ -40,7 +40,7 @@ pub enum Diagnosis {
 }
 
 /// Calls of one site during a hang.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     pub caller: String,
     pub callee: String,

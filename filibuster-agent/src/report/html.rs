@@ -1,5 +1,5 @@
-//! The run as one self-contained HTML page, rendered from the JSON report
-//! (so a saved report renders the same later: `filibuster report`). No
+//! The run as one self-contained HTML page, rendered from its typed report
+//! (a saved JSON report renders the same later: `filibuster report`). No
 //! script and nothing fetched: inline CSS only, readable offline and from
 //! a CI artifact. The failures-only filter of the matrix is a checkbox and
 //! a CSS rule.
@@ -8,11 +8,17 @@
 //! plain markup, whose only rule is that every text from the run is
 //! escaped (`esc`).
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+};
 
-use serde_json::Value;
-
-use crate::explore::{CallSite, Fault, Outcome};
+use super::{
+    describe_faults,
+    run::{CallReport, RunReport, RunResult},
+    summary::DiscoveredCall,
+};
+use crate::explore::ExecutionIndex;
 
 const STYLE: &str = "
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222;max-width:110em}
@@ -31,14 +37,13 @@ tr.failed-row{background:#fde8ea}td.injected{background:#ffe9b3}td.vanished{colo
 .side{display:flex;gap:2em;flex-wrap:wrap}.side>div{flex:1;min-width:30em}
 ";
 
-/// The page for `report` (the JSON `filibuster test --report-json` writes).
-pub fn render(report: &Value) -> String {
+/// The page of a run, from its report (a saved one too: `filibuster report`).
+pub fn render(report: &RunReport) -> String {
     let mut page = String::new();
-    let result = report["result"].as_str().unwrap_or("unknown");
     let _ = write!(
         page,
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Filibuster: {}</title><style>{STYLE}</style></head><body>",
-        esc(result)
+        report.result.as_str()
     );
     summary(report, &mut page);
     call_tree(report, &mut page);
@@ -50,79 +55,74 @@ pub fn render(report: &Value) -> String {
     page
 }
 
-fn summary(report: &Value, page: &mut String) {
-    let result = report["result"].as_str().unwrap_or("unknown");
-    let verdict = match result {
-        "passed" => "every execution passed",
-        "failed" => "a fault combination fails the test",
-        _ => "the run could not go on",
+fn summary(report: &RunReport, page: &mut String) {
+    let verdict = match report.result {
+        RunResult::Passed => "every execution passed",
+        RunResult::Failed => "a fault combination fails the test",
+        RunResult::Error => "the run could not go on",
     };
     let _ = write!(
         page,
         "<h1>Filibuster: <span class={}>{}</span></h1><p id=summary><code>{}</code> · {} · {} execution(s) ({} search), {} pruned, {} cell(s) · {:.1} s, {:.1} s of it holding calls for timeouts</p>",
-        esc(result),
+        report.result.as_str(),
         verdict,
-        esc(report["config"].as_str().unwrap_or("")),
-        esc(report["tool"].as_str().unwrap_or("")),
-        report["executions"],
-        esc(report["search"].as_str().unwrap_or("?")),
-        report["pruned"],
-        report["cells"],
-        report["elapsed_seconds"].as_f64().unwrap_or(0.0),
-        report["held_seconds"].as_f64().unwrap_or(0.0),
+        esc(&report.config.display().to_string()),
+        esc(&report.tool),
+        report.executions,
+        report.search.as_str(),
+        report.pruned,
+        report.cells,
+        report.elapsed_seconds,
+        report.held_seconds,
     );
-    if let Some(error) = report["error"].as_str() {
+    if let Some(error) = &report.error {
         let _ = write!(page, "<pre class=error>{}</pre>", esc(error));
     }
-    for failure in array(&report["failures"]) {
+    for failure in &report.failures {
         let _ = write!(
             page,
             "<p>Execution <a href=\"#failure-{n}\">{n}</a> failed. Replay: <code>{}</code></p>",
-            esc(failure["replay"].as_str().unwrap_or("")),
-            n = failure["number"],
+            esc(&failure.replay),
+            n = failure.number,
         );
     }
 }
 
 /// The application's timeout map, learned from the held calls; and what a
 /// budget left untried.
-fn timeouts(report: &Value, page: &mut String) {
-    let learned = array(&report["timeouts"]);
-    if !learned.is_empty() {
+fn timeouts(report: &RunReport, page: &mut String) {
+    if !report.timeouts.is_empty() {
         page.push_str("<h2>Timeouts learned</h2><table><tr><th>caller → callee</th><th>gave up after</th><th>held calls</th></tr>");
-        for timeout in learned {
-            let after = match timeout["gave_up_after_seconds"].as_f64() {
+        for timeout in &report.timeouts {
+            let after = match timeout.gave_up_after_seconds {
                 Some(seconds) => format!("{seconds:.1} s"),
                 None => "never: no timeout".to_string(),
             };
             let _ = write!(
                 page,
-                "<tr><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
-                esc(timeout["caller"].as_str().unwrap_or("")),
-                esc(timeout["callee"].as_str().unwrap_or("")),
-                esc(&after),
-                timeout["holds"],
+                "<tr><td>{} → {}</td><td>{after}</td><td>{}</td></tr>",
+                esc(&timeout.caller),
+                esc(&timeout.callee),
+                timeout.holds,
             );
         }
         page.push_str("</table>");
     }
-    if let Some(reached) = report["budget"]["reached"].as_str() {
+    if let Some(budget) = &report.budget {
         let _ = write!(
             page,
             "<h2>Budget</h2><p>The budget of {} was reached with {} execution(s) still scheduled.</p><ul>",
-            esc(reached),
-            report["budget"]["scheduled_left"],
+            esc(&budget.reached),
+            budget.scheduled_left,
         );
-        if let Some(untried) = report["budget"]["untried"].as_object() {
-            for (site, faults) in untried {
-                let faults: Vec<&str> = array(faults).iter().filter_map(Value::as_str).collect();
-                let _ = write!(
-                    page,
-                    "<li>{}: never tried {}</li>",
-                    esc(site),
-                    esc(&faults.join(", "))
-                );
-            }
+        for (site, faults) in &budget.untried {
+            let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+            let _ = write!(
+                page,
+                "<li>{}: never tried {}</li>",
+                esc(site),
+                esc(&faults.join(", "))
+            );
         }
         page.push_str("</ul>");
     }
@@ -130,217 +130,171 @@ fn timeouts(report: &Value, page: &mut String) {
 
 /// The calls discovered, nested under their parents, each with the faults
 /// tried on it linking to the executions that tried them.
-fn call_tree(report: &Value, page: &mut String) {
+fn call_tree(report: &RunReport, page: &mut String) {
     page.push_str("<h2>Calls discovered</h2>");
-    let calls = array(&report["calls"]);
-    let mut children: HashMap<String, Vec<&Value>> = HashMap::new();
-    for call in calls {
-        children
-            .entry(call["parent"].to_string())
-            .or_default()
-            .push(call);
+    let mut children: HashMap<Option<&ExecutionIndex>, Vec<&DiscoveredCall>> = HashMap::new();
+    for call in &report.calls {
+        children.entry(call.parent.as_ref()).or_default().push(call);
     }
-    fn branch(parent: &str, children: &HashMap<String, Vec<&Value>>, page: &mut String) {
-        let Some(calls) = children.get(parent) else {
+    fn branch(
+        parent: Option<&ExecutionIndex>,
+        children: &HashMap<Option<&ExecutionIndex>, Vec<&DiscoveredCall>>,
+        page: &mut String,
+    ) {
+        let Some(calls) = children.get(&parent) else {
             return;
         };
         page.push_str("<ul class=tree>");
         for call in calls {
-            let _ = write!(page, "<li><span class=call>{}</span>", esc(&site(call)));
-            if call["setup"].as_bool() == Some(true) {
+            let _ = write!(
+                page,
+                "<li><span class=call>{}</span>",
+                esc(&call.site.to_string())
+            );
+            if call.setup {
                 page.push_str("<small class=setup>setup (not under test)</small>");
             }
-            for tried in array(&call["faults"]) {
-                let tolerated = tried["tolerated"].as_bool().unwrap_or(false);
-                let links: Vec<String> = array(&tried["executions"])
+            for tried in &call.faults {
+                let numbers: Vec<String> = tried.executions.iter().map(usize::to_string).collect();
+                let links: Vec<String> = numbers
                     .iter()
                     .map(|n| format!("<a href=\"#execution-{n}\">{n}</a>"))
                     .collect();
                 let _ = write!(
                     page,
-                    "<span class=\"fault {}\" title=\"executions {}\">{} {}</span>",
-                    if tolerated { "ok" } else { "bad" },
-                    array(&tried["executions"])
-                        .iter()
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    esc(&fault(&tried["fault"])),
-                    if tolerated { "✓" } else { "✗" },
+                    "<span class=\"fault {}\" title=\"executions {}\">{} {}</span><small>{}</small>",
+                    if tried.tolerated { "ok" } else { "bad" },
+                    numbers.join(", "),
+                    esc(&tried.fault.to_string()),
+                    if tried.tolerated { "✓" } else { "✗" },
+                    links.join(" "),
                 );
-                let _ = write!(page, "<small>{}</small>", links.join(" "));
             }
-            branch(&call["execution_index"].to_string(), children, page);
+            branch(Some(&call.execution_index), children, page);
             page.push_str("</li>");
         }
         page.push_str("</ul>");
     }
-    branch("null", &children, page);
+    branch(None, &children, page);
 }
 
 /// Executions × calls: the fault each execution injected where, the calls
 /// it made (·) and those it did not make; failing rows marked, and a
 /// checkbox that hides the passing ones.
-fn matrix(report: &Value, page: &mut String) {
-    let calls = array(&report["calls"]);
+fn matrix(report: &RunReport, page: &mut String) {
     page.push_str(
         "<h2>Executions × calls</h2><input type=checkbox id=only-failed><label for=only-failed> failing executions only</label><table class=matrix><tr><th>execution</th>",
     );
-    for call in calls {
-        let _ = write!(page, "<th class=call>{}</th>", esc(&site(call)));
+    for call in &report.calls {
+        let _ = write!(page, "<th class=call>{}</th>", esc(&call.site.to_string()));
     }
     page.push_str("<th>result</th></tr>");
-    for execution in array(&report["execution_log"]) {
-        let passed = execution["result"] == "passed";
+    for execution in &report.execution_log {
         let _ = write!(
             page,
             "<tr id=\"execution-{n}\" class={}><th>{n}</th>",
-            if passed { "passed-row" } else { "failed-row" },
-            n = execution["number"],
+            if execution.passed() {
+                "passed-row"
+            } else {
+                "failed-row"
+            },
+            n = execution.number,
         );
-        let made: HashMap<String, &Value> = array(&execution["calls"])
-            .iter()
-            .map(|c| (c["execution_index"].to_string(), c))
-            .collect();
-        for call in calls {
-            let index = call["execution_index"].to_string();
-            let injected = array(&execution["faults"])
+        let made: HashSet<&ExecutionIndex> =
+            execution.calls.iter().map(|c| &c.execution_index).collect();
+        for call in &report.calls {
+            let injected = execution
+                .faults
                 .iter()
-                .find(|f| f["index"] == call["execution_index"]);
-            match (injected, made.contains_key(&index)) {
+                .find(|f| f.index == call.execution_index);
+            match (injected, made.contains(&call.execution_index)) {
                 (Some(planned), _) => {
                     let _ = write!(
                         page,
                         "<td class=injected>{}</td>",
-                        esc(&fault(&planned["fault"]))
+                        esc(&planned.fault.to_string())
                     );
                 }
                 (None, true) => page.push_str("<td>·</td>"),
                 (None, false) => page.push_str("<td class=vanished></td>"),
             }
         }
-        let _ = write!(
-            page,
-            "<td>{}</td></tr>",
-            esc(execution["result"].as_str().unwrap_or(""))
-        );
+        let _ = write!(page, "<td>{}</td></tr>", esc(&execution.result));
     }
     page.push_str("</table>");
 }
 
 /// Each failure: its calls with their outcomes beside the fault-free
 /// execution's, the diagnosis, the test's output and how to replay it.
-fn failures(report: &Value, page: &mut String) {
-    let failures = array(&report["failures"]);
-    if failures.is_empty() {
-        return;
-    }
-    let fault_free = array(&report["execution_log"])
-        .iter()
-        .find(|e| array(&e["faults"]).is_empty());
-    for failure in failures {
-        let faults: Vec<String> = array(&failure["faults"])
-            .iter()
-            .map(|f| format!("{}: {}", site(&f["site"]), fault(&f["fault"])))
-            .collect();
+fn failures(report: &RunReport, page: &mut String) {
+    for failure in &report.failures {
         let _ = write!(
             page,
-            "<h2 id=\"failure-{}\">Execution {} failed with {}</h2>",
-            failure["number"],
-            failure["number"],
-            esc(&faults.join("; "))
+            "<h2 id=\"failure-{n}\">Execution {n} failed with {}</h2>",
+            esc(&describe_faults(&failure.faults)),
+            n = failure.number,
         );
-        if !failure["diagnosis"].is_null() {
+        if let Some(diagnosis) = &failure.diagnosis {
             let _ = write!(
                 page,
-                "<p class=diagnosis><b>Diagnosis</b> ({}): <code>{}</code></p>",
-                esc(failure["diagnosis"]["kind"].as_str().unwrap_or("")),
-                esc(&failure["diagnosis"].to_string())
+                "<p class=diagnosis><b>Diagnosis</b>: {}</p>",
+                esc(&diagnosis.to_string())
             );
         }
         page.push_str("<div class=side><div><h3>This execution</h3>");
-        outcomes(array(&failure["calls"]), page);
+        outcomes(&failure.calls, page);
         page.push_str("</div>");
-        if let Some(fault_free) = fault_free {
+        if let Some(fault_free) = report.fault_free() {
             page.push_str("<div><h3>With no fault injected</h3>");
-            outcomes(array(&fault_free["calls"]), page);
+            outcomes(&fault_free.calls, page);
             page.push_str("</div>");
         }
+        let counterexample = failure.counterexample.as_ref().map_or_else(
+            || "(none written)".to_string(),
+            |path| path.display().to_string(),
+        );
         let _ = write!(
             page,
             "</div><h3>Test output ({})</h3><pre>{}</pre><p>Counterexample: <code>{}</code><br>Replay: <code>{}</code></p>",
-            esc(failure["test_result"].as_str().unwrap_or("")),
-            esc(failure["test_output"].as_str().unwrap_or("")),
-            esc(failure["counterexample"]
-                .as_str()
-                .unwrap_or("(none written)")),
-            esc(failure["replay"].as_str().unwrap_or("")),
+            esc(&failure.test_result),
+            esc(&failure.test_output),
+            esc(&counterexample),
+            esc(&failure.replay),
         );
     }
 }
 
 /// An execution's calls as a tree, with how each ended.
-fn outcomes(calls: &[Value], page: &mut String) {
-    let depth_of = |call: &Value| call["execution_index"].as_array().map_or(1, Vec::len);
+fn outcomes(calls: &[CallReport], page: &mut String) {
     page.push_str("<pre>");
     for call in calls {
         let _ = writeln!(
             page,
             "{}{} → {}",
-            "  ".repeat(depth_of(call)),
-            esc(&site(call)),
-            esc(&outcome(&call["outcome"]))
+            "  ".repeat(call.execution_index.depth()),
+            esc(&call.site.to_string()),
+            esc(&call.outcome.to_string())
         );
     }
     page.push_str("</pre>");
 }
 
 /// Held time per execution, as bars.
-fn timeline(report: &Value, page: &mut String) {
-    let log = array(&report["execution_log"]);
-    let longest = log
-        .iter()
-        .filter_map(|e| e["seconds"].as_f64())
-        .fold(0.0, f64::max)
-        .max(0.001);
+fn timeline(report: &RunReport, page: &mut String) {
+    let log = &report.execution_log;
+    let longest = log.iter().map(|e| e.seconds).fold(0.0, f64::max).max(0.001);
     page.push_str("<h2>Time held for timeouts, per execution</h2><table>");
     for execution in log {
-        let seconds = execution["seconds"].as_f64().unwrap_or(0.0);
-        let held = execution["held_seconds"].as_f64().unwrap_or(0.0);
+        let (seconds, held) = (execution.seconds, execution.held_seconds);
         let _ = write!(
             page,
             "<tr><td>{}</td><td><span class=bar style=\"width:{:.0}px;background:#ccc\"></span><span class=bar style=\"width:{:.0}px\"></span></td><td>{held:.2} s held of {seconds:.2} s</td></tr>",
-            execution["number"],
+            execution.number,
             400.0 * (seconds - held).max(0.0) / longest,
             400.0 * held / longest,
         );
     }
     page.push_str("</table>");
-}
-
-fn array(value: &Value) -> &[Value] {
-    value.as_array().map_or(&[], Vec::as_slice)
-}
-
-/// "foo → bar GET /bar/baz", from a call or a site.
-fn site(call: &Value) -> String {
-    shown::<CallSite>(call)
-}
-
-/// "connection refused", "HTTP 503", from a serialised fault.
-fn fault(fault: &Value) -> String {
-    shown::<Fault>(fault)
-}
-
-fn outcome(outcome: &Value) -> String {
-    shown::<Outcome>(outcome)
-}
-
-/// A value of the report as the terminal shows it: read back into the type
-/// that wrote it, displayed as that type displays (a call's extra fields
-/// are ignored); empty if it is not one.
-fn shown<T: serde::de::DeserializeOwned + std::fmt::Display>(value: &Value) -> String {
-    T::deserialize(value).map_or_else(|_| String::new(), |v| v.to_string())
 }
 
 /// Text from the run, made safe to put in markup.
@@ -353,32 +307,42 @@ fn esc(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::{sync::Arc, time::Instant};
+
     use super::*;
+    use crate::explore::{
+        CallRecord, CallSite, Explorer, Fault, Finished, Options, Outcome, PlannedFault, Protocol,
+    };
+
+    fn site(caller: &str, callee: &str, target: &str) -> CallSite {
+        CallSite {
+            caller: caller.into(),
+            callee: callee.into(),
+            protocol: Protocol::Http,
+            method: "GET".into(),
+            target: target.into(),
+        }
+    }
+
+    /// test → foo → bar, where foo does not survive bar refusing.
+    fn explored() -> RunReport {
+        let mut explorer = Explorer::new(Options::default());
+        while let Some(mut execution) = explorer.next_execution() {
+            let (foo, _) = execution.begin_call(None, site("test", "foo", "/foo"), |_| Vec::new());
+            let (bar, fault) =
+                execution.begin_call(Some(foo), site("foo", "bar", "/<bar>"), |_| {
+                    vec![Fault::ConnectionRefused]
+                });
+            execution.end_call(bar, Outcome::Status(200));
+            execution.end_call(foo, Outcome::Status(200));
+            explorer.finish(execution, fault.is_none());
+        }
+        RunReport::of_executions(explorer.executions(), "AssertionError: <script>")
+    }
 
     #[test]
     fn renders_offline_with_the_failure_and_escapes_what_the_run_wrote() {
-        let report = serde_json::json!({
-            "result": "failed", "config": "t.toml", "tool": "filibuster 0.1.0",
-            "executions": 2, "pruned": 0, "cells": 1, "elapsed_seconds": 1.0, "held_seconds": 0.5,
-            "calls": [
-                {"execution_index": [["a", 1]], "parent": null, "caller": "test", "callee": "foo",
-                 "protocol": "http", "method": "GET", "target": "/foo", "faults": []},
-                {"execution_index": [["a", 1], ["b", 1]], "parent": [["a", 1]], "caller": "foo",
-                 "callee": "bar", "protocol": "http", "method": "GET", "target": "/<bar>",
-                 "faults": [{"fault": {"kind": "connection-refused"}, "executions": [2], "tolerated": false}]}
-            ],
-            "execution_log": [
-                {"number": 1, "faults": [], "result": "passed", "seconds": 0.2, "held_seconds": 0.0, "calls": []},
-                {"number": 2, "faults": [{"index": [["a", 1], ["b", 1]], "fault": {"kind": "connection-refused"},
-                  "site": {"caller": "foo", "callee": "bar", "protocol": "http", "method": "GET", "target": "/<bar>"}}],
-                 "result": "failed (exit 1)", "seconds": 0.8, "held_seconds": 0.5, "calls": []}
-            ],
-            "failures": [{"number": 2, "faults": [], "calls": [], "test_result": "failed (exit 1)",
-                "test_output": "AssertionError: <script>", "diagnosis": null,
-                "counterexample": "counterexample.json", "replay": "filibuster test --counterexample-file counterexample.json"}],
-            "unstable": []
-        });
-        let page = render(&report);
+        let page = render(&explored());
         assert!(page.contains("a fault combination fails the test"));
         assert!(page.contains("foo → bar GET /&lt;bar&gt;"));
         assert!(page.contains("connection refused ✗"));
@@ -396,32 +360,59 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_report_renders_the_same_page() {
+        let report = explored();
+        let saved: RunReport =
+            serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(render(&saved), render(&report));
+    }
+
+    #[test]
     fn a_thousand_executions_of_forty_calls_stay_under_a_few_megabytes() {
-        let index = |i: usize| serde_json::json!([["a", 1], [format!("{i:016x}"), 1]]);
-        let calls: Vec<Value> = (0..40)
+        let root = crate::explore::ExecutionIndex::default();
+        let sites: Vec<Arc<CallSite>> = (0..40)
             .map(|i| {
-                serde_json::json!({"execution_index": index(i), "parent": [["a", 1]],
-                    "caller": "gateway", "callee": format!("service-{i}"), "protocol": "http",
-                    "method": "GET", "target": format!("/api/v1/resource/{i}"),
-                    "faults": [{"fault": {"kind": "timeout"}, "executions": (1..=25).collect::<Vec<_>>(), "tolerated": true}]})
+                Arc::new(site(
+                    "gateway",
+                    &format!("service-{i}"),
+                    &format!("/api/v1/resource/{i}"),
+                ))
             })
             .collect();
-        let log: Vec<Value> = (1..=1000)
-            .map(|n| {
-                let made: Vec<Value> = (0..40)
-                    .map(|i| serde_json::json!({"execution_index": index(i), "caller": "gateway",
-                        "callee": format!("service-{i}"), "method": "GET", "target": "/", "protocol": "http",
-                        "outcome": {"kind": "status", "detail": 200}, "connection": n}))
+        let executions: Vec<Finished> = (1..=1000)
+            .map(|number| {
+                let calls: Vec<CallRecord> = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(i, site)| CallRecord {
+                        index: root.child(i as u64, 1),
+                        parent: None,
+                        site: site.clone(),
+                        injected: None,
+                        outcome: Outcome::Status(200),
+                        connection: Some(number as u32),
+                        connect_ordinal: None,
+                        began: Instant::now(),
+                        ended: None,
+                        setup: false,
+                    })
                     .collect();
-                serde_json::json!({"number": n, "result": "passed", "seconds": 0.3, "held_seconds": 0.1,
-                    "faults": [{"index": index(n % 40), "fault": {"kind": "timeout"},
-                        "site": {"caller": "gateway", "callee": "x", "protocol": "http", "method": "GET", "target": "/"}}],
-                    "calls": made})
+                let faulted = &calls[number % 40];
+                Finished {
+                    number,
+                    faults: vec![PlannedFault {
+                        index: faulted.index.clone(),
+                        fault: Fault::Timeout,
+                        site: (*faulted.site).clone(),
+                    }],
+                    calls,
+                    passed: true,
+                    vanished: Vec::new(),
+                    lost_events: 0,
+                }
             })
             .collect();
-        let report = serde_json::json!({"result": "passed", "calls": calls, "execution_log": log,
-            "failures": [], "executions": 1000});
-        let page = render(&report);
+        let page = render(&RunReport::of_executions(&executions, ""));
         assert!(page.len() < 4 * 1024 * 1024, "{} bytes", page.len());
     }
 }

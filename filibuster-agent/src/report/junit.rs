@@ -2,50 +2,51 @@
 //! so that CI systems list each combination as a test of its own and
 //! follow it from run to run.
 
-use std::{io::Write, path::Path};
+use std::{io::Write, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{RunSummary, describe_faults};
+use super::{RunReport, describe_faults};
 
-pub fn write_junit(run: &RunSummary, path: &Path) -> Result<()> {
+pub fn write_junit(run: &RunReport, path: &Path) -> Result<()> {
     let mut suite = TestSuite::new(format!("filibuster {}", run.config.display()));
-    for (finished, result) in run.executions.iter().zip(run.results) {
-        let status = if result.passed {
+    for execution in &run.execution_log {
+        let status = if execution.passed() {
             TestCaseStatus::success()
         } else {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            status.set_message(&result.verdict);
-            let replay = run
-                .failures
-                .iter()
-                .find(|f| f.number == finished.number)
-                .map(|f| format!("\n\nreplay: {}", f.replay))
-                .unwrap_or_default();
-            status.set_description(format!("{}{replay}", result.output));
+            status.set_message(&execution.result);
+            if let Some(failure) = run.failures.iter().find(|f| f.number == execution.number) {
+                status.set_description(format!(
+                    "{}\n\nreplay: {}",
+                    failure.test_output, failure.replay
+                ));
+            }
             status
         };
         // Named by what it injects, not by its number, which changes from
         // run to run: CI history follows a combination across runs.
-        let name = match finished.faults.len() {
+        let name = match execution.faults.len() {
             0 => "no fault injected".to_string(),
-            _ => describe_faults(&finished.faults),
+            _ => describe_faults(&execution.faults),
         };
         let mut case = TestCase::new(name, status);
-        case.set_classname("filibuster").set_time(result.duration);
+        case.set_classname("filibuster")
+            .set_time(Duration::from_secs_f64(execution.seconds));
         suite.add_test_case(case);
     }
-    if let Some(error) = run.error {
+    if let Some(error) = &run.error {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
         status.set_message(error);
         let mut case = TestCase::new("filibuster run", status);
         case.set_classname("filibuster");
         suite.add_test_case(case);
     }
-    suite.set_time(run.elapsed);
+    let elapsed = Duration::from_secs_f64(run.elapsed_seconds);
+    suite.set_time(elapsed);
     let mut report = Report::new("filibuster");
-    report.add_test_suite(suite).set_time(run.elapsed);
+    report.add_test_suite(suite).set_time(elapsed);
     let xml = report
         .to_string()
         .context("cannot serialise the JUnit report")?;

@@ -6,48 +6,47 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use super::{RunSummary, describe_faults, summary::DiscoveredCall};
+use super::{RunReport, describe_faults, run::RunResult, summary::DiscoveredCall};
 
-pub fn render(run: &RunSummary, calls: &[DiscoveredCall]) -> String {
+pub fn render(run: &RunReport) -> String {
     let mut md = String::new();
-    let verdict = match (run.error, run.failures.is_empty()) {
-        (Some(_), _) => "⚠️ could not run",
-        (None, true) => "✅ every execution passed",
-        (None, false) => "❌ a fault combination fails the test",
+    let verdict = match run.result {
+        RunResult::Error => "⚠️ could not run",
+        RunResult::Passed => "✅ every execution passed",
+        RunResult::Failed => "❌ a fault combination fails the test",
     };
     let _ = writeln!(md, "## Filibuster: {verdict}\n");
     let _ = writeln!(
         md,
         "`{}`: {} execution(s) ({} search), {}, {:.1} s ({:.1} s holding calls for timeouts){}\n",
         run.config.display(),
-        run.progress.executions,
+        run.executions,
         run.search.as_str(),
-        super::describe_pruned(run),
-        run.elapsed.as_secs_f64(),
-        run.held.as_secs_f64(),
+        run.describe_pruned(),
+        run.elapsed_seconds,
+        run.held_seconds,
         match run.cells {
             0 | 1 => String::new(),
             n => format!(", {n} cells"),
         }
     );
-    if let Some(error) = run.error {
+    if let Some(error) = &run.error {
         let _ = writeln!(md, "```\n{error}\n```\n");
     }
-    for failure in run.failures {
-        let finished = run.execution(failure.number);
+    for failure in &run.failures {
         let _ = writeln!(
             md,
             "### Execution {}: {}\n",
             failure.number,
-            describe_faults(&finished.faults)
+            describe_faults(&failure.faults)
         );
         if let Some(diagnosis) = &failure.diagnosis {
             let _ = writeln!(md, "{diagnosis}\n");
         }
         let _ = writeln!(md, "Replay:\n\n```sh\n{}\n```\n", failure.replay);
     }
-    if !calls.is_empty() {
-        let _ = writeln!(md, "```mermaid\n{}```", graph(calls));
+    if !run.calls.is_empty() {
+        let _ = writeln!(md, "```mermaid\n{}```", graph(&run.calls));
     }
     md
 }

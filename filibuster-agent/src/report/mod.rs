@@ -6,6 +6,7 @@ mod html;
 mod junit;
 mod markdown;
 mod progress;
+mod run;
 mod summary;
 
 use std::{
@@ -22,14 +23,12 @@ pub use html::render as html;
 pub use junit::write_junit;
 pub use markdown::render as markdown;
 pub use progress::Terminal;
-pub use summary::{
-    DiscoveredCall, discovered_calls, render as render_calls, render_traffic, traffic,
-};
+pub use run::{RunReport, SCHEMA_VERSION};
+pub use summary::{render as render_calls, render_traffic, traffic};
 
 use crate::{
     explore::{
-        CallRecord, CallSite, ExecutionIndex, Finished, Outcome, PlannedFault, Progress, Protocol,
-        Pruned, RetryGroup, Search,
+        CallRecord, CallSite, ExecutionIndex, Finished, PlannedFault, Progress, RetryGroup, Search,
     },
     json_file,
     session::ConnectTarget,
@@ -74,7 +73,6 @@ pub struct ExecutionResult {
     pub duration: Duration,
     /// Of which spent holding calls for timeout faults.
     pub held: Duration,
-    pub passed: bool,
     /// "passed", "failed (exit 1)", "failed (timed out)".
     pub verdict: String,
     /// What the test printed; kept for failures only.
@@ -119,7 +117,7 @@ pub struct RunSummary<'a> {
 }
 
 /// What the agent itself cost, for the benchmarks (`cargo xtask bench`).
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct AgentFootprint {
     /// From start to kernel programs attached.
     pub attached_seconds: f64,
@@ -301,7 +299,7 @@ pub fn changed_path(vanished: &CallSite, execution: &Finished) -> Option<String>
 
 /// What holding calls for timeout faults taught about one caller's
 /// timeout on one callee.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LearnedTimeout {
     pub caller: String,
     pub callee: String,
@@ -361,7 +359,7 @@ pub fn describe_timeouts(timeouts: &[LearnedTimeout]) -> String {
 }
 
 /// A search a budget ended (`--max-executions`, `--time-budget`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BudgetReport {
     /// "10 executions (--max-executions)".
     pub reached: String,
@@ -372,265 +370,15 @@ pub struct BudgetReport {
     pub untried: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
-/// The JSON report's layout: raised when a field changes meaning or goes.
-pub const SCHEMA_VERSION: u32 = 2;
-
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
-    pub schema_version: u32,
-    /// "filibuster <version>".
-    pub tool: String,
-    /// When the run started, RFC 3339, UTC.
-    pub started_at: String,
-    /// The run's config file, as given.
-    pub config: &'a Path,
-    /// `[test] scope`: the test's requests under test (empty: all).
-    pub scope: &'a [String],
-    /// `null` unless a budget ended the search.
-    pub budget: Option<&'a BudgetReport>,
-    /// The application's timeout map, from the calls held for timeouts.
-    pub timeouts: Vec<LearnedTimeout>,
-    /// "passed", "failed", or "error" (the run could not go on).
-    pub result: &'static str,
-    /// What went wrong, when the result is "error".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'a str>,
-    pub executions: usize,
-    pub pruned: usize,
-    pub search: Search,
-    /// `pruned`, by the rule that skipped each.
-    pub pruned_by: Pruned,
-    /// Time timeouts would have held calls where the guided search tried
-    /// a cheaper fault known to do the same (as long as each held when it
-    /// was tried).
-    pub held_saved_seconds: f64,
-    /// Calls repeated under one request more often than the retry depth:
-    /// their later attempts failed only when all before them had, the
-    /// same way.
-    pub retry_groups: Vec<RetryGroupReport>,
-    /// Executions run side by side at most (cells).
-    pub cells: usize,
-    /// The resident memory of every cell's services and tests at the end
-    /// of the run, in KiB.
-    pub services_rss_kib: u64,
-    /// Executions that ran in a cell before results that would have
-    /// pruned them came back (see `explore::Progress`).
-    pub beyond_sequential: usize,
-    pub elapsed_seconds: f64,
-    /// Time spent holding calls for timeout faults.
-    pub held_seconds: f64,
-    /// `null` when the run ended in error.
-    pub agent: Option<AgentFootprint>,
-    /// Every execution run, in order.
-    pub execution_log: Vec<ExecutionEntry<'a>>,
-    /// Every call discovered, with the faults tried on it.
-    pub calls: Vec<DiscoveredCall>,
-    pub failures: Vec<FailureReport<'a>>,
-    /// Executions whose planned calls did not happen again.
-    pub unstable: Vec<UnstableReport<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RetryGroupReport {
-    /// "caller → callee METHOD target".
-    pub site: String,
-    /// The most attempts seen in one request.
-    pub attempts: u32,
-    /// Over how many first attempts faults were combined freely.
-    pub combined: u32,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExecutionEntry<'a> {
-    pub number: usize,
-    pub faults: &'a [PlannedFault],
-    pub result: &'a str,
-    pub seconds: f64,
-    /// Of `seconds`, the time calls were held for timeout faults until
-    /// their callers gave up.
-    pub held_seconds: f64,
-    /// Kernel events lost while it ran (its ring buffer full): `calls` may
-    /// miss some.
-    pub lost_events: u64,
-    pub calls: Vec<CallReport<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FailureReport<'a> {
-    pub number: usize,
-    pub faults: &'a [PlannedFault],
-    pub calls: Vec<CallReport<'a>>,
-    pub test_result: &'a str,
-    pub test_output: &'a str,
-    /// What the calls show: a timeout budget, a hang.
-    pub diagnosis: Option<&'a Diagnosis>,
-    pub counterexample: Option<&'a Path>,
-    pub replay: &'a str,
-    /// The test's requests the faults were injected while serving
-    /// ("POST /carts"): with no `[test] scope`, a failure none of whose
-    /// faults served the test's last request may be in its setup.
-    pub faulted_requests: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct UnstableReport<'a> {
-    pub execution: usize,
-    pub vanished: &'a [CallSite],
-    /// What changed in their paths, where a call like them happened.
-    pub changed: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CallReport<'a> {
-    pub execution_index: &'a ExecutionIndex,
-    pub caller: &'a str,
-    pub callee: &'a str,
-    pub method: &'a str,
-    pub target: &'a str,
-    pub protocol: Protocol,
-    pub outcome: &'a Outcome,
-    /// The run's number for the connection that carried the call.
-    pub connection: Option<u32>,
-}
-
-impl<'a> Report<'a> {
-    pub fn new(run: &'a RunSummary<'a>) -> Self {
-        Self {
-            schema_version: SCHEMA_VERSION,
-            tool: format!("filibuster {}", env!("CARGO_PKG_VERSION")),
-            started_at: humantime::format_rfc3339_seconds(run.started_at).to_string(),
-            config: run.config,
-            scope: run.scope,
-            budget: run.budget.as_ref(),
-            timeouts: learned_timeouts(run.executions),
-            result: match (run.error, run.failures.is_empty()) {
-                (Some(_), _) => "error",
-                (None, true) => "passed",
-                (None, false) => "failed",
-            },
-            error: run.error,
-            executions: run.progress.executions,
-            pruned: run.progress.pruned,
-            search: run.search,
-            pruned_by: run.progress.pruned_by,
-            held_saved_seconds: run.progress.held_saved.as_secs_f64(),
-            retry_groups: run
-                .retry_groups
-                .iter()
-                .map(|group| RetryGroupReport {
-                    site: group.site.to_string(),
-                    attempts: group.attempts,
-                    combined: run.retry_depth,
-                })
-                .collect(),
-            cells: run.cells,
-            services_rss_kib: run.services_rss_kib,
-            beyond_sequential: run.progress.beyond_sequential,
-            elapsed_seconds: run.elapsed.as_secs_f64(),
-            held_seconds: run.held.as_secs_f64(),
-            agent: run.agent,
-            execution_log: run
-                .executions
-                .iter()
-                // An execution cut short by an error has no result.
-                .filter_map(|finished| Some((finished, run.result_of(finished.number)?)))
-                .map(|(finished, result)| ExecutionEntry {
-                    number: finished.number,
-                    faults: &finished.faults,
-                    result: &result.verdict,
-                    seconds: result.duration.as_secs_f64(),
-                    held_seconds: result.held.as_secs_f64(),
-                    lost_events: finished.lost_events,
-                    calls: finished.calls.iter().map(CallReport::from).collect(),
-                })
-                .collect(),
-            calls: summary::discovered_calls(run.executions),
-            failures: run
-                .failures
-                .iter()
-                .map(|failure| {
-                    let finished = run.execution(failure.number);
-                    let result = run.result_of(failure.number).expect("a failure's result");
-                    FailureReport {
-                        number: failure.number,
-                        faults: &finished.faults,
-                        calls: finished.calls.iter().map(CallReport::from).collect(),
-                        test_result: &result.verdict,
-                        test_output: &result.output,
-                        diagnosis: failure.diagnosis.as_ref(),
-                        counterexample: failure.counterexample.as_deref(),
-                        replay: &failure.replay,
-                        faulted_requests: faulted_requests(finished)
-                            .iter()
-                            .map(|r| format!("{} {}", r.method, r.target))
-                            .collect(),
-                    }
-                })
-                .collect(),
-            unstable: run
-                .unstable()
-                .map(|f| UnstableReport {
-                    execution: f.number,
-                    vanished: &f.vanished,
-                    changed: f
-                        .vanished
-                        .iter()
-                        .filter_map(|v| changed_path(v, f))
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-
-    pub fn write(&self, path: &Path) -> Result<()> {
-        json_file::write(path, "report", self)
-    }
-}
-
-impl<'a> From<&'a CallRecord> for CallReport<'a> {
-    fn from(call: &'a CallRecord) -> Self {
-        Self {
-            execution_index: &call.index,
-            caller: &call.site.caller,
-            callee: &call.site.callee,
-            method: &call.site.method,
-            target: &call.site.target,
-            protocol: call.site.protocol,
-            outcome: &call.outcome,
-            connection: call.connection,
-        }
-    }
+/// The HTML page of a report saved by `--report-json`, written to `html`.
+pub fn render_saved(json: &Path, html: &Path) -> Result<()> {
+    let page = html::render(&RunReport::read(json)?);
+    json_file::replace(html, "HTML report", |file| {
+        std::io::Write::write_all(file, page.as_bytes())
+    })
 }
 
 /// One line per fault: "bar → baz GET /baz: HTTP 503".
-/// "12 pruned: 3 by reduction, 9 equivalent faults; 4.0 s of timeouts
-/// saved", as much of it as applies.
-pub fn describe_pruned(run: &RunSummary) -> String {
-    let Pruned {
-        dynamic_reduction,
-        equivalent_faults,
-        no_impact,
-    } = run.progress.pruned_by;
-    let rules: Vec<String> = [
-        (dynamic_reduction, "by reduction"),
-        (equivalent_faults, "equivalent faults"),
-        (no_impact, "no impact"),
-    ]
-    .into_iter()
-    .filter(|&(count, _)| count > 0)
-    .map(|(count, rule)| format!("{count} {rule}"))
-    .collect();
-    let mut text = format!("{} pruned", run.progress.pruned);
-    if !rules.is_empty() {
-        text += &format!(": {}", rules.join(", "));
-    }
-    let saved = run.progress.held_saved.as_secs_f64();
-    if saved > 0.0 {
-        text += &format!("; {saved:.1}s of timeouts saved");
-    }
-    text
-}
-
 pub fn describe_faults(faults: &[PlannedFault]) -> String {
     if faults.is_empty() {
         return "no fault".into();

@@ -6,11 +6,11 @@ use std::{
     sync::Arc,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::explore::{CallRecord, CallSite, ExecutionIndex, Fault, Finished};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DiscoveredCall {
     pub execution_index: ExecutionIndex,
     /// The call this one was made while serving (`None`: the test's).
@@ -24,7 +24,7 @@ pub struct DiscoveredCall {
     pub setup: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FaultTried {
     pub fault: Fault,
     /// The executions that injected it (alone or with others).

@@ -24,7 +24,7 @@ use crate::{
     json_file, proxy,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
-        FailureArtifacts, Report, RunSummary, Terminal,
+        FailureArtifacts, RunReport, RunSummary, Terminal,
     },
     session::{ConnectTarget, Session},
 };
@@ -249,10 +249,11 @@ pub async fn run(options: Options) -> Result<Verdict> {
         agent: record.agent,
         error: error.as_deref(),
     };
+    let report = RunReport::new(&summary);
     if outcome.is_ok() {
-        print_summary(&summary, options.counterexample_file.is_some());
+        print_summary(&summary, &report, options.counterexample_file.is_some());
     }
-    let written = write_reports(&options, &summary);
+    let written = write_reports(&options, &report);
     match (outcome, written) {
         (Err(e), Err(report_error)) => Err(e.context(format!("{report_error:#}"))),
         (Err(e), Ok(())) => Err(e),
@@ -265,16 +266,15 @@ pub async fn run(options: Options) -> Result<Verdict> {
     }
 }
 
-fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
+fn write_reports(options: &Options, report: &RunReport) -> Result<()> {
     if let Some(path) = &options.report_json {
-        Report::new(summary).write(path)?;
+        report.write(path)?;
     }
     if let Some(path) = &options.junit {
-        report::write_junit(summary, path)?;
+        report::write_junit(report, path)?;
     }
     if let Some(path) = &options.report_html {
-        let value = serde_json::to_value(Report::new(summary))?;
-        let page = report::html(&value);
+        let page = report::html(report);
         json_file::replace(path, "HTML report", |file| {
             std::io::Write::write_all(file, page.as_bytes())
         })?;
@@ -282,7 +282,7 @@ fn write_reports(options: &Options, summary: &RunSummary) -> Result<()> {
     // A CI job's summary page (GitHub Actions sets this), appended to.
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::{io::Write, os::unix::fs::OpenOptionsExt};
-        let markdown = report::markdown(summary, &report::discovered_calls(summary.executions));
+        let markdown = report::markdown(report);
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -506,7 +506,6 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
                 number,
                 duration: ended - began,
                 held,
-                passed,
                 verdict: test.verdict(),
                 output: if passed {
                     String::new()
@@ -752,11 +751,12 @@ fn counted(names: impl Iterator<Item = String>) -> String {
     shown.join("; ")
 }
 
-fn print_summary(run: &RunSummary, replaying: bool) {
-    let calls = report::discovered_calls(run.executions);
+/// What the terminal shows of a finished run: `report`, with what only
+/// the executions' own call logs show (`run`).
+fn print_summary(run: &RunSummary, report: &RunReport, replaying: bool) {
     eprintln!(
         "\ncalls discovered (faults tried: ✓ the test passed, ✗ it failed):\n{}",
-        report::render_calls(&calls)
+        report::render_calls(&report.calls)
     );
     for finished in run.unstable() {
         let changed: Vec<String> = finished
@@ -807,11 +807,10 @@ fn print_summary(run: &RunSummary, replaying: bool) {
             None => {}
         }
     }
-    let timeouts = report::learned_timeouts(run.executions);
-    if !timeouts.is_empty() {
+    if !report.timeouts.is_empty() {
         eprintln!(
             "filibuster: timeouts learned from held calls: {}",
-            report::describe_timeouts(&timeouts)
+            report::describe_timeouts(&report.timeouts)
         );
     }
     if let Some(budget) = &run.budget {
@@ -843,7 +842,7 @@ fn print_summary(run: &RunSummary, replaying: bool) {
     }
     let held = run.held.as_secs_f64();
     let elapsed = run.elapsed.as_secs_f64();
-    let pruned = report::describe_pruned(run);
+    let pruned = report.describe_pruned();
     match run.failures.len() {
         0 => eprintln!(
             "filibuster: all {} execution(s) passed ({pruned}) in {elapsed:.1}s, {held:.1}s of it holding calls for timeouts",
@@ -945,7 +944,6 @@ mod tests {
             number: 1,
             duration: Duration::from_millis(held_ms + 50),
             held: Duration::from_millis(held_ms),
-            passed: true,
             verdict: "passed".into(),
             output: String::new(),
         }
