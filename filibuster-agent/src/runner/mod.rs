@@ -3,6 +3,7 @@
 //! search asks for, until it is done or (without `--keep-going`) an
 //! execution fails; then report.
 
+mod cells;
 mod functional;
 mod host;
 mod host_lock;
@@ -21,14 +22,15 @@ use crate::{
     explore::{
         Explorer, Fault, FaultSpace, Finished, Options as SearchOptions, Plan, PlannedFault, Search,
     },
-    json_file, proxy,
+    json_file,
     report::{
         self, AgentFootprint, Counterexample, CounterexampleFault, ExecutionResult,
         FailureArtifacts, RunReport, RunSummary, Terminal,
     },
     session::{ConnectTarget, Session},
 };
-use functional::{FunctionalTest, TestResult};
+use cells::Cells;
+use functional::TestResult;
 use host::Host;
 pub use host::{CellCount, MAX_CELLS};
 use tokio::task::JoinSet;
@@ -294,103 +296,118 @@ fn write_reports(options: &Options, report: &RunReport) -> Result<()> {
     Ok(())
 }
 
+/// `filibuster test`'s options with what they name loaded and checked,
+/// once: the config, the test, the counterexample to replay, the fault
+/// space. Everything the run is built from.
+struct RunPlan {
+    config: Config,
+    test: TestSpec,
+    replay: Option<Counterexample>,
+    faults: FaultSpace,
+    cells: CellCount,
+}
+
+impl RunPlan {
+    fn new(options: &Options) -> Result<Self> {
+        let config = Config::load(&options.config)?;
+        let test = test_spec(options, &config)?;
+        let replay = options
+            .counterexample_file
+            .as_deref()
+            .map(Counterexample::read)
+            .transpose()?;
+        let mut faults = FaultSpace::new(config.fault_rules.clone());
+        let analysed = options
+            .analyze
+            .as_ref()
+            .or(config.analysis_directory.as_ref());
+        if let Some(path) = &options.analysis_file {
+            faults = faults.with_analysis(Analysis::read(path)?.faults());
+        } else if let Some(dir) = analysed {
+            let analysis = Analysis::of_directory(dir)?;
+            for line in analysis.describe() {
+                eprintln!("filibuster: analysis: {line}");
+            }
+            faults = faults.with_analysis(analysis.faults());
+        }
+        if options.learn_faults {
+            faults = faults.learning();
+        }
+        if options.fail_calls_outside_requests {
+            faults = faults.outside_requests();
+        }
+        faults = faults.with_scope(config.scope.iter().map(|(_, p)| p.clone()).collect());
+        // A replay, or the fault-free execution alone, is one execution.
+        let cells = if replay.is_some() || options.only_initial_execution {
+            CellCount::Exactly(1)
+        } else {
+            options.cells
+        };
+        Ok(Self {
+            config,
+            test,
+            replay,
+            faults,
+            cells,
+        })
+    }
+
+    /// The search: the counterexample's one execution (its connects sent
+    /// where they went), or the one the options ask for.
+    fn explorer(&self, options: &Options, session: &Session) -> Explorer {
+        let Some(counterexample) = &self.replay else {
+            return Explorer::new(SearchOptions {
+                search: options.search,
+                dynamic_reduction: options.dynamic_reduction,
+                max_faults: options.max_faults,
+                retry_depth: options.retry_depth,
+            });
+        };
+        session.learn_connect_targets(
+            counterexample
+                .faults
+                .iter()
+                .filter_map(|f| f.connect.clone().map(|c| (f.planned.index.clone(), c))),
+        );
+        Explorer::replay(Plan::replay(
+            counterexample
+                .faults
+                .iter()
+                .map(|f| f.planned.clone())
+                .collect(),
+        ))
+    }
+}
+
 /// The run itself: services up, then executions until the search is done
 /// or one fails; `record` keeps what was done, for the reports.
 async fn explore(options: &Options, started: Instant, record: &mut RunRecord) -> Result<Verdict> {
-    let config = Config::load(&options.config)?;
-    let test = test_spec(options, &config)?;
-    let test_command = test.command.clone();
-    let counterexample = options
-        .counterexample_file
-        .as_deref()
-        .map(Counterexample::read)
-        .transpose()?;
-    let mut faults = FaultSpace::new(config.fault_rules.clone());
-    let analysed = options
-        .analyze
-        .as_ref()
-        .or(config.analysis_directory.as_ref());
-    if let Some(path) = &options.analysis_file {
-        faults = faults.with_analysis(Analysis::read(path)?.faults());
-    } else if let Some(dir) = analysed {
-        let analysis = Analysis::of_directory(dir)?;
-        for line in analysis.describe() {
-            eprintln!("filibuster: analysis: {line}");
-        }
-        faults = faults.with_analysis(analysis.faults());
-    }
-    if options.learn_faults {
-        faults = faults.learning();
-    }
-    if options.fail_calls_outside_requests {
-        faults = faults.outside_requests();
-    }
-    faults = faults.with_scope(config.scope.iter().map(|(_, p)| p.clone()).collect());
-    record.scope = config
+    let plan = RunPlan::new(options)?;
+    record.scope = plan
+        .config
         .scope
         .iter()
         .map(|(written, _)| written.clone())
         .collect();
-
-    // A replay, or the fault-free execution alone, is one execution.
-    let cells = if counterexample.is_some() || options.only_initial_execution {
-        CellCount::Exactly(1)
-    } else {
-        options.cells
-    };
     let mut host = Host::prepare(
-        &config,
-        faults,
+        &plan.config,
+        plan.faults.clone(),
         options.control_port,
         options.startup_timeout,
         started,
-        cells,
+        plan.cells,
     )
     .await?;
-    // Idle cells, each with its functional test; cell 0 is up, the others
-    // join as their copies of the services listen.
-    let mut idle: Vec<(usize, FunctionalTest)> = vec![(
-        0,
-        host.functional_test(0, test.clone(), &config.dir, options.execution_timeout),
-    )];
-    let mut starting = JoinSet::new();
-    // `auto` adds cells one at a time while they pay; a number, all now.
-    let adaptive = cells == CellCount::Auto;
-    let mut launched = if adaptive { 1 } else { host.cells() };
-    for cell in 1..launched {
-        starting.spawn(host.launch(cell).start());
-    }
-    record.cells = launched;
-    let start_cost = host.ready.saturating_sub(host.attached_at);
-    // Killed with the run, before the host's cgroups go.
-    let mut cells_services = Vec::new();
-    let restarts = config.services.iter().any(|s| s.restart_every_execution);
-    let mut restarted_services = std::collections::HashMap::new();
+    let mut cells = Cells::new(
+        &mut host,
+        plan.cells,
+        &plan.config,
+        plan.test.clone(),
+        options.execution_timeout,
+    );
+    record.cells = cells.launched();
     let session = &host.session.clone();
-
-    let explorer = record.explorer.insert(match &counterexample {
-        Some(counterexample) => {
-            session.learn_connect_targets(
-                counterexample
-                    .faults
-                    .iter()
-                    .filter_map(|f| f.connect.clone().map(|c| (f.planned.index.clone(), c))),
-            );
-            Explorer::replay(Plan::replay(
-                counterexample
-                    .faults
-                    .iter()
-                    .map(|f| f.planned.clone())
-                    .collect(),
-            ))
-        }
-        None => Explorer::new(SearchOptions {
-            search: options.search,
-            dynamic_reduction: options.dynamic_reduction,
-            max_faults: options.max_faults,
-            retry_depth: options.retry_depth,
-        }),
-    });
+    record.explorer = Some(plan.explorer(options, session));
 
     let terminal = Terminal::start();
     // Filibuster's own time: from a cell's test ending to its next one
@@ -400,34 +417,23 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     let mut stopping = false;
     let mut handed_out = 0;
     loop {
-        while !stopping && !idle.is_empty() {
+        while !stopping && let Some((cell, mut functional)) = cells.take_idle() {
             if let Some(reached) = options.budget.reached(handed_out, started.elapsed()) {
                 record.budget = Some(reached);
                 stopping = true;
-                break;
             }
-            let Some(execution) = explorer.next_execution() else {
+            let explorer = record.explorer.as_mut().expect("the search");
+            let Some(execution) = (!stopping).then(|| explorer.next_execution()).flatten() else {
+                cells.put_back(cell, functional);
                 break;
             };
             handed_out += 1;
-            let (cell, mut functional) = idle.pop().expect("an idle cell");
             let number = execution.number;
             let faults: Vec<_> = execution.plan().faults().cloned().collect();
             let last_ended = functional.last_ended();
             // Before the execution begins: nothing armed, and what the
             // services do for it is no execution's.
-            session.resetting(cell, true);
-            let restarted = match restarts {
-                true => host.launch(cell).restart().await.map(Some),
-                false => Ok(None),
-            };
-            let reset = functional.reset().await;
-            session.resetting(cell, false);
-            if let Some(children) = restarted? {
-                // The earlier copies ended; these are ended with the run.
-                restarted_services.insert(cell, children);
-            }
-            reset?;
+            cells.reset(&host, cell, &mut functional).await?;
             let settle = session.begin(cell, execution)?;
             if let Some(ended) = last_ended {
                 between_executions += ended.elapsed() + settle;
@@ -453,121 +459,35 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         }
         let joined = tokio::select! {
             Some(joined) = running.join_next() => joined,
-            Some(started) = starting.join_next() => {
-                let (cell, services) = started.context("a cell's start failed")?;
-                cells_services.extend(services.with_context(|| format!("cell {cell}"))?);
-                let functional =
-                    host.functional_test(cell, test.clone(), &config.dir, options.execution_timeout);
-                idle.push((cell, functional));
+            Some(started) = cells.next_started(&mut host) => {
+                started?;
                 continue;
             }
         };
         let (functional, ran, test) = joined.context("a cell's test runner failed")?;
         let test = test?;
-        let Ran {
-            cell,
-            number,
-            faults,
-            began,
-            ended,
-            held_before,
-        } = ran;
-        idle.push((cell, functional));
-        let execution = session.end(cell).expect("the execution just run");
-        let held = session.held(cell) - held_before;
-        record.held += held;
-        let lost_events = explorer.finish(execution, test.passed()).lost_events;
-        let progress = explorer.progress();
-        terminal.update(progress);
-        terminal.line(&format!(
-            "filibuster: execution {number} ({} scheduled, {} pruned{}): {} → {}{}",
-            progress.scheduled,
-            progress.pruned,
-            match record.cells {
-                1 => String::new(),
-                _ => format!(", cell {cell}"),
-            },
-            report::describe_faults(&faults),
-            test.verdict(),
-            match lost_events {
-                0 => String::new(),
-                n => format!(
-                    " (the kernel lost {n} event(s) meanwhile, its buffer full: calls may be missing, and this execution is not used to skip others)"
-                ),
-            }
-        ));
+        cells.put_back(ran.cell, functional);
         let passed = test.passed();
-        let at = record
-            .results
-            .partition_point(|result| result.number < number);
-        record.results.insert(
-            at,
-            ExecutionResult {
-                number,
-                duration: ended - began,
-                held,
-                verdict: test.verdict(),
-                output: if passed {
-                    String::new()
-                } else {
-                    test.output.clone()
-                },
-            },
-        );
-        let timed_out = test.result == TestResult::TimedOut;
-        // With no fault injected, a hang or a failure is the setup's; with
-        // faults, it is what the search is looking for.
-        if faults.is_empty() && timed_out {
-            bail!(
-                "the functional test did not finish within {}s with no fault injected: raise --execution-timeout or fix the hang",
-                options.execution_timeout.as_secs(),
-            );
-        }
-        if faults.is_empty() && !passed {
-            bail!(
-                "the functional test fails with no fault injected ({}): fix the test or the services first\n{}",
-                test.verdict(),
-                test.output.trim_end()
-            );
-        }
-        if !passed {
-            let finished = explorer.execution(number).expect("just finished");
-            let diagnosis = report::diagnose(&finished.calls, timed_out, (began, ended));
-            if let Some(diagnosis) = &diagnosis {
-                terminal.line(&format!("filibuster: {diagnosis}"));
-            }
-            record.found.push(Found {
-                number,
-                diagnosis,
-                counterexample: counterexample
-                    .is_none()
-                    .then(|| counterexample_of(finished, &test_command, session)),
-            });
-        }
+        ended_execution(
+            ran,
+            test,
+            record,
+            &terminal,
+            &plan.test.command,
+            session,
+            options,
+        )?;
         // The executions already out finish; none is handed out after.
         if (!passed && !options.keep_going) || options.only_initial_execution {
             stopping = true;
         }
-        // As many start at once as there are cores to start them.
-        while adaptive
-            && !stopping
-            && launched < host.cells()
-            && starting.len() < proxy::thread_count()
-            && another_cell_pays(
-                &record.results,
-                explorer.progress().scheduled,
-                launched,
-                start_cost,
-            )
-        {
-            starting.spawn(host.launch(launched).start());
-            launched += 1;
-            record.cells = launched;
+        if !stopping {
+            let explorer = record.explorer.as_ref().expect("the search");
+            cells.grow(&host, &record.results, explorer.progress().scheduled);
+            record.cells = cells.launched();
         }
     }
-    for (_, functional) in &mut idle {
-        functional.finish().await;
-    }
+    cells.finish().await;
     drop(terminal);
     record.services_rss_kib = host.resident_kib();
     record.agent = Some(AgentFootprint::measure(
@@ -576,10 +496,8 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         between_executions,
         session.observed_calls(),
     ));
-    drop(idle);
-    drop(starting);
-    drop(cells_services);
-    drop(restarted_services);
+    // The cells' services end before the host's cgroups go.
+    drop(cells);
     drop(host);
     Ok(if record.found.is_empty() {
         Verdict::Passed
@@ -588,24 +506,100 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
     })
 }
 
-/// Whether starting one more cell, on top of `cells`, would save more
-/// time than it costs (`start_cost`: what cell 0's services took to
-/// start): the time the `scheduled` executions are expected to spend held
-/// for timeouts, at the mean so far, shared by one more cell.
-fn another_cell_pays(
-    results: &[ExecutionResult],
-    scheduled: usize,
-    cells: usize,
-    start_cost: Duration,
-) -> bool {
-    // The fault-free execution holds nothing: wait for one with faults.
-    if results.len() < 2 {
-        return false;
+/// What an execution's end tells the search, the terminal and the
+/// reports; an error when the fault-free execution shows the test cannot
+/// pass at all.
+fn ended_execution(
+    ran: Ran,
+    test: functional::TestRun,
+    record: &mut RunRecord,
+    terminal: &Terminal,
+    test_command: &str,
+    session: &Session,
+    options: &Options,
+) -> Result<()> {
+    let Ran {
+        cell,
+        number,
+        faults,
+        began,
+        ended,
+        held_before,
+    } = ran;
+    let explorer = record.explorer.as_mut().expect("the search");
+    let execution = session.end(cell).expect("the execution just run");
+    let held = session.held(cell) - held_before;
+    record.held += held;
+    let lost_events = explorer.finish(execution, test.passed()).lost_events;
+    let progress = explorer.progress();
+    terminal.update(progress);
+    terminal.line(&format!(
+        "filibuster: execution {number} ({} scheduled, {} pruned{}): {} → {}{}",
+        progress.scheduled,
+        progress.pruned,
+        match record.cells {
+            1 => String::new(),
+            _ => format!(", cell {cell}"),
+        },
+        report::describe_faults(&faults),
+        test.verdict(),
+        match lost_events {
+            0 => String::new(),
+            n => format!(
+                " (the kernel lost {n} event(s) meanwhile, its buffer full: calls may be missing, and this execution is not used to skip others)"
+            ),
+        }
+    ));
+    let passed = test.passed();
+    let at = record
+        .results
+        .partition_point(|result| result.number < number);
+    record.results.insert(
+        at,
+        ExecutionResult {
+            number,
+            duration: ended - began,
+            held,
+            verdict: test.verdict(),
+            output: if passed {
+                String::new()
+            } else {
+                test.output.clone()
+            },
+        },
+    );
+    let timed_out = test.result == TestResult::TimedOut;
+    // With no fault injected, a hang or a failure is the setup's; with
+    // faults, it is what the search is looking for.
+    if faults.is_empty() && timed_out {
+        bail!(
+            "the functional test did not finish within {}s with no fault injected: raise --execution-timeout or fix the hang",
+            options.execution_timeout.as_secs(),
+        );
     }
-    let held: f64 = results.iter().map(|r| r.held.as_secs_f64()).sum();
-    let expected = scheduled as f64 * held / results.len() as f64;
-    let cells = cells as f64;
-    expected * (1.0 / cells - 1.0 / (cells + 1.0)) > start_cost.as_secs_f64()
+    if faults.is_empty() && !passed {
+        bail!(
+            "the functional test fails with no fault injected ({}): fix the test or the services first\n{}",
+            test.verdict(),
+            test.output.trim_end()
+        );
+    }
+    if !passed {
+        let finished = explorer.execution(number).expect("just finished");
+        let diagnosis = report::diagnose(&finished.calls, timed_out, (began, ended));
+        if let Some(diagnosis) = &diagnosis {
+            terminal.line(&format!("filibuster: {diagnosis}"));
+        }
+        record.found.push(Found {
+            number,
+            diagnosis,
+            counterexample: options
+                .counterexample_file
+                .is_none()
+                .then(|| counterexample_of(finished, test_command, session)),
+        });
+    }
+    Ok(())
 }
 
 /// The test to run: the command line's, else the config's.
@@ -938,33 +932,6 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn result(held_ms: u64) -> ExecutionResult {
-        ExecutionResult {
-            number: 1,
-            duration: Duration::from_millis(held_ms + 50),
-            held: Duration::from_millis(held_ms),
-            verdict: "passed".into(),
-            output: String::new(),
-        }
-    }
-
-    #[test]
-    fn cells_are_added_while_the_time_they_share_outweighs_their_start() {
-        let start = Duration::from_millis(600);
-        // Long timeouts: 2 s held per execution, 20 to come.
-        let slow = [result(0), result(2000), result(2000)];
-        assert!(another_cell_pays(&slow, 20, 1, start));
-        assert!(another_cell_pays(&slow, 20, 4, start));
-        assert!(!another_cell_pays(&slow, 20, 8, start));
-        // Nothing held: one cell.
-        let fast = [result(0), result(0), result(0)];
-        assert!(!another_cell_pays(&fast, 100, 1, start));
-        // Too few executions left to pay for a start.
-        assert!(!another_cell_pays(&slow, 1, 1, Duration::from_secs(1)));
-        // Not before an execution with faults has shown what it holds.
-        assert!(!another_cell_pays(&slow[..1], 20, 1, start));
-    }
 
     #[test]
     fn a_warning_names_each_call_once_and_a_few_at_most() {
