@@ -297,8 +297,11 @@ pub fn own_cgroup(mount: &Path) -> Result<PathBuf> {
     Ok(Cgroup::of_process(mount, std::process::id())?.path)
 }
 
-/// Removes the cgroups of earlier runs whose agent is gone (killed with
-/// SIGKILL, say), ending any process left in them. Returns what it removed.
+/// Removes the cgroups of earlier runs (an agent killed with SIGKILL, say),
+/// ending any process left in them; returns what it removed. Only for the
+/// holder of the host lock: no other agent runs then, so every run's
+/// cgroup but this process's own is stale, whatever process its pid now
+/// names.
 pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(mount) else {
         return Vec::new();
@@ -309,11 +312,9 @@ pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)) else {
             continue;
         };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
+        match pid.parse::<u32>() {
+            Ok(pid) if pid != std::process::id() => {}
+            _ => continue,
         }
         let root = entry.path();
         let children: Vec<PathBuf> = fs::read_dir(&root)

@@ -37,6 +37,10 @@ enum Commands {
     /// cgroup v2, the kernel programs loading, container engines), and say
     /// what to do where it does not. Exit 0 when it is ready.
     Doctor,
+    /// Remove what an agent killed with SIGKILL left on this host: its
+    /// cgroups, and the services still running in them. `test` does this
+    /// when it starts, too.
+    Cleanup,
     /// Find the error statuses each service's source can answer with.
     ///
     /// Each subdirectory of the services directory is a service named after
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
             .map(|()| Verdict::Passed)
         }),
         Commands::Analyze(args) => exit_code(analyze(&args).map(|()| Ended::Ran(Verdict::Passed))),
+        Commands::Cleanup => exit_code(runner::clean_up().map(|()| Ended::Ran(Verdict::Passed))),
         Commands::Doctor => {
             let (lines, ready) = filibuster::doctor::report(&filibuster::doctor::checks());
             println!("filibuster doctor\n{lines}");

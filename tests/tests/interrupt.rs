@@ -5,6 +5,7 @@
 
 use std::{
     net::TcpStream,
+    os::unix::process::ExitStatusExt,
     path::Path,
     process::{Child, Output, Stdio},
     thread,
@@ -151,6 +152,51 @@ fn after_sigkill_the_next_start_removes_what_was_left() {
         "{stderr}"
     );
     assert_host_clean();
+}
+
+#[test]
+fn cleanup_removes_a_killed_runs_cgroups_even_when_its_pid_names_another_process() {
+    // What a killed agent leaves, under the name of a pid that runs again
+    // (pid 1 always does): a run's cgroup with a service still in it.
+    let run = filibuster_tests::cgroup_mount()
+        .expect("cgroup v2")
+        .join("filibuster-1");
+    let service = run.join("reused-pid");
+    std::fs::create_dir_all(&service).expect("cgroup made");
+    let mut left = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("sleep runs");
+    std::fs::write(service.join("cgroup.procs"), left.id().to_string()).expect("moved in");
+
+    let cleanup = filibuster()
+        .arg("cleanup")
+        .output()
+        .expect("filibuster runs");
+    let stderr = String::from_utf8_lossy(&cleanup.stderr);
+    assert_eq!(cleanup.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("filibuster-1 left by an earlier run that was killed"),
+        "{stderr}"
+    );
+    let ended = left.wait().expect("reaped");
+    assert_eq!(
+        ended.signal(),
+        Some(Signal::SIGKILL as i32),
+        "the service was ended"
+    );
+    assert_host_clean();
+
+    let again = filibuster()
+        .arg("cleanup")
+        .output()
+        .expect("filibuster runs");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("nothing left by an earlier run"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -104,6 +104,34 @@ struct Cell {
     loop_results: Option<mpsc::UnboundedReceiver<LoopResult>>,
 }
 
+/// Removes what runs killed before they could clean up left on this host
+/// (their cgroups, and the services still in them), saying so; the caller
+/// holds the host lock. Returns how many runs it cleaned up after.
+fn clean_up_killed_runs(cgroup_mount: &Path) -> usize {
+    let stale = cgroups::remove_stale_runs(cgroup_mount);
+    for cgroup in &stale {
+        eprintln!(
+            "filibuster: removed cgroup {} left by an earlier run that was killed, and ended what ran in it",
+            cgroup.display()
+        );
+    }
+    stale.len()
+}
+
+/// `filibuster cleanup`: what a killed agent left, removed, when no agent
+/// runs.
+pub fn clean_up() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("filibuster cleanup removes cgroups: run it with sudo");
+    }
+    let mount = cgroups::cgroup2_mount()?;
+    let _lock = HostLock::acquire(&mount)?;
+    if clean_up_killed_runs(&mount) == 0 {
+        eprintln!("filibuster: nothing left by an earlier run");
+    }
+    Ok(())
+}
+
 impl Host {
     pub async fn prepare(
         config: &Config,
@@ -121,12 +149,7 @@ impl Host {
         let mount = cgroups::cgroup2_mount()
             .context("cannot place the services in cgroups (filibuster doctor checks this host)")?;
         let lock = HostLock::acquire(&mount)?;
-        for stale in cgroups::remove_stale_runs(&mount) {
-            eprintln!(
-                "filibuster: removed cgroup {} left by an earlier run that was killed",
-                stale.display()
-            );
-        }
+        clean_up_killed_runs(&mount);
         let test_account = Account::invoking()?;
         let composed;
         let config = match &config.compose {

@@ -32,7 +32,7 @@ use crate::{
 use cells::Cells;
 use functional::TestResult;
 use host::Host;
-pub use host::{CellCount, MAX_CELLS};
+pub use host::{CellCount, MAX_CELLS, clean_up};
 use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
