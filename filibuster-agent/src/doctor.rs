@@ -115,7 +115,7 @@ fn cgroup_v2() -> Check {
 }
 
 fn programs() -> Check {
-    match Kernel::load() {
+    match Kernel::load(false) {
         Ok(_) => check(
             Status::Ok,
             "kernel programs",

@@ -65,6 +65,10 @@ struct RunArgs {
     /// or a free port when a service is declared on 5005.
     #[arg(long)]
     control_port: Option<u16>,
+    /// Print the kernel programs' own diagnostics (each connect's
+    /// decision: redirected, refused, direct, observed) as they come.
+    #[arg(long)]
+    kernel_log: bool,
 }
 
 #[derive(clap::Args)]
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
                 execution_timeout: Duration::from_secs(args.run.execution_timeout),
                 startup_timeout: Duration::from_secs(args.run.startup_timeout),
                 control_port: args.run.control_port,
+                kernel_log: args.run.kernel_log,
                 report_json: args.report_json,
             })
             .await
@@ -265,6 +270,7 @@ fn test_options(args: Box<TestArgs>) -> runner::Options {
         execution_timeout: Duration::from_secs(args.run.execution_timeout),
         startup_timeout: Duration::from_secs(args.run.startup_timeout),
         control_port: args.run.control_port,
+        kernel_log: args.run.kernel_log,
         cells: args.cells,
     }
 }

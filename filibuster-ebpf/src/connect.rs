@@ -13,6 +13,7 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
+use aya_log_ebpf::debug;
 use filibuster_common::{
     ACTION_DIRECT, ACTION_OBSERVED, ACTION_OBSERVED_HTTP2, ACTION_REDIRECTED, ACTION_REFUSED,
     AF_INET, AF_INET6, CALLEE_HTTP1, CALLEE_HTTP2, Callee, ConnectAttempt, ConnectKey, Listeners,
@@ -274,6 +275,15 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
         (Decision::Redirect, ACTION_REDIRECTED)
     };
     report(attempt, action, netns, cookie, pid_tgid);
+    // Off unless the agent runs with --kernel-log (it sets the level).
+    debug!(
+        ctx,
+        "connect from cgroup {} to port {}, attempt {}: action {}",
+        key.cgroup_id,
+        destination.port,
+        ordinal,
+        action
+    );
     decision
 }
 

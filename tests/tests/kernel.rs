@@ -61,7 +61,7 @@ sys.stdin.read()
 /// The programs loaded, redirecting namespace `netns` to `agent`, and
 /// attached to a fresh cgroup named `client`.
 fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, Events, RunCgroups) {
-    let (mut kernel, events) = Kernel::load().expect("programs load (run as root)");
+    let (mut kernel, events) = Kernel::load(false).expect("programs load (run as root)");
     kernel.configure(Settings::default()).unwrap();
     kernel
         .add_listeners(

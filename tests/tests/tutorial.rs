@@ -482,6 +482,43 @@ fn the_html_report_shows_the_failure_in_a_browser_and_fetches_nothing() {
 }
 
 #[test]
+fn kernel_log_prints_each_connects_decision_and_is_off_by_default() {
+    let dir = scratch("kernel-log");
+    let with = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("filibuster.toml"),
+            "--only-initial-execution",
+            "--kernel-log",
+        ],
+    );
+    assert_eq!(with.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&with.stderr);
+    // foo's call to bar, and bar's to baz, redirected to the proxy.
+    for port in [5001, 5002] {
+        let line = format!("to port {port}, attempt 1: action 1");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("filibuster: kernel: connect from cgroup")
+                    && l.ends_with(&line)),
+            "{stderr}"
+        );
+    }
+    let without = run_test(
+        &dir,
+        &[
+            "--config",
+            &config("filibuster.toml"),
+            "--only-initial-execution",
+        ],
+    );
+    assert_eq!(without.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&without.stderr).contains("filibuster: kernel:"));
+}
+
+#[test]
 fn doctor_checks_this_host_the_way_the_agent_uses_it() {
     let output = filibuster().arg("doctor").output().expect("doctor runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -23,10 +23,12 @@ use filibuster_common::{
 
 mod destination;
 mod events;
+mod log;
 
 pub use destination::Destination;
 pub(crate) use events::kernel_instant;
 pub use events::{EventSource, Events, Frame, Head, KernelEvent};
+pub use log::KernelLog;
 
 use crate::cgroups::Cgroup;
 
@@ -97,6 +99,8 @@ pub struct Kernel {
     senders: HashMap<MapData, ConnectionPorts, u32>,
     reads: HashMap<MapData, ThreadPort, u16>,
     dropped: PerCpuArray<MapData, u64>,
+    /// With `--kernel-log`, until the agent takes it to print.
+    log: Option<KernelLog>,
 }
 
 const SOCK_ADDR_PROGRAMS: [&str; 4] = [
@@ -125,13 +129,16 @@ pub enum Speaks {
 
 impl Kernel {
     /// Loads the programs into the kernel (not yet attached anywhere), with
-    /// the ring buffer they report through.
-    pub fn load() -> Result<(Self, Events)> {
+    /// the ring buffer they report through; with `kernel_log`, their own
+    /// diagnostics on (see [`Kernel::take_log`]).
+    pub fn load(kernel_log: bool) -> Result<(Self, Events)> {
         // The programs read only the stable bpf_sock_addr/bpf_sock_ops
         // context, so they need no CO-RE relocation: skipping the kernel's
         // BTF saves parsing it (about 20 MiB of peak memory).
+        let level = log::level(kernel_log);
         let mut ebpf = EbpfLoader::new()
             .btf(None)
+            .override_global(aya_log::LEVEL, &level, true)
             .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filibuster")))
             .map_err(|e| anyhow!("cannot load the kernel programs ({e}): filibuster needs root (CAP_BPF and CAP_NET_ADMIN)"))?;
         for name in SOCK_ADDR_PROGRAMS {
@@ -165,6 +172,7 @@ impl Kernel {
             })?;
         }
         let events = Events::new(RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?);
+        let log = kernel_log.then(|| KernelLog::take(&mut ebpf)).transpose()?;
         let kernel = Self {
             settings: Array::try_from(take_map(&mut ebpf, maps::SETTINGS)?)?,
             listeners: HashMap::try_from(take_map(&mut ebpf, maps::LISTENERS)?)?,
@@ -178,8 +186,14 @@ impl Kernel {
             reads: HashMap::try_from(take_map(&mut ebpf, maps::READS)?)?,
             dropped: PerCpuArray::try_from(take_map(&mut ebpf, maps::DROPPED)?)?,
             ebpf,
+            log,
         };
         Ok((kernel, events))
+    }
+
+    /// The programs' log, when loaded with it on: once.
+    pub fn take_log(&mut self) -> Option<KernelLog> {
+        self.log.take()
     }
 
     /// Sets what every program reads first: the control port, the managed cgroups' levels.

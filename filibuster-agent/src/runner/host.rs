@@ -140,6 +140,7 @@ impl Host {
         startup_timeout: Duration,
         started: Instant,
         count: CellCount,
+        kernel_log: bool,
     ) -> Result<Self> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
@@ -184,9 +185,10 @@ impl Host {
             CellCount::Auto => MAX_CELLS.min(4 * proxy::thread_count()),
         };
 
-        let (mut kernel, events) = Kernel::load().context(
+        let (mut kernel, events) = Kernel::load(kernel_log).context(
             "the kernel programs do not load (filibuster doctor says what this host lacks)",
         )?;
+        let programs_log = kernel.take_log();
 
         // Cell 0 is the host's namespace; the others get their own.
         let mut cell_namespaces = vec![own.clone()];
@@ -325,6 +327,7 @@ impl Host {
             }
         }
         let mut tasks = vec![tokio::spawn(absorb_kernel_events(session.clone()))];
+        tasks.extend(programs_log.map(|log| tokio::spawn(log.print())));
         let token = run_token()?;
         let mut cells = Vec::new();
         for (index, netns) in cell_namespaces.into_iter().enumerate() {

@@ -85,6 +85,8 @@ pub struct Options {
     pub control_port: Option<u16>,
     /// Executions run side by side, each in its own copy of the services.
     pub cells: CellCount,
+    /// Print the kernel programs' diagnostics (`--kernel-log`).
+    pub kernel_log: bool,
 }
 
 /// A bound the user sets on a search too big to finish (`--max-executions`,
@@ -396,6 +398,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         options.startup_timeout,
         started,
         plan.cells,
+        options.kernel_log,
     )
     .await?;
     let mut cells = Cells::new(
@@ -864,6 +867,8 @@ pub struct TraceOptions {
     pub control_port: Option<u16>,
     /// Where to write the calls seen as JSON.
     pub report_json: Option<PathBuf>,
+    /// Print the kernel programs' diagnostics (`--kernel-log`).
+    pub kernel_log: bool,
 }
 
 /// Observes the application, injecting nothing, and prints the calls seen:
@@ -891,6 +896,7 @@ pub async fn trace(options: TraceOptions) -> Result<()> {
         options.startup_timeout,
         started,
         CellCount::Exactly(1),
+        options.kernel_log,
     )
     .await?;
     // A replay of no fault: calls are recorded, nothing is scheduled.
