@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::{
-    fs::{self, OpenOptions},
+    fs::{self, File, OpenOptions},
     os::{
         fd::AsRawFd,
         unix::{fs::MetadataExt, process::CommandExt},
@@ -42,14 +42,67 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
 pub struct Cgroup {
     path: PathBuf,
     id: u64,
+    /// Where its limits are kept, for one this run created (a v1 cgroup
+    /// of the same name, on a hybrid host, which its processes join too).
+    limited: Option<Limited>,
+}
+
+/// A created cgroup's limits: the files that count the times they were
+/// hit, and, on a hybrid host, the v1 cgroups its processes also join.
+#[derive(Clone, Debug)]
+struct Limited {
+    limits: Limits,
+    pids_events: PathBuf,
+    memory_events: PathBuf,
+    /// Each v1 cgroup's `cgroup.procs` (none with cgroup v2's controllers).
+    v1_procs: Vec<PathBuf>,
+}
+
+/// `[limits]`: what the processes of one service (each copy, in each
+/// cell) or of the test may hold at once, so that a fork bomb or a leak
+/// under a fault stays in its cgroup instead of taking the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Processes and threads (`pids.max`).
+    pub pids: u64,
+    /// Bytes of memory (`memory.max`); the kernel ends a process past it.
+    pub memory: u64,
+}
+
+/// How a limit of one cgroup was hit, when it was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LimitHit {
+    /// A fork or thread was refused at `pids.max`.
+    Pids(u64),
+    /// A process was killed at `memory.max`.
+    Memory(u64),
 }
 
 impl Cgroup {
-    fn create(path: PathBuf) -> Result<Self> {
+    fn create(path: PathBuf, enforcement: &Enforcement, limits: Limits) -> Result<Self> {
         fs::create_dir(&path)
             .with_context(|| format!("cannot create cgroup {}", path.display()))?;
         let id = fs::metadata(&path)?.ino();
-        Ok(Self { path, id })
+        let limited = enforcement.limit(&path, limits)?;
+        Ok(Self { path, id, limited })
+    }
+
+    /// Which of its limits its processes hit, if any did.
+    pub fn limit_hit(&self) -> Option<LimitHit> {
+        let limited = self.limited.as_ref()?;
+        let count = |file: &Path, key: &str| {
+            fs::read_to_string(file).ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+            })
+        };
+        if count(&limited.memory_events, "oom_kill ").is_some_and(|n| n > 0) {
+            return Some(LimitHit::Memory(limited.limits.memory));
+        }
+        if count(&limited.pids_events, "max ").is_some_and(|n| n > 0) {
+            return Some(LimitHit::Pids(limited.limits.pids));
+        }
+        None
     }
 
     /// A cgroup someone else made (a container's, a unit's, a harness's):
@@ -65,6 +118,7 @@ impl Cgroup {
         Ok(Self {
             path: path.to_path_buf(),
             id,
+            limited: None,
         })
     }
 
@@ -123,18 +177,26 @@ impl Cgroup {
     /// Makes `command` start inside this cgroup: the child moves itself
     /// here before exec, so nothing it runs ever runs outside.
     pub fn start_inside(&self, command: &mut Command) -> Result<()> {
-        let procs = OpenOptions::new()
-            .write(true)
-            .open(self.procs_file())
-            .with_context(|| format!("cannot open {}", self.procs_file().display()))?;
-        let fd = procs.as_raw_fd();
+        let v1 = self.limited.iter().flat_map(|l| &l.v1_procs);
+        // The v1 cgroups first: the v2 one, joined last, is where the
+        // kernel programs and the agent look.
+        let files: Vec<File> = v1
+            .chain(std::iter::once(&self.procs_file()))
+            .map(|path| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))
+            })
+            .collect::<Result<_>>()?;
         // SAFETY: only write(2), async-signal-safe, runs between fork and
-        // exec; the closure owns `procs`, so the descriptor stays open.
+        // exec; the closure owns `files`, so the descriptors stay open.
         unsafe {
             command.pre_exec(move || {
-                let _keep_open = &procs;
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
+                for file in &files {
+                    if libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -162,11 +224,116 @@ impl Cgroup {
 pub struct RunCgroups {
     root: PathBuf,
     children: Vec<Cgroup>,
+    enforcement: Enforcement,
+    limits: Limits,
+}
+
+/// Where this host enforces the run's limits.
+#[derive(Debug)]
+enum Enforcement {
+    /// cgroup v2's own `pids` and `memory` controllers, enabled for the
+    /// run's children.
+    V2,
+    /// A hybrid host's v1 `pids` and `memory` hierarchies (cgroup v2 then
+    /// has neither): the run's cgroups there, of the same names.
+    V1 { pids: PathBuf, memory: PathBuf },
+    /// Neither: the limits are not enforced (said once, at start).
+    Unavailable,
+}
+
+impl Enforcement {
+    /// For the run's new cgroup `root`: v2's controllers if its parent
+    /// hands them down, else the v1 hierarchies' run cgroups (made here).
+    fn for_run(root: &Path) -> Result<Self> {
+        let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let has = |name: &str| controllers.split_whitespace().any(|c| c == name);
+        if has("pids") && has("memory") {
+            fs::write(root.join("cgroup.subtree_control"), "+pids +memory").with_context(|| {
+                format!(
+                    "cannot enable the pids and memory controllers in {}",
+                    root.display()
+                )
+            })?;
+            return Ok(Self::V2);
+        }
+        let name = root.file_name().expect("a run cgroup's name");
+        let (Some(pids), Some(memory)) = (v1_mount("pids"), v1_mount("memory")) else {
+            return Ok(Self::Unavailable);
+        };
+        let (pids, memory) = (pids.join(name), memory.join(name));
+        for dir in [&pids, &memory] {
+            fs::create_dir(dir)
+                .with_context(|| format!("cannot create cgroup {}", dir.display()))?;
+        }
+        Ok(Self::V1 { pids, memory })
+    }
+
+    /// Sets `limits` on the run's new child cgroup `path`.
+    fn limit(&self, path: &Path, limits: Limits) -> Result<Option<Limited>> {
+        let write = |file: PathBuf, value: u64| {
+            fs::write(&file, value.to_string())
+                .with_context(|| format!("cannot set {} to {value}", file.display()))
+        };
+        match self {
+            Self::V2 => {
+                write(path.join("pids.max"), limits.pids)?;
+                write(path.join("memory.max"), limits.memory)?;
+                Ok(Some(Limited {
+                    limits,
+                    pids_events: path.join("pids.events"),
+                    memory_events: path.join("memory.events"),
+                    v1_procs: Vec::new(),
+                }))
+            }
+            Self::V1 { pids, memory } => {
+                let name = path.file_name().expect("a child cgroup's name");
+                let (pids, memory) = (pids.join(name), memory.join(name));
+                for dir in [&pids, &memory] {
+                    fs::create_dir(dir)
+                        .with_context(|| format!("cannot create cgroup {}", dir.display()))?;
+                }
+                write(pids.join("pids.max"), limits.pids)?;
+                write(memory.join("memory.limit_in_bytes"), limits.memory)?;
+                Ok(Some(Limited {
+                    limits,
+                    pids_events: pids.join("pids.events"),
+                    memory_events: memory.join("memory.oom_control"),
+                    v1_procs: vec![pids.join("cgroup.procs"), memory.join("cgroup.procs")],
+                }))
+            }
+            Self::Unavailable => Ok(None),
+        }
+    }
+
+    /// The run's cgroups in the v1 hierarchies, if it has any.
+    fn v1_roots(&self) -> Vec<&Path> {
+        match self {
+            Self::V1 { pids, memory } => vec![pids, memory],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where the v1 hierarchy of `controller` is mounted, on a hybrid host.
+fn v1_mount(controller: &str) -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, kind, options) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        (kind == "cgroup" && options.split(',').any(|o| o == controller))
+            .then(|| PathBuf::from(dir))
+    })
 }
 
 impl RunCgroups {
-    /// Makes the run's cgroup under `mount`, the cgroup v2 file system.
-    pub fn create(mount: &Path) -> Result<Self> {
+    /// Makes the run's cgroup under `mount`, the cgroup v2 file system,
+    /// its children to be held to `limits`.
+    pub fn create(mount: &Path, limits: Limits) -> Result<Self> {
         let root = mount.join(format!("{RUN_PREFIX}{}", std::process::id()));
         fs::create_dir(&root).with_context(|| {
             format!(
@@ -174,18 +341,30 @@ impl RunCgroups {
                 root.display()
             )
         })?;
-        Ok(Self {
+        let mut run = Self {
             root,
             children: Vec::new(),
-        })
+            enforcement: Enforcement::Unavailable,
+            limits,
+        };
+        // Set after `run` exists, so that its drop removes what a failure
+        // here leaves.
+        run.enforcement = Enforcement::for_run(&run.root)?;
+        if let Enforcement::Unavailable = run.enforcement {
+            eprintln!(
+                "filibuster: warning: this host's cgroups have no pids and memory controllers for the run: [limits] are not enforced"
+            );
+        }
+        Ok(run)
     }
 
-    /// Makes a child cgroup for one service (or the test), named after it.
+    /// Makes a child cgroup for one service (or the test), named after it,
+    /// held to the run's limits.
     pub fn add(&mut self, name: &str) -> Result<&Cgroup> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             bail!("`{name}` cannot name a cgroup: use letters, digits, `-` or `_`");
         }
-        let cgroup = Cgroup::create(self.root.join(name))?;
+        let cgroup = Cgroup::create(self.root.join(name), &self.enforcement, self.limits)?;
         self.children.push(cgroup);
         Ok(self.children.last().expect("just pushed"))
     }
@@ -217,6 +396,10 @@ impl Drop for RunCgroups {
             remove_when_empty(&child.path);
         }
         remove_when_empty(&self.root);
+        // Their processes were the v2 cgroups' own, ended above.
+        for root in self.enforcement.v1_roots() {
+            remove_when_empty(root);
+        }
     }
 }
 
@@ -331,6 +514,9 @@ pub fn remove_stale_runs(mount: &Path) -> Vec<PathBuf> {
             remove_when_empty(child);
         }
         remove_when_empty(&root);
+        for v1 in ["pids", "memory"].into_iter().filter_map(v1_mount) {
+            remove_when_empty(&v1.join(&name));
+        }
         removed.push(root);
     }
     removed

@@ -21,6 +21,75 @@ struct File {
     faults: Vec<FaultSection>,
     compose: Option<Compose>,
     analysis: Option<AnalysisSection>,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+/// `[limits]`: what each service's processes (each copy, in each cell) and
+/// the test's may hold at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    /// Processes and threads.
+    pids: Option<u64>,
+    /// Memory, as Docker's `--memory` writes it: "512m", "2g".
+    memory: Option<String>,
+}
+
+/// The `[limits]` a run applies; `None` where the config leaves the
+/// default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub pids: Option<u64>,
+    /// In bytes.
+    pub memory: Option<u64>,
+}
+
+impl TryFrom<LimitsSection> for Limits {
+    type Error = anyhow::Error;
+
+    fn try_from(section: LimitsSection) -> Result<Self> {
+        if section.pids == Some(0) {
+            bail!("[limits] pids = 0 would let no process start: give at least 1");
+        }
+        let memory = section
+            .memory
+            .map(|written| {
+                memory_bytes(&written).with_context(|| {
+                    format!("[limits] memory = \"{written}\" is not a size: write it as \"512m\" or \"2g\"")
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            pids: section.pids,
+            memory,
+        })
+    }
+}
+
+/// "512m" in bytes: Docker's `--memory` syntax (b, k, m, g, binary), which
+/// users already write for their containers. By hand: the size crates
+/// read `m` as 10^6.
+fn memory_bytes(written: &str) -> Option<u64> {
+    let written = written.trim().to_ascii_lowercase();
+    let (digits, shift) = match written.strip_suffix(['b', 'k', 'm', 'g']) {
+        Some(digits) => (
+            digits,
+            match written.as_bytes()[written.len() - 1] {
+                b'k' => 10,
+                b'm' => 20,
+                b'g' => 30,
+                _ => 0,
+            },
+        ),
+        None => (written.as_str(), 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1 << shift)
+        .filter(|&b| b > 0)
 }
 
 /// `[analysis]`: read the services' source before the run, so the
@@ -182,6 +251,8 @@ pub struct Config {
     pub analysis_directory: Option<PathBuf>,
     /// `[test] scope`, as written and as patterns of the test's calls.
     pub scope: Vec<(String, CallPattern)>,
+    /// `[limits]`.
+    pub limits: Limits,
 }
 
 /// A `[test] scope` entry: "METHOD /path" or "/path" (globs as in
@@ -341,6 +412,7 @@ impl Config {
             fault_rules,
             compose: file.compose,
             analysis_directory: file.analysis.map(|a| dir.join(a.services)),
+            limits: file.limits.try_into()?,
             dir,
         })
     }
@@ -483,5 +555,31 @@ mod tests {
             err.contains("[test] scope `checkout`: give a path"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reads_limits_as_docker_writes_memory_and_names_a_bad_one() {
+        let limits = parse("[limits]\npids = 64\nmemory = \"512m\"\n")
+            .unwrap()
+            .limits;
+        assert_eq!(
+            limits,
+            Limits {
+                pids: Some(64),
+                memory: Some(512 << 20)
+            }
+        );
+        assert_eq!(parse("").unwrap().limits, Limits::default());
+        assert_eq!(memory_bytes("2G"), Some(2 << 30));
+        assert_eq!(memory_bytes("1048576"), Some(1 << 20));
+        for bad in ["lots", "0m", "-1g", "99999999999g"] {
+            let err = parse(&format!("[limits]\nmemory = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a size: write it as"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("[limits]\npids = 0\n").unwrap_err().to_string();
+        assert!(err.contains("give at least 1"), "{err}");
     }
 }

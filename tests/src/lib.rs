@@ -127,15 +127,21 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-/// The cgroups of Filibuster runs that are still on this host.
+/// The cgroups of Filibuster runs that are still on this host: under the
+/// cgroup v2 mount, and, on a hybrid host, where `[limits]` are kept, the
+/// v1 `pids` and `memory` hierarchies.
 pub fn leftover_cgroups() -> Vec<PathBuf> {
-    let Ok(mount) = cgroup_mount() else {
-        return Vec::new();
-    };
-    std::fs::read_dir(mount)
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let v1 = mounts.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let limits = |o: &str| o == "pids" || o == "memory";
+        (f.get(2) == Some(&"cgroup") && f.get(3).is_some_and(|o| o.split(',').any(limits)))
+            .then(|| PathBuf::from(f[1]))
+    });
+    cgroup_mount()
         .into_iter()
-        .flatten()
-        .flatten()
+        .chain(v1)
+        .flat_map(|mount| std::fs::read_dir(mount).into_iter().flatten().flatten())
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()

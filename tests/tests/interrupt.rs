@@ -130,12 +130,16 @@ fn sigterm_after_a_failure_leaves_its_counterexample_and_the_reports() {
 #[test]
 fn after_sigkill_the_next_start_removes_what_was_left() {
     let mut agent = agent_mid_run();
+    let killed = format!("filibuster-{}", agent.id());
     signal(&agent, Signal::SIGKILL);
     agent.wait().expect("reaped");
     // The kernel detached the programs with the agent's links; the
-    // services, in our cgroups, are ended by the next start.
+    // services, in our cgroups (v2's, and on a hybrid host the v1 ones
+    // that keep the limits), are ended by the next start.
     assert_eq!(our_programs_loaded(), Vec::<String>::new());
-    assert_eq!(leftover_cgroups().len(), 1);
+    let left = leftover_cgroups();
+    assert!(!left.is_empty());
+    assert!(left.iter().all(|p| p.ends_with(&killed)), "{left:?}");
     let dir = scratch("after-sigkill");
     let next = run_test(
         &dir,
@@ -197,6 +201,91 @@ fn cleanup_removes_a_killed_runs_cgroups_even_when_its_pid_names_another_process
         stderr.contains("nothing left by an earlier run"),
         "{stderr}"
     );
+}
+
+/// A service written as such services are (one worker process per item
+/// of a request; a buffer per request), in `dir`, under `limits`.
+fn limited_service(dir: &Path, limits: &str) -> String {
+    std::fs::write(
+        dir.join("exporter.py"),
+        r#"import http.server, subprocess
+
+class Export(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/render":
+            report = bytearray(256 << 20)  # the whole export, in memory
+            report[-1] = 1
+        workers = [subprocess.Popen(["sleep", "5"]) for _ in range(64)]
+        for worker in workers:
+            worker.kill()
+        self.send_response(200)
+        self.end_headers()
+
+http.server.ThreadingHTTPServer(("127.0.0.1", 5340), Export).serve_forever()
+"#,
+    )
+    .unwrap();
+    let config = dir.join("filibuster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[services.exporter]\ncommand = \"python3 exporter.py\"\nport = 5340\n\n[limits]\n{limits}\n"
+        ),
+    )
+    .unwrap();
+    config.display().to_string()
+}
+
+#[test]
+fn a_service_past_its_limits_ends_the_run_saying_which_and_what_to_do() {
+    let dir = scratch("limits");
+    for (limits, path, expected) in [
+        (
+            "pids = 16",
+            "/export",
+            "service `exporter` hit its limit of 16 processes and threads: raise [limits] pids",
+        ),
+        (
+            "memory = \"64m\"",
+            "/render",
+            "service `exporter` was killed for memory past its limit of 64 MiB: raise [limits] memory",
+        ),
+    ] {
+        let config = limited_service(&dir, limits);
+        let output = run_test(
+            &dir,
+            &[
+                "--config",
+                &config,
+                "--functional-test",
+                &format!(
+                    "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5340{path}\")'"
+                ),
+                "--only-initial-execution",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            leftover_cgroups().is_empty(),
+            "cgroups left: {:?}",
+            leftover_cgroups()
+        );
+    }
+    // Within its limits (the defaults), it passes.
+    let config = limited_service(&dir, "");
+    let output = run_test(
+        &dir,
+        &[
+            "--config",
+            &config,
+            "--functional-test",
+            "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5340/render\")'",
+            "--only-initial-execution",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0));
 }
 
 #[test]

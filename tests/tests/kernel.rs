@@ -17,7 +17,7 @@ use std::{
 };
 
 use filibuster::{
-    cgroups::{RunCgroups, cgroup2_mount},
+    cgroups::{Limits, RunCgroups, cgroup2_mount},
     ebpf::{Destination, EventSource, Events, Kernel, KernelEvent, KernelMaps, Speaks},
     netns::NetNs,
     observe::http2::{Seen, Tracker},
@@ -72,7 +72,11 @@ fn attached_client(netns: u64, agent: &TcpListener) -> (Kernel, Events, RunCgrou
             },
         )
         .unwrap();
-    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap()).unwrap();
+    let limits = Limits {
+        pids: 4096,
+        memory: 1 << 30,
+    };
+    let mut cgroups = RunCgroups::create(&cgroup2_mount().unwrap(), limits).unwrap();
     // A service: its threads' sends are recorded.
     kernel.attach(cgroups.add("client").unwrap(), true).unwrap();
     (kernel, events, cgroups)

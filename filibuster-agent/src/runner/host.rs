@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     account::Account,
-    cgroups::{self, Cgroup, RunCgroups},
+    cgroups::{self, Cgroup, LimitHit, Limits, RunCgroups},
     config::{Compose, Config, Service, ServiceProtocol, ServiceSource, TEST_CALLER, TestSpec},
     containers::{self, Located},
     control::{self, LoopResult, TestLoop},
@@ -196,7 +196,7 @@ impl Host {
             cell_namespaces.push(Arc::new(NetNs::isolated()?));
         }
         let mut namespaces = cell_namespaces.clone();
-        let mut cgroups = RunCgroups::create(&mount)?;
+        let mut cgroups = RunCgroups::create(&mount, limits(config))?;
         let agent_cgroup = cgroups::own_cgroup(&mount)?;
         let mut attached = Vec::new();
         let mut placed = Vec::new();
@@ -442,6 +442,40 @@ impl Host {
         }
     }
 
+    /// Fails, saying which and what to do, once a service or the test has
+    /// hit one of its `[limits]`: what it did after is no answer to the
+    /// fault planned.
+    pub fn check_limits(&self) -> Result<()> {
+        for cgroup in self.cgroups.children() {
+            let Some(hit) = cgroup.limit_hit() else {
+                continue;
+            };
+            let name = cgroup
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            let who = match name.split_once(".cell") {
+                _ if name == TEST_CALLER => "the functional test".to_string(),
+                Some((service, cell)) if service == TEST_CALLER => {
+                    format!("the functional test (cell {cell})")
+                }
+                Some((service, cell)) => format!("service `{service}` (cell {cell})"),
+                None => format!("service `{name}`"),
+            };
+            bail!(match hit {
+                LimitHit::Pids(most) => format!(
+                    "{who} hit its limit of {most} processes and threads: raise [limits] pids in the config if it needs more, or find what forks without end"
+                ),
+                LimitHit::Memory(bytes) => format!(
+                    "{who} was killed for memory past its limit of {} MiB: raise [limits] memory in the config if it needs more, or find what leaks",
+                    bytes >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The resident memory of every process in the run's cgroups (all
     /// cells' services and tests), in KiB.
     pub fn resident_kib(&self) -> u64 {
@@ -506,6 +540,20 @@ fn resident_kib(cgroups: &[Cgroup]) -> u64 {
         .flat_map(Cgroup::pids)
         .filter_map(|pid| status_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
         .sum()
+}
+
+/// Processes and threads one service or test may have at once, unless
+/// `[limits] pids` says otherwise: far above what services run, well
+/// below what exhausts the host.
+const DEFAULT_PIDS: u64 = 4096;
+
+/// The run's `[limits]`, the defaults filled in: memory, half the host's.
+fn limits(config: &Config) -> Limits {
+    let half_the_host = status_kib("/proc/meminfo", "MemTotal:").map_or(u64::MAX, |kib| kib * 512);
+    Limits {
+        pids: config.limits.pids.unwrap_or(DEFAULT_PIDS),
+        memory: config.limits.memory.unwrap_or(half_the_host),
+    }
 }
 
 /// A `Key: <n> kB` line's number, from a /proc file.
