@@ -334,14 +334,16 @@ impl Effects {
 
 /// What a fault costs to try, cheapest first: a refused connect is over at
 /// once, a status needs the request sent, a reset a connection set up and
-/// torn down, a timeout waits for the caller to give up; time measured
-/// holding the call, then the fault itself, break ties.
+/// torn down, a delay spends its time, a timeout waits for the caller to
+/// give up; time measured holding the call, then the fault itself, break
+/// ties.
 fn cost(fault: &Fault, held: Duration) -> (u8, Duration, &Fault) {
     let rank = match fault {
         Fault::ConnectionRefused => 0,
         Fault::HttpStatus(_) | Fault::GrpcStatus(_) => 1,
         Fault::ConnectionReset | Fault::StreamReset => 2,
-        Fault::Timeout => 3,
+        Fault::Delay(_) => 3,
+        Fault::Timeout => 4,
     };
     (rank, held, fault)
 }

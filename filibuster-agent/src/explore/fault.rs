@@ -23,6 +23,11 @@ pub enum Fault {
     /// The HTTP/2 stream is reset (RST_STREAM); the connection and its
     /// other streams carry on.
     StreamReset,
+    /// The call is forwarded this many milliseconds late (a TCP
+    /// connection: its bytes start flowing that late), and answered as the
+    /// callee answers: a slow dependency, within or past its caller's
+    /// patience.
+    Delay(u32),
 }
 
 impl Fault {
@@ -50,14 +55,22 @@ impl Fault {
                 FaultKind::ConnectionError
             }
             Fault::HttpStatus(_) | Fault::GrpcStatus(_) => FaultKind::Status,
+            Fault::Delay(_) => FaultKind::Delay,
             Fault::Timeout => FaultKind::Timeout,
         }
     }
 
-    /// Over as soon as it is enacted: everything but a timeout, which
-    /// spends the caller's time.
+    /// Over as soon as it is enacted: everything but a timeout or a delay,
+    /// which spend the caller's time.
     pub fn is_fast(&self) -> bool {
-        self.kind() != FaultKind::Timeout
+        !matches!(self.kind(), FaultKind::Timeout | FaultKind::Delay)
+    }
+
+    /// Whether the call still reaches its callee, which answers it (a
+    /// delay): its outcome, and the calls the callee makes for it, are
+    /// the callee's own.
+    pub fn reaches_callee(&self) -> bool {
+        matches!(self, Fault::Delay(_))
     }
 
     /// Whether a call that ended with `outcome` on its own, with no fault
@@ -81,6 +94,7 @@ impl fmt::Display for Fault {
             Fault::HttpStatus(code) => write!(f, "HTTP {code}"),
             Fault::GrpcStatus(code) => write!(f, "gRPC {}", grpc_code_name(*code)),
             Fault::StreamReset => f.write_str("stream reset"),
+            Fault::Delay(ms) => write!(f, "delay {ms} ms"),
         }
     }
 }
@@ -91,6 +105,9 @@ impl fmt::Display for Fault {
 pub enum FaultKind {
     ConnectionError,
     Status,
+    /// Cheaper than a timeout: over before the caller gives up, when it
+    /// does not.
+    Delay,
     Timeout,
 }
 

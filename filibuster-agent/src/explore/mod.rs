@@ -330,8 +330,8 @@ impl Execution {
             parent,
             site,
             outcome: match &injected {
-                Some(fault) => Outcome::Injected(fault.clone()),
-                None => Outcome::Unfinished,
+                Some(fault) if !fault.reaches_callee() => Outcome::Injected(fault.clone()),
+                _ => Outcome::Unfinished,
             },
             injected,
             connection: None,
@@ -399,7 +399,7 @@ impl Execution {
     /// when: a held call's end is when its caller gave up).
     pub fn end_call_at(&mut self, id: CallId, outcome: Outcome, at: Instant) {
         let record = &mut self.log[id.0];
-        if record.injected.is_none() {
+        if record.injected.as_ref().is_none_or(Fault::reaches_callee) {
             record.outcome = outcome;
         }
         record.ended = Some(at);

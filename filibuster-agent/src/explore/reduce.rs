@@ -19,15 +19,18 @@
 //! first attempt combined with a failure below the second, and failures in
 //! two branches that meet at their caller.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ExecutionIndex, Fault, Finished, Plan, PlannedFault};
 
 pub(super) fn should_prune(plan: &Plan, ran: &[Finished], strict: bool) -> bool {
-    let mut groups: BTreeMap<Option<ExecutionIndex>, Vec<&ExecutionIndex>> = BTreeMap::new();
+    let mut groups: BTreeMap<Option<ExecutionIndex>, BTreeSet<&ExecutionIndex>> = BTreeMap::new();
     groups.entry(None).or_default();
-    for index in &plan.prefix {
-        groups.entry(index.parent()).or_default().push(index);
+    // The plan's faults too: a call made at once with another (threads,
+    // async) may come after it in the execution that scheduled the plan,
+    // so out of its prefix, and still be planned to fail.
+    for index in plan.prefix.iter().chain(plan.faults.keys()) {
+        groups.entry(index.parent()).or_default().insert(index);
     }
     groups.values().all(|children| {
         // Strict where the caller meets more than one failure: how each
@@ -45,7 +48,7 @@ pub(super) fn should_prune(plan: &Plan, ran: &[Finished], strict: bool) -> bool 
 
 fn already_seen(
     plan: &Plan,
-    children: &[&ExecutionIndex],
+    children: &BTreeSet<&ExecutionIndex>,
     earlier: &Finished,
     strict: bool,
 ) -> bool {
@@ -115,4 +118,73 @@ fn faults_below<'a>(
         .collect();
     below.sort();
     below
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Instant};
+
+    use super::*;
+    use crate::explore::{CallId, CallRecord, CallSite, Outcome, Protocol};
+
+    fn site(callee: &str) -> CallSite {
+        CallSite {
+            caller: "shop".into(),
+            callee: callee.into(),
+            protocol: Protocol::Http,
+            method: "GET".into(),
+            target: format!("/{callee}"),
+        }
+    }
+
+    #[test]
+    fn a_planned_fault_made_at_once_with_another_call_counts_though_out_of_the_prefix() {
+        let shop = ExecutionIndex::default().child(1, 1);
+        let (stock, pricing) = (shop.child(2, 1), shop.child(3, 1));
+        let delayed = |index: &ExecutionIndex, callee| PlannedFault {
+            index: index.clone(),
+            site: site(callee),
+            fault: Fault::Delay(1600),
+        };
+        let call = |index: &ExecutionIndex, parent, injected| CallRecord {
+            index: index.clone(),
+            parent,
+            site: Arc::new(site("any")),
+            injected,
+            outcome: Outcome::Status(200),
+            connection: None,
+            connect_ordinal: None,
+            began: Instant::now(),
+            ended: None,
+            setup: false,
+        };
+        // Stock alone was delayed before.
+        let earlier = Finished {
+            number: 2,
+            faults: vec![delayed(&stock, "stock")],
+            calls: vec![
+                call(&shop, None, None),
+                call(&stock, Some(CallId(0)), Some(Fault::Delay(1600))),
+                call(&pricing, Some(CallId(0)), None),
+            ],
+            passed: true,
+            vanished: Vec::new(),
+            lost_events: 0,
+        };
+        // Both delayed, scheduled where stock's call came before pricing's
+        // (the two are made at once): pricing is out of the prefix.
+        let plan = Plan {
+            faults: [
+                (stock.clone(), delayed(&stock, "stock")),
+                (pricing.clone(), delayed(&pricing, "pricing")),
+            ]
+            .into_iter()
+            .collect(),
+            prefix: vec![shop.clone(), stock.clone()],
+            origin: Some(3),
+        };
+        // Before: skipped, as if stock alone stood for both.
+        assert!(!should_prune(&plan, std::slice::from_ref(&earlier), false));
+        assert!(!should_prune(&plan, std::slice::from_ref(&earlier), true));
+    }
 }

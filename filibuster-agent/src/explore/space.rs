@@ -23,10 +23,19 @@ pub enum FaultSpec {
     Timeout,
     Status(u16),
     Grpc(u8),
+    /// Milliseconds.
+    Delay(u32),
 }
 
 impl FaultSpec {
-    const EXPECTED: &'static str = "a fault: \"connection-error\", \"timeout\", an HTTP status from 400 to 599 or a gRPC status code name such as \"UNAVAILABLE\"";
+    const EXPECTED: &'static str = "a fault: \"connection-error\", \"timeout\", \"delay:800ms\" (up to 10 minutes), an HTTP status from 400 to 599 or a gRPC status code name such as \"UNAVAILABLE\"";
+
+    /// "delay:800ms", "delay:2s".
+    fn delay(written: &str) -> Option<Self> {
+        let duration = humantime::parse_duration(written.strip_prefix("delay:")?).ok()?;
+        let ms = u32::try_from(duration.as_millis()).ok()?;
+        (1..=600_000).contains(&ms).then_some(Self::Delay(ms))
+    }
 
     fn status(code: u64) -> Option<Self> {
         (400..600)
@@ -49,6 +58,7 @@ impl FaultSpec {
             }
             Self::Grpc(code) if protocol == Protocol::Grpc => Some(Fault::GrpcStatus(code)),
             Self::Status(_) | Self::Grpc(_) => None,
+            Self::Delay(ms) => Some(Fault::Delay(ms)),
         }
     }
 }
@@ -60,6 +70,7 @@ impl fmt::Display for FaultSpec {
             Self::Timeout => f.write_str("timeout"),
             Self::Status(code) => write!(f, "{code}"),
             Self::Grpc(code) => f.write_str(super::GRPC_CODES[usize::from(*code)]),
+            Self::Delay(ms) => write!(f, "delay:{ms}ms"),
         }
     }
 }
@@ -91,6 +102,7 @@ impl<'de> Deserialize<'de> for FaultSpec {
                         .ok()
                         .and_then(FaultSpec::status)
                         .or_else(|| FaultSpec::grpc(v))
+                        .or_else(|| FaultSpec::delay(v))
                         .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self)),
                 }
             }
@@ -460,7 +472,7 @@ mod tests {
             faults: Vec<FaultSpec>,
         }
         let holder: Holder = toml::from_str(
-            r#"faults = ["timeout", 404, "503", "connection-error", "UNAVAILABLE"]"#,
+            r#"faults = ["timeout", 404, "503", "connection-error", "UNAVAILABLE", "delay:800ms", "delay:2s"]"#,
         )
         .unwrap();
         assert_eq!(
@@ -471,10 +483,33 @@ mod tests {
                 FaultSpec::Status(503),
                 FaultSpec::ConnectionError,
                 FaultSpec::Grpc(14),
+                FaultSpec::Delay(800),
+                FaultSpec::Delay(2000),
             ]
         );
         let err = toml::from_str::<Holder>("faults = [200]").err().unwrap();
         assert!(err.message().contains("HTTP status from 400"), "{err}");
+        for bad in ["delay:", "delay:soon", "delay:0ms", "delay:11m"] {
+            let err = toml::from_str::<Holder>(&format!("faults = [\"{bad}\"]"))
+                .err()
+                .unwrap();
+            assert!(
+                err.message().contains("\"delay:800ms\" (up to 10 minutes)"),
+                "{bad}: {err}"
+            );
+        }
+        // A delay applies to every protocol: a TCP connection's bytes start late.
+        for protocol in [
+            Protocol::Http,
+            Protocol::Http2,
+            Protocol::Grpc,
+            Protocol::Tcp,
+        ] {
+            assert_eq!(
+                FaultSpec::Delay(5).enact(protocol, true),
+                Some(Fault::Delay(5))
+            );
+        }
     }
 
     #[test]

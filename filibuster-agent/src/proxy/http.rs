@@ -196,9 +196,12 @@ impl CallerConnection {
                 self.reset();
                 Err(Error::other("connection reset by fault injection"))
             }
-            (Enactment::Forward, call) => {
+            (enactment @ (Enactment::Forward | Enactment::Delay(_)), call) => {
                 // Dropped while it waits (its caller hung up): abandoned.
                 let call = call.map(|call| self.session.carry(call));
+                if let Enactment::Delay(delay) = enactment {
+                    tokio::time::sleep(delay).await;
+                }
                 let result = self.forward(request).await;
                 let Some(call) = call else {
                     return result

@@ -93,8 +93,11 @@ pub async fn pass_through(
             () = session.carry(call).hold() => {}
             () = hung_up(&mut stream) => {}
         },
-        (Enactment::Forward, call) => {
+        (enactment @ (Enactment::Forward | Enactment::Delay(_)), call) => {
             let call = call.map(|call| session.carry(call));
+            if let Enactment::Delay(delay) = enactment {
+                tokio::time::sleep(delay).await;
+            }
             let upstream = match upstream {
                 Some(open) => Ok(open),
                 None => connection.netns.connect(connection.destination).await,

@@ -29,7 +29,10 @@ use super::http;
 use crate::{
     config::TEST_CALLER,
     ebpf::Destination,
-    explore::{Execution, Explorer, FaultSpace, Options, Outcome},
+    explore::{
+        CallSite, Execution, ExecutionIndex, Explorer, Fault, FaultSpace, Options, Outcome, Plan,
+        PlannedFault, Protocol,
+    },
     netns::NetNs,
     session::{
         Connection, ServiceAddress, Session,
@@ -63,6 +66,12 @@ struct Rig {
 
 impl Rig {
     async fn new(callee: Callee) -> Self {
+        Self::planned(callee, |_| Vec::new()).await
+    }
+
+    /// As `new`, the execution injecting the faults `plan` gives for the
+    /// callee's address (none: the search's first execution).
+    async fn planned(callee: Callee, plan: impl FnOnce(SocketAddr) -> Vec<PlannedFault>) -> Self {
         let netns = Arc::new(NetNs::own().expect("own network namespace"));
         let address = serve_callee(callee).await;
         let kernel = ModelKernel::default();
@@ -80,9 +89,12 @@ impl Rig {
             vec![netns.cookie()],
         ));
         session.add_caller(0, CALLER_CGROUP, Path::new("/nonexistent"), TEST_CALLER);
-        let execution = Explorer::new(Options::default())
-            .next_execution()
-            .expect("the first execution");
+        let faults = plan(address);
+        let mut explorer = match faults.is_empty() {
+            true => Explorer::new(Options::default()),
+            false => Explorer::replay(Plan::replay(faults)),
+        };
+        let execution = explorer.next_execution().expect("the first execution");
         session.begin(0, execution).expect("begin");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self {
@@ -307,4 +319,60 @@ async fn a_call_its_caller_hangs_up_on_is_abandoned() {
     let execution = rig.end();
     assert_eq!(execution.calls().len(), 1);
     assert_eq!(execution.calls()[0].outcome, Outcome::Abandoned);
+}
+
+#[tokio::test]
+async fn a_delayed_http2_stream_is_forwarded_that_late_and_a_concurrent_one_is_not() {
+    const DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+    let slow = CallSite {
+        caller: TEST_CALLER.into(),
+        callee: "callee".into(),
+        protocol: Protocol::Grpc,
+        method: "POST".into(),
+        target: "/shop.Cart/Slow".into(),
+    };
+    let index = ExecutionIndex::default().child(slow.hash(), 1);
+    let rig = Rig::planned(Callee::Grpc, |_| {
+        vec![PlannedFault {
+            index,
+            site: slow,
+            fault: Fault::Delay(DELAY.as_millis() as u32),
+        }]
+    })
+    .await;
+    let (caller, accepted, connection) = rig.connect().await;
+    tokio::spawn(http::serve_http2(accepted, connection, rig.session.clone()));
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(caller))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let call = |path: &'static str| {
+        let mut sender = sender.clone();
+        let callee = rig.callee;
+        tokio::spawn(async move {
+            let began = tokio::time::Instant::now();
+            let request = Request::post(format!("http://{callee}{path}"))
+                .header("content-type", "application/grpc")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap();
+            assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
+            began.elapsed()
+        })
+    };
+    // Both streams open at once on the one connection.
+    let (delayed, other) = (call("/shop.Cart/Slow"), call("/shop.Cart/Add"));
+    let other = other.await.unwrap();
+    let delayed = delayed.await.unwrap();
+    assert!(delayed >= DELAY, "forwarded after {delayed:?}");
+    assert!(
+        other < delayed,
+        "the other stream waited: {other:?} against {delayed:?}"
+    );
+    let execution = rig.end();
+    let outcomes: Vec<&Outcome> = execution.calls().iter().map(|c| &c.outcome).collect();
+    // The delayed call is answered by the callee: its own status.
+    assert_eq!(outcomes, [&Outcome::Grpc(0); 2]);
 }

@@ -286,7 +286,7 @@ impl Session {
                 );
             }
         }
-        if fault.is_none() {
+        if fault.as_ref().is_none_or(Fault::reaches_callee) {
             let in_flight = InFlight {
                 id,
                 trace: request.trace.map(str::to_string),

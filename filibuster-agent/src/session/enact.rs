@@ -14,6 +14,8 @@ pub enum Enactment {
     HttpStatus(u16),
     /// Answer in the callee's place with this gRPC status, trailers-only.
     GrpcStatus(u8),
+    /// Forward it this late.
+    Delay(std::time::Duration),
     /// Hold it until its caller gives up or its execution ends.
     Hold,
     /// Reset its HTTP/2 stream; the connection's other streams carry on.
@@ -47,6 +49,7 @@ impl Enactment {
             Some(Fault::HttpStatus(code)) => Self::HttpStatus(*code),
             Some(Fault::GrpcStatus(code)) => Self::GrpcStatus(*code),
             Some(Fault::Timeout) => Self::Hold,
+            Some(Fault::Delay(ms)) => Self::Delay(std::time::Duration::from_millis(u64::from(*ms))),
             Some(Fault::StreamReset) => Self::ResetStream,
             Some(Fault::ConnectionReset | Fault::ConnectionRefused) => Self::ResetConnection,
         }
@@ -74,6 +77,10 @@ mod tests {
         assert_eq!(enact(Fault::GrpcStatus(14)), Enactment::GrpcStatus(14));
         assert_eq!(enact(Fault::HttpStatus(503)), Enactment::HttpStatus(503));
         assert_eq!(enact(Fault::Timeout), Enactment::Hold);
+        assert_eq!(
+            enact(Fault::Delay(800)),
+            Enactment::Delay(std::time::Duration::from_millis(800))
+        );
         assert_eq!(Enactment::of(None), Enactment::Forward);
     }
 }
