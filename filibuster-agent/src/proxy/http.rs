@@ -21,7 +21,7 @@ use hyper::{
     HeaderMap, Request, Response, StatusCode,
     body::Incoming,
     client::conn::{http1, http2},
-    header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE},
+    header::{CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, UPGRADE},
     service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -352,6 +352,10 @@ fn injected_status(code: u16) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     headers.insert(INJECTED_HEADER, HeaderValue::from_static("1"));
+    // As a rate limiter answers: a client that honours it waits a second.
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 
@@ -367,4 +371,18 @@ fn injected_grpc_status(code: u8) -> Response<Body> {
     );
     headers.insert(INJECTED_HEADER, HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_injected_429_says_when_to_retry_as_rate_limiters_do() {
+        let limited = injected_status(429);
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[RETRY_AFTER], "1");
+        assert_eq!(limited.headers()[INJECTED_HEADER], "1");
+        assert!(!injected_status(503).headers().contains_key(RETRY_AFTER));
+    }
 }
