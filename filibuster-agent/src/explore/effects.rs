@@ -341,7 +341,7 @@ fn cost(fault: &Fault, held: Duration) -> (u8, Duration, &Fault) {
     let rank = match fault {
         Fault::ConnectionRefused => 0,
         Fault::HttpStatus(_) | Fault::GrpcStatus(_) => 1,
-        Fault::ConnectionReset | Fault::StreamReset => 2,
+        Fault::ConnectionReset | Fault::StreamReset | Fault::Truncated => 2,
         Fault::Delay(_) => 3,
         Fault::Timeout => 4,
     };

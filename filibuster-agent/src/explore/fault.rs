@@ -28,6 +28,10 @@ pub enum Fault {
     /// callee answers: a slow dependency, within or past its caller's
     /// patience.
     Delay(u32),
+    /// The callee's answer is cut after its head: the caller gets the
+    /// status and headers, then its connection (HTTP/2: its stream) ends
+    /// before the body does.
+    Truncated,
 }
 
 impl Fault {
@@ -55,6 +59,7 @@ impl Fault {
                 FaultKind::ConnectionError
             }
             Fault::HttpStatus(_) | Fault::GrpcStatus(_) => FaultKind::Status,
+            Fault::Truncated => FaultKind::Cut,
             Fault::Delay(_) => FaultKind::Delay,
             Fault::Timeout => FaultKind::Timeout,
         }
@@ -66,10 +71,15 @@ impl Fault {
         !matches!(self.kind(), FaultKind::Timeout | FaultKind::Delay)
     }
 
-    /// Whether the call still reaches its callee, which answers it (a
-    /// delay): its outcome, and the calls the callee makes for it, are
-    /// the callee's own.
+    /// Whether the call still reaches its callee (a delay, a truncated
+    /// answer): the calls the callee makes for it are made for it.
     pub fn reaches_callee(&self) -> bool {
+        matches!(self, Fault::Delay(_) | Fault::Truncated)
+    }
+
+    /// Whether the caller gets the callee's own answer (a delay): the
+    /// call's outcome is the callee's, not the fault.
+    pub fn answered_by_callee(&self) -> bool {
         matches!(self, Fault::Delay(_))
     }
 
@@ -95,6 +105,7 @@ impl fmt::Display for Fault {
             Fault::GrpcStatus(code) => write!(f, "gRPC {}", grpc_code_name(*code)),
             Fault::StreamReset => f.write_str("stream reset"),
             Fault::Delay(ms) => write!(f, "delay {ms} ms"),
+            Fault::Truncated => f.write_str("truncated response"),
         }
     }
 }
@@ -105,6 +116,8 @@ impl fmt::Display for Fault {
 pub enum FaultKind {
     ConnectionError,
     Status,
+    /// An answer whose body never ends well.
+    Cut,
     /// Cheaper than a timeout: over before the caller gives up, when it
     /// does not.
     Delay,

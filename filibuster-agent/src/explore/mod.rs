@@ -330,7 +330,7 @@ impl Execution {
             parent,
             site,
             outcome: match &injected {
-                Some(fault) if !fault.reaches_callee() => Outcome::Injected(fault.clone()),
+                Some(fault) if !fault.answered_by_callee() => Outcome::Injected(fault.clone()),
                 _ => Outcome::Unfinished,
             },
             injected,
@@ -399,7 +399,11 @@ impl Execution {
     /// when: a held call's end is when its caller gave up).
     pub fn end_call_at(&mut self, id: CallId, outcome: Outcome, at: Instant) {
         let record = &mut self.log[id.0];
-        if record.injected.as_ref().is_none_or(Fault::reaches_callee) {
+        if record
+            .injected
+            .as_ref()
+            .is_none_or(Fault::answered_by_callee)
+        {
             record.outcome = outcome;
         }
         record.ended = Some(at);

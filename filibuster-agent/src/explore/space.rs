@@ -25,10 +25,11 @@ pub enum FaultSpec {
     Grpc(u8),
     /// Milliseconds.
     Delay(u32),
+    Truncated,
 }
 
 impl FaultSpec {
-    const EXPECTED: &'static str = "a fault: \"connection-error\", \"timeout\", \"delay:800ms\" (up to 10 minutes), an HTTP status from 400 to 599 or a gRPC status code name such as \"UNAVAILABLE\"";
+    const EXPECTED: &'static str = "a fault: \"connection-error\", \"timeout\", \"delay:800ms\" (up to 10 minutes), \"truncated\", an HTTP status from 400 to 599 or a gRPC status code name such as \"UNAVAILABLE\"";
 
     /// "delay:800ms", "delay:2s".
     fn delay(written: &str) -> Option<Self> {
@@ -59,6 +60,9 @@ impl FaultSpec {
             Self::Grpc(code) if protocol == Protocol::Grpc => Some(Fault::GrpcStatus(code)),
             Self::Status(_) | Self::Grpc(_) => None,
             Self::Delay(ms) => Some(Fault::Delay(ms)),
+            // An answer with a body to cut: not a TCP connection's.
+            Self::Truncated if protocol != Protocol::Tcp => Some(Fault::Truncated),
+            Self::Truncated => None,
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Display for FaultSpec {
             Self::Status(code) => write!(f, "{code}"),
             Self::Grpc(code) => f.write_str(super::GRPC_CODES[usize::from(*code)]),
             Self::Delay(ms) => write!(f, "delay:{ms}ms"),
+            Self::Truncated => f.write_str("truncated"),
         }
     }
 }
@@ -97,6 +102,7 @@ impl<'de> Deserialize<'de> for FaultSpec {
                 match v {
                     "connection-error" => Ok(FaultSpec::ConnectionError),
                     "timeout" => Ok(FaultSpec::Timeout),
+                    "truncated" => Ok(FaultSpec::Truncated),
                     _ => v
                         .parse()
                         .ok()
@@ -472,7 +478,7 @@ mod tests {
             faults: Vec<FaultSpec>,
         }
         let holder: Holder = toml::from_str(
-            r#"faults = ["timeout", 404, "503", "connection-error", "UNAVAILABLE", "delay:800ms", "delay:2s"]"#,
+            r#"faults = ["timeout", 404, "503", "connection-error", "UNAVAILABLE", "delay:800ms", "delay:2s", "truncated"]"#,
         )
         .unwrap();
         assert_eq!(
@@ -485,6 +491,7 @@ mod tests {
                 FaultSpec::Grpc(14),
                 FaultSpec::Delay(800),
                 FaultSpec::Delay(2000),
+                FaultSpec::Truncated,
             ]
         );
         let err = toml::from_str::<Holder>("faults = [200]").err().unwrap();
@@ -510,6 +517,11 @@ mod tests {
                 Some(Fault::Delay(5))
             );
         }
+        assert_eq!(
+            FaultSpec::Truncated.enact(Protocol::Grpc, false),
+            Some(Fault::Truncated)
+        );
+        assert_eq!(FaultSpec::Truncated.enact(Protocol::Tcp, false), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::{
     HeaderMap, Request, Response, StatusCode,
-    body::Incoming,
+    body::{Frame, Incoming},
     client::conn::{http1, http2},
     header::{CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, UPGRADE},
     service::service_fn,
@@ -35,7 +35,9 @@ use crate::{
     session::{Call, CallRequest, Carried, Connection, Enactment, Session, UpstreamPort},
 };
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type Body = BoxBody<Bytes, BoxError>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type Error = std::io::Error;
 
@@ -196,6 +198,16 @@ impl CallerConnection {
                 self.reset();
                 Err(Error::other("connection reset by fault injection"))
             }
+            (Enactment::Truncate, call) => {
+                let call = call.map(|call| self.session.carry(call));
+                let result = self.forward(request).await;
+                if let Some(call) = call {
+                    // Its outcome stays the fault's: the caller never got
+                    // the answer whole.
+                    call.finish(Outcome::ConnectionError);
+                }
+                result.map(cut).inspect_err(|_| self.reset())
+            }
             (enactment @ (Enactment::Forward | Enactment::Delay(_)), call) => {
                 // Dropped while it waits (its caller hung up): abandoned.
                 let call = call.map(|call| self.session.carry(call));
@@ -205,7 +217,7 @@ impl CallerConnection {
                 let result = self.forward(request).await;
                 let Some(call) = call else {
                     return result
-                        .map(|response| response.map(BodyExt::boxed))
+                        .map(|response| response.map(boxed))
                         .inspect_err(|_| self.reset());
                 };
                 match result {
@@ -299,7 +311,7 @@ fn finish(mut call: Call, protocol: Protocol, response: Response<Incoming>) -> R
     };
     if grpc != Some(None) {
         call.finish(outcome);
-        return response.map(BodyExt::boxed);
+        return response.map(boxed);
     }
     // The headers' status stands if no trailers come.
     call.answered(outcome);
@@ -313,8 +325,45 @@ fn finish(mut call: Call, protocol: Protocol, response: Response<Incoming>) -> R
             }
             frame
         })
+        .map_err(Into::into)
         .boxed()
     })
+}
+
+/// A body from the callee as the proxy answers with it.
+fn boxed(body: Incoming) -> Body {
+    body.map_err(Into::into).boxed()
+}
+
+/// `response` with its body cut: the caller gets its head, then an error
+/// where the body would be (HTTP/1.1: its connection ends; HTTP/2: its
+/// stream is reset).
+fn cut(response: Response<Incoming>) -> Response<Body> {
+    response.map(|_| Cut { head_sent: false }.boxed())
+}
+
+/// A body that fails where it would begin, once the head before it is on
+/// its way. By hand: http-body-util's bodies all end well.
+struct Cut {
+    head_sent: bool,
+}
+
+impl hyper::body::Body for Cut {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Not ready at first: hyper flushes the head while it waits.
+        if !self.head_sent {
+            self.head_sent = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Some(Err("response cut by fault injection".into())))
+    }
 }
 
 /// An HTTP/1.1 request asking to upgrade to cleartext HTTP/2 (`Upgrade:

@@ -376,3 +376,47 @@ async fn a_delayed_http2_stream_is_forwarded_that_late_and_a_concurrent_one_is_n
     // The delayed call is answered by the callee: its own status.
     assert_eq!(outcomes, [&Outcome::Grpc(0); 2]);
 }
+
+#[tokio::test]
+async fn a_truncated_answer_reaches_the_caller_as_its_head_then_an_error() {
+    let cut = CallSite {
+        caller: TEST_CALLER.into(),
+        callee: "callee".into(),
+        protocol: Protocol::Http,
+        method: "GET".into(),
+        target: "/cut".into(),
+    };
+    let index = ExecutionIndex::default().child(cut.hash(), 1);
+    let rig = Rig::planned(Callee::Http1, |_| {
+        vec![PlannedFault {
+            index,
+            site: cut,
+            fault: Fault::Truncated,
+        }]
+    })
+    .await;
+    let (caller, accepted, connection) = rig.connect().await;
+    tokio::spawn(http::serve_http1(accepted, connection, rig.session.clone()));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(caller))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/cut", rig.callee))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("the head arrives");
+    assert_eq!(response.status(), 200, "the callee's own status");
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the body never ends well"
+    );
+    let execution = rig.end();
+    assert_eq!(execution.calls().len(), 1);
+    assert_eq!(
+        execution.calls()[0].outcome,
+        Outcome::Injected(Fault::Truncated)
+    );
+}

@@ -14,6 +14,8 @@ pub enum Enactment {
     HttpStatus(u16),
     /// Answer in the callee's place with this gRPC status, trailers-only.
     GrpcStatus(u8),
+    /// Forward it, and cut the answer after its head.
+    Truncate,
     /// Forward it this late.
     Delay(std::time::Duration),
     /// Hold it until its caller gives up or its execution ends.
@@ -49,6 +51,7 @@ impl Enactment {
             Some(Fault::HttpStatus(code)) => Self::HttpStatus(*code),
             Some(Fault::GrpcStatus(code)) => Self::GrpcStatus(*code),
             Some(Fault::Timeout) => Self::Hold,
+            Some(Fault::Truncated) => Self::Truncate,
             Some(Fault::Delay(ms)) => Self::Delay(std::time::Duration::from_millis(u64::from(*ms))),
             Some(Fault::StreamReset) => Self::ResetStream,
             Some(Fault::ConnectionReset | Fault::ConnectionRefused) => Self::ResetConnection,
