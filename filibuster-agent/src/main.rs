@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// counterexample was written or reproduced); 2 usage, config or
 /// environment error.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "filibuster", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -350,5 +350,60 @@ fn exit_code(outcome: Result<Ended>) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// `docs/cli.md` and `docs/man/`, generated from the definitions above
+    /// so that they cannot drift from `--help`: a change to a flag fails
+    /// this test until they are written anew with
+    /// `FILIBUSTER_WRITE_DOCS=1 cargo test -p filibuster-agent --bin filibuster`.
+    #[test]
+    fn the_committed_cli_reference_and_man_pages_are_the_command_lines() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        let mut pages = vec![("cli.md".to_string(), clap_markdown::help_markdown::<Cli>())];
+        let command = Cli::command();
+        let man = |command: clap::Command, title: &str| {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .title(title)
+                .render(&mut page)
+                .expect("a man page");
+            String::from_utf8(page).expect("UTF-8")
+        };
+        pages.push((
+            "man/filibuster.1".into(),
+            man(command.clone(), "filibuster"),
+        ));
+        for subcommand in command.get_subcommands() {
+            let name = format!("filibuster-{}", subcommand.get_name());
+            let named = subcommand
+                .clone()
+                .display_name(&name)
+                .bin_name(format!("filibuster {}", subcommand.get_name()));
+            pages.push((format!("man/{name}.1"), man(named, &name)));
+        }
+        let write = std::env::var_os("FILIBUSTER_WRITE_DOCS").is_some();
+        for (path, generated) in pages {
+            let path = docs.join(path);
+            if write {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &generated).unwrap();
+                continue;
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{} is stale: write it anew with FILIBUSTER_WRITE_DOCS=1 cargo test -p filibuster-agent --bin filibuster",
+                path.display()
+            );
+        }
     }
 }
