@@ -37,7 +37,7 @@ use crate::{
 pub struct Host {
     // Dropped in this order.
     _services: Vec<Child>,
-    _tasks: Tasks,
+    tasks: Tasks,
     _proxy: proxy::Threads,
     pub cgroups: RunCgroups,
     pub session: Arc<Session>,
@@ -326,8 +326,14 @@ impl Host {
                 session.declare_opaque(&service.name, &caller_namespaces)?;
             }
         }
-        let mut tasks = vec![tokio::spawn(absorb_kernel_events(session.clone()))];
-        tasks.extend(programs_log.map(|log| tokio::spawn(log.print())));
+        let mut tasks = Tasks::default();
+        tasks.spawn(
+            "reading the kernel's events",
+            absorb_kernel_events(session.clone()),
+        );
+        if let Some(log) = programs_log {
+            tasks.spawn("printing the kernel programs' log", log.print());
+        }
         let token = run_token()?;
         let mut cells = Vec::new();
         for (index, netns) in cell_namespaces.into_iter().enumerate() {
@@ -355,12 +361,15 @@ impl Host {
             let (test_loop, loop_results) = TestLoop::new(index, token.clone());
             for listener in listeners {
                 listener.set_nonblocking(true)?;
-                tasks.push(tokio::spawn(control::serve(
-                    TcpListener::from_std(listener)?,
-                    netns.clone(),
-                    session.clone(),
-                    test_loop.clone(),
-                )));
+                tasks.spawn(
+                    "serving the control API",
+                    control::serve(
+                        TcpListener::from_std(listener)?,
+                        netns.clone(),
+                        session.clone(),
+                        test_loop.clone(),
+                    ),
+                );
             }
             cells.push(Cell {
                 netns,
@@ -373,7 +382,7 @@ impl Host {
         let logs = services::log_dir()?;
         let mut host = Self {
             _services: Vec::new(),
-            _tasks: Tasks(tasks),
+            tasks,
             _proxy: proxy,
             cgroups,
             session,
@@ -442,10 +451,16 @@ impl Host {
         }
     }
 
-    /// Fails, saying which and what to do, once a service or the test has
-    /// hit one of its `[limits]`: what it did after is no answer to the
-    /// fault planned.
-    pub fn check_limits(&self) -> Result<()> {
+    /// Fails, saying what and what to do, once the run's results can no
+    /// longer be trusted: one of the agent's own tasks stopped (a bug: its
+    /// panic is printed above), or a service or the test hit one of its
+    /// `[limits]` (what it did after is no answer to the fault planned).
+    pub fn check_health(&self) -> Result<()> {
+        if let Some(doing) = self.tasks.ended() {
+            bail!(
+                "the agent stopped {doing} (a bug in filibuster, its panic printed above): the run cannot go on; please report it with this output"
+            );
+        }
         for cgroup in self.cgroups.children() {
             let Some(hit) = cgroup.limit_hit() else {
                 continue;
@@ -684,13 +699,48 @@ async fn absorb_kernel_events(session: Arc<Session>) {
     }
 }
 
-/// Background tasks of the run, stopped with it.
-struct Tasks(Vec<JoinHandle<()>>);
+/// Background tasks of the run, each named by what it does, stopped with
+/// it. Each loops for the whole run: one that ended, panicked.
+#[derive(Default)]
+struct Tasks(Vec<(&'static str, JoinHandle<()>)>);
+
+impl Tasks {
+    fn spawn(&mut self, doing: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.0.push((doing, tokio::spawn(task)));
+    }
+
+    /// What the first task that ended was doing.
+    fn ended(&self) -> Option<&'static str> {
+        self.0
+            .iter()
+            .find(|(_, task)| task.is_finished())
+            .map(|(doing, _)| *doing)
+    }
+}
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for (_, task) in &self.0 {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_background_task_that_panicked_is_named() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("waiting", std::future::pending());
+        tasks.spawn("reading the kernel's events", async {
+            panic!("a malformed event");
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tasks.ended().is_none() && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tasks.ended(), Some("reading the kernel's events"));
     }
 }

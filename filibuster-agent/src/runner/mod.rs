@@ -469,7 +469,7 @@ async fn explore(options: &Options, started: Instant, record: &mut RunRecord) ->
         };
         let (functional, ran, test) = joined.context("a cell's test runner failed")?;
         let test = test?;
-        host.check_limits()?;
+        host.check_health()?;
         cells.put_back(ran.cell, functional);
         let passed = test.passed();
         ended_execution(
