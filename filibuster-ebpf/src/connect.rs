@@ -24,7 +24,7 @@ use crate::{
     http2::{Walk, walk_key},
     maps::{
         CONNECT_COUNTS, DIRECT_BY_COOKIE, LISTENERS, OBSERVED, OPAQUE, PROXIED,
-        REDIRECTS_BY_COOKIE, REFUSALS, SETTINGS, WALKS, report,
+        REDIRECTS_BY_COOKIE, REFUSALS, SETTINGS, WALKS, count_dropped, report,
     },
     threads::managed_cgroup,
 };
@@ -235,7 +235,12 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
             *count
         },
         None => {
-            let _ = CONNECT_COUNTS.insert(key, 1, u64::from(BPF_NOEXIST));
+            // Full (16,384 callers × destinations since the execution
+            // began): this connect's ordinal is a guess, so it counts as
+            // an event lost, and the execution is not used to skip others.
+            if CONNECT_COUNTS.insert(key, 1, u64::from(BPF_NOEXIST)).is_err() {
+                count_dropped();
+            }
             1
         }
     };
