@@ -238,7 +238,10 @@ fn decide(ctx: &SockAddrContext, destination: SockAddr) -> Decision {
             // Full (16,384 callers × destinations since the execution
             // began): this connect's ordinal is a guess, so it counts as
             // an event lost, and the execution is not used to skip others.
-            if CONNECT_COUNTS.insert(key, 1, u64::from(BPF_NOEXIST)).is_err() {
+            if CONNECT_COUNTS
+                .insert(key, 1, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
                 count_dropped();
             }
             1

@@ -3,16 +3,10 @@
 //! each side), every request or stream is admitted as a call, then either
 //! failed here or forwarded on the caller connection's own upstream
 //! connection.
-// System calls and kernel memory no safe wrapper covers; each `unsafe`
-// says why it holds.
-#![allow(unsafe_code)]
 
-use std::{
-    os::fd::{AsRawFd, BorrowedFd, RawFd},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU16, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU16, Ordering},
 };
 
 use bytes::Bytes;
@@ -52,6 +46,7 @@ const MAX_HEADERS: usize = 1000;
 pub const INJECTED_HEADER: &str = "x-filibuster-injected";
 
 pub async fn serve_http1(stream: TcpStream, connection: Connection, session: Arc<Session>) {
+    let stream = Resettable::new(stream);
     let caller = CallerConnection::new(&stream, connection, session, Upstream::http1());
     let result = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
@@ -70,6 +65,7 @@ pub async fn serve_http1(stream: TcpStream, connection: Connection, session: Arc
 pub async fn serve_http2(stream: TcpStream, connection: Connection, session: Arc<Session>) {
     let registry = session.clone();
     let mut carried = registry.carrying(Carried::Observable, connection.attempt.key);
+    let stream = Resettable::new(stream);
     let caller = CallerConnection::new(&stream, connection, session, Upstream::http2());
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), caller.service());
@@ -107,8 +103,8 @@ impl Upstream {
 struct CallerConnection {
     connection: Connection,
     session: Arc<Session>,
-    /// The caller's socket, for resetting it.
-    fd: RawFd,
+    /// Set to have the caller's socket reset when it closes.
+    reset: Arc<AtomicBool>,
     upstream: Upstream,
     /// The agent's port on the upstream connection (0: none yet).
     upstream_port: Arc<AtomicU16>,
@@ -117,7 +113,7 @@ struct CallerConnection {
 
 impl CallerConnection {
     fn new(
-        stream: &TcpStream,
+        stream: &Resettable,
         connection: Connection,
         session: Arc<Session>,
         upstream: Upstream,
@@ -125,7 +121,7 @@ impl CallerConnection {
         Arc::new(Self {
             connection,
             session,
-            fd: stream.as_raw_fd(),
+            reset: stream.reset.clone(),
             upstream,
             upstream_port: Arc::default(),
             used: AtomicBool::new(false),
@@ -289,10 +285,83 @@ impl CallerConnection {
         Ok(stream)
     }
 
+    /// The caller's connection ends with a reset when hyper closes it
+    /// (which the error this goes with makes it do, for HTTP/1.1).
     fn reset(&self) {
-        // SAFETY: the socket stays open while hyper serves the connection,
-        // and this runs inside that service.
-        reset(unsafe { BorrowedFd::borrow_raw(self.fd) });
+        self.reset.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The caller's socket as hyper serves it, reset instead of closed when a
+/// call asked for that. The socket itself decides at its close, so a
+/// request that outlives its connection (an HTTP/2 stream's task) cannot
+/// touch a descriptor number the kernel has handed to another socket.
+/// By hand: tokio has no close hook on a stream.
+struct Resettable {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Resettable {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            reset: Arc::default(),
+        }
+    }
+}
+
+impl Drop for Resettable {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::Relaxed) {
+            reset(&self.stream);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Resettable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Resettable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

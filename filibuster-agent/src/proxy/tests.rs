@@ -420,3 +420,38 @@ async fn a_truncated_answer_reaches_the_caller_as_its_head_then_an_error() {
         Outcome::Injected(Fault::Truncated)
     );
 }
+
+#[tokio::test]
+async fn a_connection_reset_reaches_the_caller_as_a_reset_not_a_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let reset = CallSite {
+        caller: TEST_CALLER.into(),
+        callee: "callee".into(),
+        protocol: Protocol::Http,
+        method: "GET".into(),
+        target: "/reset".into(),
+    };
+    let index = ExecutionIndex::default().child(reset.hash(), 1);
+    let rig = Rig::planned(Callee::Http1, |_| {
+        vec![PlannedFault {
+            index,
+            site: reset,
+            fault: Fault::ConnectionReset,
+        }]
+    })
+    .await;
+    let (mut caller, accepted, connection) = rig.connect().await;
+    tokio::spawn(http::serve_http1(accepted, connection, rig.session.clone()));
+    caller
+        .write_all(b"GET /reset HTTP/1.1\r\nhost: callee\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = caller.read_to_end(&mut answer).await;
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
