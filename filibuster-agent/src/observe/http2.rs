@@ -30,6 +30,13 @@ const MAX_HEADER_BLOCK: usize = 64 << 10;
 /// HTTP/2's default, more than any client here uses; a larger one loses
 /// the connection rather than hold up to 4 GiB per direction.
 const MAX_DYNAMIC_TABLE: u32 = 64 << 10;
+
+/// The most a header block may decode to (names and values), and the most
+/// fields it may hold: a one-byte reference to a large table entry,
+/// repeated, would otherwise make a 64 KiB block decode to gigabytes.
+/// hyper, on the proxied path, refuses header lists past 16 KiB.
+const MAX_DECODED: usize = 64 << 10;
+const MAX_FIELDS: usize = 1000;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
@@ -117,9 +124,9 @@ pub struct Tracker {
 struct Side {
     decoder: Decoder<'static>,
     /// A block being decoded (the decoder consumes its input), and the
-    /// fields decoded from it: kept for their room.
+    /// field decoded from it last: kept for their room.
     input: Vec<u8>,
-    fields: Vec<(Vec<u8>, Vec<u8>, u8)>,
+    field: Vec<(Vec<u8>, Vec<u8>, u8)>,
     /// The payload of a frame reported in parts, so far.
     frame: Vec<u8>,
     /// A header block continued in CONTINUATION frames, so far.
@@ -170,7 +177,8 @@ impl Default for Side {
         Self {
             decoder,
             input: Vec::new(),
-            fields: Vec::new(),
+            // One at a time: the decoder fills what room there is.
+            field: Vec::with_capacity(1),
             frame: Vec::new(),
             block: None,
         }
@@ -245,13 +253,25 @@ impl Side {
         }
         self.input.clear();
         self.input.extend_from_slice(bytes);
-        self.fields.clear();
-        self.decoder
-            .decode(&mut self.input, &mut self.fields)
-            .map_err(|_| Lost)?;
         let mut fields = Fields::default();
-        for (name, value, _) in &self.fields {
-            fields.take(name, value);
+        let (mut decoded, mut count) = (0, 0);
+        while !self.input.is_empty() {
+            let left = self.input.len();
+            self.field.clear();
+            self.decoder
+                .decode_exact(&mut self.input, &mut self.field)
+                .map_err(|_| Lost)?;
+            if self.input.len() == left {
+                return Err(Lost);
+            }
+            for (name, value, _) in &self.field {
+                decoded += name.len() + value.len();
+                count += 1;
+                if decoded > MAX_DECODED || count > MAX_FIELDS {
+                    return Err(Lost);
+                }
+                fields.take(name, value);
+            }
         }
         if block.promise {
             return Ok(None);
@@ -575,6 +595,37 @@ mod tests {
         assert_eq!(
             tracker.frame(true, &whole(H2_HEADERS, END_HEADERS, 3, &update)),
             Err(Lost)
+        );
+    }
+
+    #[test]
+    fn a_small_block_that_decodes_to_a_huge_header_list_loses_the_connection() {
+        // A 4,000-byte value put in the dynamic table (a literal with
+        // incremental indexing, new name "x"), then referenced (index 62,
+        // the table's first entry: one byte) 16,000 times: 20 KB on the
+        // wire, 64 MB decoded.
+        let mut block = vec![0x40, 0x01, b'x', 0x7f];
+        let mut length = 4000 - 127;
+        while length >= 128 {
+            block.push(0x80 | (length % 128) as u8);
+            length /= 128;
+        }
+        block.push(length as u8);
+        block.extend(std::iter::repeat_n(b'v', 4000));
+        block.extend(std::iter::repeat_n(0x80 | 62, 16_000));
+        let mut tracker = Tracker::default();
+        assert_eq!(
+            tracker.frame(true, &whole(H2_HEADERS, END_HEADERS, 1, &block)),
+            Err(Lost)
+        );
+        // Its dynamic table entry alone (one field, 4 KB) decodes.
+        let mut tracker = Tracker::default();
+        assert_eq!(
+            tracker.frame(
+                true,
+                &whole(H2_HEADERS, END_HEADERS, 1, &block[..block.len() - 16_000])
+            ),
+            Ok(None)
         );
     }
 
