@@ -13,7 +13,7 @@
 use std::{
     fs::{self, File},
     io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -71,37 +71,66 @@ impl HostLock {
 impl Drop for HostLock {
     fn drop(&mut self) {
         // Leaves the cgroup filesystem as it was; the file lock stays (in
-        // /run, gone at reboot).
+        // /run, gone at reboot). Removed while still held: an agent that
+        // opened it meanwhile then finds the lock it gets is on a
+        // directory no longer there, and takes the next one.
         if let Some((lock, path)) = self.directory.take() {
-            drop(lock);
             let _ = fs::remove_dir(path);
+            drop(lock);
         }
     }
 }
 
 fn lock_directory(path: &Path) -> Result<Flock<File>> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot create the host lock {}", path.display()));
+    // A holder removes it as it ends: a few tries at the one there now.
+    for _ in 0..8 {
+        match fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create the host lock {}", path.display()));
+            }
+        }
+        let directory = match File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(directory) => directory,
+            // Removed between the two: try again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the host lock {}", path.display()));
+            }
+        };
+        directory
+            .set_permissions(fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict the host lock {}", path.display()))?;
+        if let Some(lock) = lock_current(path, directory)? {
+            return Ok(lock);
         }
     }
-    let directory = File::options()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("cannot open the host lock {}", path.display()))?;
-    directory
-        .set_permissions(fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot restrict the host lock {}", path.display()))?;
+    anyhow::bail!(
+        "cannot hold the host lock {}: it keeps being removed (another filibuster starting and ending?): try again",
+        path.display()
+    )
+}
+
+/// Locks `directory`, opened at `path`, if it still is what `path` names:
+/// `None` when it was removed (or replaced) since, its lock then no one's.
+fn lock_current(path: &Path, directory: File) -> Result<Option<Flock<File>>> {
     // Our /run lock was free: the holder sees another /run.
-    Flock::lock(directory, FlockArg::LockExclusiveNonblock).map_err(|_| {
+    let lock = Flock::lock(directory, FlockArg::LockExclusiveNonblock).map_err(|_| {
         anyhow::anyhow!(
             "another filibuster is running on this host, in another mount namespace (a container sharing the host's cgroups): wait for it to end, or stop it"
         )
-    })
+    })?;
+    let held = lock.metadata()?.ino();
+    Ok(fs::metadata(path)
+        .is_ok_and(|now| now.ino() == held)
+        .then_some(lock))
 }
 
 fn another_agent(pid_file: &Path) -> anyhow::Error {
@@ -114,9 +143,26 @@ fn another_agent(pid_file: &Path) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
-
     use super::*;
+
+    #[test]
+    fn a_lock_on_a_directory_removed_since_it_was_opened_is_not_taken() {
+        let path = std::env::temp_dir().join(format!("filibuster-lockdir-{}", std::process::id()));
+        fs::create_dir(&path).unwrap();
+        let open = || File::options().read(true).open(&path).unwrap();
+        // Opened, then removed by the holder ending, then made anew by a
+        // third agent: the first one's lock would be on nothing.
+        let stale = open();
+        fs::remove_dir(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(lock_current(&path, stale).unwrap().is_none());
+        let lock = lock_current(&path, open()).unwrap();
+        assert!(lock.is_some(), "the directory there now is locked");
+        let err = lock_current(&path, open()).err().unwrap().to_string();
+        assert!(err.contains("another filibuster is running"), "{err}");
+        drop(lock);
+        fs::remove_dir(&path).unwrap();
+    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid() {
