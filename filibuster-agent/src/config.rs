@@ -72,17 +72,12 @@ impl TryFrom<LimitsSection> for Limits {
 /// read `m` as 10^6.
 fn memory_bytes(written: &str) -> Option<u64> {
     let written = written.trim().to_ascii_lowercase();
-    let (digits, shift) = match written.strip_suffix(['b', 'k', 'm', 'g']) {
-        Some(digits) => (
-            digits,
-            match written.as_bytes()[written.len() - 1] {
-                b'k' => 10,
-                b'm' => 20,
-                b'g' => 30,
-                _ => 0,
-            },
-        ),
-        None => (written.as_str(), 0),
+    let (digits, shift) = match written.as_bytes().last() {
+        Some(b'k') => (&written[..written.len() - 1], 10),
+        Some(b'm') => (&written[..written.len() - 1], 20),
+        Some(b'g') => (&written[..written.len() - 1], 30),
+        Some(b'b') => (&written[..written.len() - 1], 0),
+        _ => (written.as_str(), 0),
     };
     digits
         .trim()

@@ -66,12 +66,31 @@ struct Rig {
 
 impl Rig {
     async fn new(callee: Callee) -> Self {
-        Self::planned(callee, |_| Vec::new()).await
+        Self::with_faults(callee, Vec::new()).await
     }
 
-    /// As `new`, the execution injecting the faults `plan` gives for the
-    /// callee's address (none: the search's first execution).
-    async fn planned(callee: Callee, plan: impl FnOnce(SocketAddr) -> Vec<PlannedFault>) -> Self {
+    /// As `new`, the execution injecting `fault` on the test's first
+    /// `method target` call of `protocol`.
+    async fn faulted(
+        callee: Callee,
+        protocol: Protocol,
+        method: &str,
+        target: &str,
+        fault: Fault,
+    ) -> Self {
+        let site = CallSite {
+            caller: TEST_CALLER.into(),
+            callee: "callee".into(),
+            protocol,
+            method: method.into(),
+            target: target.into(),
+        };
+        let index = ExecutionIndex::default().child(site.hash(), 1);
+        Self::with_faults(callee, vec![PlannedFault { index, site, fault }]).await
+    }
+
+    /// The execution injecting `faults` (none: the search's first).
+    async fn with_faults(callee: Callee, faults: Vec<PlannedFault>) -> Self {
         let netns = Arc::new(NetNs::own().expect("own network namespace"));
         let address = serve_callee(callee).await;
         let kernel = ModelKernel::default();
@@ -89,7 +108,6 @@ impl Rig {
             vec![netns.cookie()],
         ));
         session.add_caller(0, CALLER_CGROUP, Path::new("/nonexistent"), TEST_CALLER);
-        let faults = plan(address);
         let mut explorer = match faults.is_empty() {
             true => Explorer::new(Options::default()),
             false => Explorer::replay(Plan::replay(faults)),
@@ -324,21 +342,13 @@ async fn a_call_its_caller_hangs_up_on_is_abandoned() {
 #[tokio::test]
 async fn a_delayed_http2_stream_is_forwarded_that_late_and_a_concurrent_one_is_not() {
     const DELAY: std::time::Duration = std::time::Duration::from_millis(300);
-    let slow = CallSite {
-        caller: TEST_CALLER.into(),
-        callee: "callee".into(),
-        protocol: Protocol::Grpc,
-        method: "POST".into(),
-        target: "/shop.Cart/Slow".into(),
-    };
-    let index = ExecutionIndex::default().child(slow.hash(), 1);
-    let rig = Rig::planned(Callee::Grpc, |_| {
-        vec![PlannedFault {
-            index,
-            site: slow,
-            fault: Fault::Delay(DELAY.as_millis() as u32),
-        }]
-    })
+    let rig = Rig::faulted(
+        Callee::Grpc,
+        Protocol::Grpc,
+        "POST",
+        "/shop.Cart/Slow",
+        Fault::Delay(DELAY.as_millis() as u32),
+    )
     .await;
     let (caller, accepted, connection) = rig.connect().await;
     tokio::spawn(http::serve_http2(accepted, connection, rig.session.clone()));
@@ -379,21 +389,13 @@ async fn a_delayed_http2_stream_is_forwarded_that_late_and_a_concurrent_one_is_n
 
 #[tokio::test]
 async fn a_truncated_answer_reaches_the_caller_as_its_head_then_an_error() {
-    let cut = CallSite {
-        caller: TEST_CALLER.into(),
-        callee: "callee".into(),
-        protocol: Protocol::Http,
-        method: "GET".into(),
-        target: "/cut".into(),
-    };
-    let index = ExecutionIndex::default().child(cut.hash(), 1);
-    let rig = Rig::planned(Callee::Http1, |_| {
-        vec![PlannedFault {
-            index,
-            site: cut,
-            fault: Fault::Truncated,
-        }]
-    })
+    let rig = Rig::faulted(
+        Callee::Http1,
+        Protocol::Http,
+        "GET",
+        "/cut",
+        Fault::Truncated,
+    )
     .await;
     let (caller, accepted, connection) = rig.connect().await;
     tokio::spawn(http::serve_http1(accepted, connection, rig.session.clone()));
@@ -424,21 +426,13 @@ async fn a_truncated_answer_reaches_the_caller_as_its_head_then_an_error() {
 #[tokio::test]
 async fn a_connection_reset_reaches_the_caller_as_a_reset_not_a_close() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let reset = CallSite {
-        caller: TEST_CALLER.into(),
-        callee: "callee".into(),
-        protocol: Protocol::Http,
-        method: "GET".into(),
-        target: "/reset".into(),
-    };
-    let index = ExecutionIndex::default().child(reset.hash(), 1);
-    let rig = Rig::planned(Callee::Http1, |_| {
-        vec![PlannedFault {
-            index,
-            site: reset,
-            fault: Fault::ConnectionReset,
-        }]
-    })
+    let rig = Rig::faulted(
+        Callee::Http1,
+        Protocol::Http,
+        "GET",
+        "/reset",
+        Fault::ConnectionReset,
+    )
     .await;
     let (mut caller, accepted, connection) = rig.connect().await;
     tokio::spawn(http::serve_http1(accepted, connection, rig.session.clone()));
